@@ -1,0 +1,128 @@
+// A real OpenID Provider (npm `oidc-provider`, OpenID Certified) for tests and the demo.
+//
+// Configuration is by environment variable so every harness (Rust integration tests, the browser
+// end-to-end suite, the demo) starts the same provider:
+//   OP_PORT                      port to listen on, 127.0.0.1 only (0 = pick a free port; default 0)
+//   OP_CLIENT_ID / OP_CLIENT_SECRET   the confidential test client (default sidecar / sidecar-secret)
+//   OP_REDIRECT_URIS             comma-separated redirect URIs of the client
+//   OP_POST_LOGOUT_REDIRECT_URIS comma-separated post-logout redirect URIs of the client
+//   OP_ID_TOKEN_TTL              ID/access token lifetime in seconds (default 3600)
+// When listening it prints one JSON line on stdout: {"issuer":"http://127.0.0.1:PORT"}.
+//
+// Users: the built-in development login form accepts any login; the password must equal the login
+// name's entry in USERS (demo/demo, alice/alice, bob/bob) so the demo shows real credentials.
+// Claims come from USERS, so tests can assert on groups and names.
+import http from 'node:http';
+import Provider, { errors } from 'oidc-provider';
+
+const USERS = {
+  demo: { password: 'demo', name: 'Demo User', email: 'demo@example.test', groups: ['users'] },
+  alice: { password: 'alice', name: 'Alice Admin', email: 'alice@example.test', groups: ['admins', 'users'] },
+  bob: { password: 'bob', name: 'Bob Guest', email: 'bob@example.test', groups: ['guests'] },
+};
+
+const list = (v) => (v || '').split(',').map((s) => s.trim()).filter(Boolean);
+const ttl = Number(process.env.OP_ID_TOKEN_TTL || 3600);
+
+const server = http.createServer();
+server.listen(Number(process.env.OP_PORT || 0), '127.0.0.1', () => {
+  const { port } = server.address();
+  const issuer = `http://127.0.0.1:${port}`;
+  const provider = new Provider(issuer, {
+    clients: [{
+      client_id: process.env.OP_CLIENT_ID || 'sidecar',
+      client_secret: process.env.OP_CLIENT_SECRET || 'sidecar-secret',
+      redirect_uris: list(process.env.OP_REDIRECT_URIS),
+      post_logout_redirect_uris: list(process.env.OP_POST_LOGOUT_REDIRECT_URIS),
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+    }],
+    pkce: { required: () => true },
+    features: {
+      devInteractions: { enabled: true },
+      rpInitiatedLogout: { enabled: true },
+      introspection: { enabled: true },
+      revocation: { enabled: true },
+    },
+    claims: {
+      openid: ['sub'],
+      email: ['email', 'email_verified'],
+      profile: ['name', 'preferred_username'],
+      groups: ['groups'],
+    },
+    scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
+    async findAccount(ctx, id) {
+      const user = USERS[id];
+      if (!user) return undefined;
+      return {
+        accountId: id,
+        async claims() {
+          return {
+            sub: id,
+            email: user.email,
+            email_verified: true,
+            name: user.name,
+            preferred_username: id,
+            groups: user.groups,
+          };
+        },
+      };
+    },
+    // Scope claims go into the ID token too: the sidecar reads identity from the ID token.
+    conformIdTokenClaims: false,
+    cookies: { keys: ['op-test-cookie-key-0123456789abcdef'] },
+    // First-party test client: skip the consent screen, the login form is the only interaction.
+    async loadExistingGrant(ctx) {
+      const grantId = ctx.oidc.result?.consent?.grantId
+        || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
+      if (grantId) return ctx.oidc.provider.Grant.find(grantId);
+      const grant = new ctx.oidc.provider.Grant({
+        clientId: ctx.oidc.client.clientId,
+        accountId: ctx.oidc.session.accountId,
+      });
+      grant.addOIDCScope('openid email profile groups offline_access');
+      await grant.save();
+      return grant;
+    },
+    ttl: { Session: 3600, Grant: 3600, IdToken: ttl, AccessToken: ttl, Interaction: 600 },
+  });
+  provider.proxy = false;
+
+  // The development login form accepts any password; check ours before it runs so a wrong
+  // password is refused the way a real IdP would.
+  provider.use(async (ctx, next) => {
+    if (ctx.method === 'POST' && ctx.path.startsWith('/interaction/')) {
+      const body = await readForm(ctx.req);
+      ctx.req.body = body; // devInteractions reads the parsed body from here when present
+      if (body.prompt === 'login') {
+        const user = USERS[body.login];
+        if (!user || user.password !== body.password) {
+          ctx.status = 401;
+          ctx.type = 'html';
+          ctx.body = '<!DOCTYPE html><title>Login failed</title><p>Invalid login or password.</p>';
+          return;
+        }
+      }
+    }
+    await next();
+  });
+  provider.on('server_error', (ctx, err) => console.error('op server_error', err));
+  server.on('request', provider.callback());
+  console.log(JSON.stringify({ issuer }));
+});
+
+function readForm(req) {
+  return new Promise((resolve, reject) => {
+    let data = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk) => {
+      data += chunk;
+      if (data.length > 65536) reject(new errors.InvalidRequest('form too large'));
+    });
+    req.on('end', () => resolve(Object.fromEntries(new URLSearchParams(data))));
+    req.on('error', reject);
+  });
+}
+
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => server.close(() => process.exit(0)));
