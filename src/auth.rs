@@ -1,0 +1,413 @@
+//! The decision for one forwardAuth request: check, login redirect, callback or logout.
+//!
+//! Everything here is transport-neutral: it takes the rebuilt [`Forwarded`] request, the
+//! client's headers and the current time, and returns a [`Reply`]. The HTTP layer only
+//! extracts and maps. Every path that is not an authorized check ends in a non-2xx.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use http::HeaderMap;
+use openidconnect::url::{Url, form_urlencoded};
+use serde_json::{Map, Value};
+
+use crate::authz;
+use crate::config::{MiddlewareConfig, UnauthenticatedBehavior, UnauthorizedBehavior};
+use crate::error::Error;
+use crate::forwarded::{Forwarded, is_navigation};
+use crate::metrics::{Counters, Outcome};
+use crate::oidc::{AuthorizeParams, Exchange, Provider};
+use crate::redirect;
+use crate::reply::{Body, Reply};
+use crate::session::{CookieCodec, Flow, RequestCookies, Session, random_token};
+use crate::template::{self, DEFAULT_CLAIMS};
+
+/// One configured middleware, ready to answer requests.
+pub struct Middleware {
+    /// Its configuration.
+    pub cfg: MiddlewareConfig,
+    /// Its IdP.
+    pub provider: Arc<Provider>,
+    /// Its decision counters.
+    pub counters: Arc<Counters>,
+    codec: CookieCodec,
+    /// Top-level claims kept in the session; `None` keeps every claim.
+    kept_claims: BTreeSet<String>,
+}
+
+impl std::fmt::Debug for Middleware {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Middleware")
+            .field("name", &self.cfg.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Middleware {
+    /// Builds the middleware (no network I/O; discovery runs separately).
+    pub fn new(cfg: MiddlewareConfig) -> Result<Self, String> {
+        let provider = Arc::new(Provider::new(cfg.provider.clone())?);
+        let codec = CookieCodec::new(
+            &cfg.secret,
+            &cfg.name,
+            &cfg.cookie_name_prefix,
+            cfg.session_cookie.clone(),
+        );
+        // Keep only the claims something reads: the cookie stays small and the session holds
+        // no more personal data than it needs.
+        let mut kept: BTreeSet<String> = ["sub"].iter().map(|s| s.to_string()).collect();
+        if cfg.headers.is_empty() {
+            kept.extend(DEFAULT_CLAIMS.iter().map(|s| s.to_string()));
+        }
+        for h in &cfg.headers {
+            kept.extend(h.template.claims_used().map(str::to_string));
+        }
+        for a in &cfg.assert_claims {
+            // A wildcard at the root reads everything.
+            kept.insert(a.root_claim().unwrap_or("*").to_string());
+        }
+        Ok(Middleware {
+            cfg,
+            provider,
+            counters: Arc::new(Counters::default()),
+            codec,
+            kept_claims: kept,
+        })
+    }
+
+    /// Answers one forwardAuth request.
+    pub async fn handle(&self, fwd: &Forwarded, headers: &HeaderMap, now: u64) -> Reply {
+        let cookie_headers = headers.get_all(http::header::COOKIE);
+        let cookies = RequestCookies::parse(cookie_headers.iter().filter_map(|v| v.to_str().ok()));
+        let nav = is_navigation(&fwd.method, headers);
+        let result = if self.is_callback(fwd) {
+            self.callback(fwd, &cookies, now).await
+        } else if fwd.path == self.cfg.logout_uri {
+            self.logout(fwd, &cookies, now)
+        } else {
+            self.check(fwd, &cookies, nav, now)
+        };
+        let reply = match result {
+            Ok((reply, outcome)) => {
+                self.counters.count(outcome);
+                reply
+            }
+            Err(e) => {
+                self.counters.count(Outcome::from_error(&e));
+                match &e {
+                    Error::Unauthenticated | Error::Forbidden => {
+                        tracing::debug!(middleware = %self.cfg.name, host = %fwd.host, path = %fwd.path, decision = %e, "denied")
+                    }
+                    _ => {
+                        tracing::warn!(middleware = %self.cfg.name, host = %fwd.host, path = %fwd.path, error = %e, "request refused")
+                    }
+                }
+                let mut r =
+                    e.to_reply(nav || self.is_callback(fwd) || fwd.path == self.cfg.logout_uri);
+                if matches!(e, Error::Unauthenticated) {
+                    // A present but invalid or expired session is cleared so the browser stops
+                    // sending it.
+                    r.set_cookies(self.codec.clear_present_session(&cookies));
+                }
+                r
+            }
+        };
+        let mut reply = reply;
+        if reply.status != 200 {
+            // Redirects and errors carry per-user state; no cache may keep them.
+            reply.header("Cache-Control", "no-store");
+        }
+        reply
+    }
+
+    fn is_callback(&self, fwd: &Forwarded) -> bool {
+        let cb = &self.cfg.callback_uri;
+        if cb.starts_with('/') {
+            return fwd.path == *cb;
+        }
+        // Absolute CallbackUri: only that scheme, host and path are the callback.
+        Url::parse(cb).is_ok_and(|u| {
+            u.path() == fwd.path && u.scheme() == fwd.proto.as_str() && authority(&u) == fwd.host
+        })
+    }
+
+    fn redirect_uri(&self, fwd: &Forwarded) -> String {
+        if self.cfg.callback_uri.starts_with('/') {
+            format!("{}{}", fwd.origin(), self.cfg.callback_uri)
+        } else {
+            self.cfg.callback_uri.clone()
+        }
+    }
+
+    /// The hot path: one cookie decryption, no I/O.
+    fn check(
+        &self,
+        fwd: &Forwarded,
+        cookies: &RequestCookies<'_>,
+        nav: bool,
+        now: u64,
+    ) -> Result<(Reply, Outcome), Error> {
+        match self.codec.read_session(cookies, now) {
+            Some(s) if s.authorized => {
+                tracing::debug!(middleware = %self.cfg.name, sub = %s.sub, path = %fwd.path, "allowed");
+                let mut r = Reply::new(200, Body::Empty);
+                for (n, v) in template::identity_headers(&self.cfg.headers, &s.claims) {
+                    r.header(&n, v);
+                }
+                let others = self.codec.foreign_cookies(cookies);
+                if !others.is_empty() {
+                    r.header("Cookie", others);
+                }
+                Ok((r, Outcome::Allowed))
+            }
+            Some(s) => match self.cfg.unauthorized_behavior {
+                // Challenge once: a session that already came back from a challenge and still
+                // fails gets 403, never another redirect (no loop).
+                UnauthorizedBehavior::Challenge if nav && !s.challenged => self
+                    .login(fwd, cookies, now, Some("login"), true)
+                    .map(|r| (r, Outcome::LoginRedirect)),
+                _ => Err(Error::Forbidden),
+            },
+            None => {
+                let redirect = match self.cfg.unauthenticated_behavior {
+                    UnauthenticatedBehavior::Auto => nav,
+                    UnauthenticatedBehavior::Challenge => true,
+                    UnauthenticatedBehavior::Unauthorized => false,
+                };
+                if !redirect {
+                    return Err(Error::Unauthenticated);
+                }
+                let mut r = self.login(fwd, cookies, now, None, false)?;
+                r.set_cookies(self.codec.clear_present_session(cookies));
+                Ok((r, Outcome::LoginRedirect))
+            }
+        }
+    }
+
+    fn login(
+        &self,
+        fwd: &Forwarded,
+        cookies: &RequestCookies<'_>,
+        now: u64,
+        prompt: Option<&str>,
+        challenge: bool,
+    ) -> Result<Reply, Error> {
+        let d = self
+            .provider
+            .current()
+            .ok_or_else(|| Error::IdpUnavailable("discovery not loaded yet".into()))?;
+        let state = random_token();
+        let nonce = random_token();
+        let verifier = (self.cfg.provider.use_pkce || d.pkce_s256).then(random_token);
+        let redirect_uri = self.redirect_uri(fwd);
+        let flow = Flow {
+            state: state.clone(),
+            nonce: nonce.clone(),
+            verifier: verifier.clone(),
+            return_to: fwd.url(),
+            created: now,
+            challenge,
+        };
+        let set = self.codec.start_flow(&flow, cookies, now)?;
+        let url = self.provider.authorize_url(
+            &d,
+            &AuthorizeParams {
+                redirect_uri: &redirect_uri,
+                scopes: &self.cfg.scopes,
+                state: &state,
+                nonce: &nonce,
+                pkce_verifier: verifier.as_deref(),
+                prompt,
+            },
+        );
+        tracing::debug!(middleware = %self.cfg.name, host = %fwd.host, path = %fwd.path, "redirect to login");
+        let mut r = Reply::redirect(url);
+        r.set_cookies(set);
+        Ok(r)
+    }
+
+    async fn callback(
+        &self,
+        fwd: &Forwarded,
+        cookies: &RequestCookies<'_>,
+        now: u64,
+    ) -> Result<(Reply, Outcome), Error> {
+        let q = Query::parse(fwd.query.as_deref().unwrap_or(""))?;
+        if let Some(error) = q.get("error") {
+            // Shown to the user (escaped by the page renderer), bounded in size.
+            return Err(Error::IdpError {
+                error: truncate(error, 100),
+                description: q.get("error_description").map(|d| truncate(d, 300)),
+            });
+        }
+        let state = q.get("state").ok_or(Error::BadState("missing state"))?;
+        // The state is checked against this browser's flow cookie before anything is redeemed.
+        let (flow, clear_flow) = self.codec.take_flow(cookies, state, now)?;
+        let code = q.get("code").ok_or(Error::BadCallback("missing code"))?;
+        let d = self
+            .provider
+            .current()
+            .ok_or_else(|| Error::IdpUnavailable("discovery not loaded yet".into()))?;
+        // RFC 9207: when the IdP names itself, it must be the IdP this flow went to (mix-up).
+        if let Some(iss) = q.get("iss")
+            && iss != d.discovered_issuer
+        {
+            return Err(Error::BadCallback("iss parameter names another issuer"));
+        }
+        let redirect_uri = self.redirect_uri(fwd);
+        let verified = self
+            .provider
+            .exchange(
+                d,
+                Exchange {
+                    code,
+                    redirect_uri: &redirect_uri,
+                    pkce_verifier: flow.verifier.as_deref(),
+                    nonce: &flow.nonce,
+                },
+                now,
+            )
+            .await?;
+        let authorized = authz::authorized(&self.cfg.assert_claims, &verified.claims);
+        let sub = verified
+            .claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if !authorized {
+            tracing::info!(middleware = %self.cfg.name, sub = %sub, "logged in, but the claim assertions fail");
+        }
+        let session = Session {
+            sub: sub.clone(),
+            claims: self.keep(verified.claims),
+            iat: now,
+            exp: verified.expires_at,
+            id_token: Some(verified.id_token),
+            authorized,
+            challenged: flow.challenge,
+        };
+        // Every session chunk is written afresh, so a cookie planted before login is replaced
+        // (no session fixation).
+        let mut set = self.codec.write_session(&session, cookies, now)?;
+        set.push(clear_flow);
+        let target = self.return_target(&flow.return_to, fwd);
+        tracing::info!(middleware = %self.cfg.name, sub = %sub, "login complete");
+        let mut r = Reply::redirect(target);
+        r.set_cookies(set);
+        Ok((r, Outcome::CallbackOk))
+    }
+
+    /// The flow's return URL when it is on this host (or inside the cookie domain when the
+    /// callback is absolute); otherwise `/`. The URL came from our own sealed cookie, so this is
+    /// defence in depth against a misconfiguration, not against the client.
+    fn return_target(&self, return_to: &str, fwd: &Forwarded) -> String {
+        let Ok(u) = Url::parse(return_to) else {
+            return "/".into();
+        };
+        let host = authority(&u);
+        let same = host == fwd.host && u.scheme() == fwd.proto.as_str();
+        let in_domain = self.cfg.session_cookie.domain.as_deref().is_some_and(|d| {
+            let d = d.trim_start_matches('.');
+            let h = u.host_str().unwrap_or("");
+            h == d || h.ends_with(&format!(".{d}"))
+        }) && !self.cfg.callback_uri.starts_with('/');
+        if same || in_domain {
+            return_to.to_string()
+        } else {
+            "/".into()
+        }
+    }
+
+    fn keep(&self, claims: Map<String, Value>) -> Map<String, Value> {
+        if self.kept_claims.contains("*") {
+            return claims;
+        }
+        claims
+            .into_iter()
+            .filter(|(k, _)| self.kept_claims.contains(k))
+            .collect()
+    }
+
+    fn logout(
+        &self,
+        fwd: &Forwarded,
+        cookies: &RequestCookies<'_>,
+        now: u64,
+    ) -> Result<(Reply, Outcome), Error> {
+        let q = Query::parse(fwd.query.as_deref().unwrap_or(""))?;
+        let asked = q
+            .get("post_logout_redirect_uri")
+            .or_else(|| q.get("redirect_uri"));
+        let target = match asked {
+            Some(t) => redirect::validate(t, &self.cfg.valid_post_logout_redirect_uris).map_err(|r| {
+                tracing::warn!(middleware = %self.cfg.name, reason = r.0, "logout redirect refused");
+                Error::BadRedirect
+            })?,
+            None => self.cfg.post_logout_redirect_uri.clone(),
+        };
+        let absolute = if target.starts_with('/') {
+            format!("{}{target}", fwd.origin())
+        } else {
+            target
+        };
+        let session = self.codec.read_session(cookies, now);
+        let mut set = self.codec.clear_session();
+        set.extend(self.codec.clear_flows(cookies));
+        // Without a loaded discovery there is no end_session_endpoint to visit; the local
+        // session is cleared either way, which is what the user asked for.
+        let location = match self
+            .provider
+            .current()
+            .and_then(|d| d.end_session_endpoint.clone())
+        {
+            Some(es) => {
+                let hint = session.as_ref().and_then(|s| s.id_token.as_deref());
+                self.provider.end_session_url(&es, hint, &absolute)
+            }
+            None => absolute,
+        };
+        tracing::info!(middleware = %self.cfg.name, sub = session.as_ref().map(|s| s.sub.as_str()).unwrap_or("-"), "logout");
+        let mut r = Reply::redirect(location);
+        r.set_cookies(set);
+        Ok((r, Outcome::Logout))
+    }
+}
+
+/// `host[:port]` of a URL, as `X-Forwarded-Host` would carry it.
+fn authority(u: &Url) -> String {
+    match (u.host_str(), u.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// Query parameters where a repeated name is an error rather than a guess.
+struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    fn parse(q: &str) -> Result<Query, Error> {
+        let pairs: Vec<(String, String)> =
+            form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+        for (i, (k, _)) in pairs.iter().enumerate() {
+            if pairs.iter().skip(i + 1).any(|(k2, _)| k2 == k) {
+                return Err(Error::BadCallback("a query parameter is repeated"));
+            }
+        }
+        Ok(Query { pairs })
+    }
+
+    fn get(&self, k: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    }
+}

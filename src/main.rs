@@ -1,0 +1,134 @@
+//! The `traefik-oidc-sidecar` binary: command line, logging, listeners, signals.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use traefik_oidc_sidecar::config::{self, LogFormat};
+use traefik_oidc_sidecar::{App, SystemClock, serve};
+
+/// OpenID Connect login for anything behind Traefik (a forwardAuth server).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The YAML configuration file.
+    #[arg(long, env = "TRAEFIK_OIDC_SIDECAR_CONFIG")]
+    config: PathBuf,
+    /// Validate the configuration, print every problem, and exit.
+    #[arg(long)]
+    check_config: bool,
+    /// Override `listen` (ADDR:PORT).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let loaded = match config::load(&cli.config) {
+        Ok(l) => l,
+        Err(problems) => {
+            eprintln!("{}: {} problem(s):", cli.config.display(), problems.len());
+            for p in &problems {
+                eprintln!("  error: {p}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        for w in &loaded.warnings {
+            eprintln!("  warning: {w}");
+        }
+        println!(
+            "{}: valid ({} middleware(s): {})",
+            cli.config.display(),
+            loaded.config.middlewares.len(),
+            loaded
+                .config
+                .middlewares
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return ExitCode::SUCCESS;
+    }
+    let mut cfg = loaded.config;
+    if let Some(l) = cli.listen {
+        cfg.listen = l;
+    }
+    init_logging(cfg.log_format, &cfg.log_level);
+    for w in &loaded.warnings {
+        tracing::warn!(key = %w.path, "{}", w.message);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cfg: config::Config) -> Result<(), String> {
+    let app = Arc::new(App::new(&cfg, Arc::new(SystemClock))?);
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| format!("listen {}: {e}", cfg.listen))?;
+    let metrics = tokio::net::TcpListener::bind(cfg.metrics_listen)
+        .await
+        .map_err(|e| format!("metricsListen {}: {e}", cfg.metrics_listen))?;
+    app.start_discovery();
+    tracing::info!(listen = %cfg.listen, metrics = %cfg.metrics_listen, middlewares = cfg.middlewares.len(), "traefik-oidc-sidecar started");
+    serve(app, listener, metrics, shutdown_signal())
+        .await
+        .map_err(|e| format!("server: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; draining");
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    // RUST_LOG, when set, refines the configured level.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,reqwest=warn"))
+    });
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => b.json().init(),
+        LogFormat::Text => b.init(),
+    }
+}

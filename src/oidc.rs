@@ -1,0 +1,493 @@
+//! Talking to the OpenID Provider: discovery, JWKS, the authorization URL, the code exchange,
+//! ID token verification and the RP-initiated logout URL.
+//!
+//! Discovery and keys load in the background with retry and backoff; until they are loaded the
+//! middleware is not ready and logins answer 503, while existing sessions (which need nothing
+//! from the IdP) keep working. The HTTP client never follows redirects: a redirect from a
+//! discovered endpoint could otherwise point our client secret at another host (SSRF).
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use base64::Engine as _;
+use openidconnect::core::{
+    CoreClient, CoreClientAuthMethod, CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet,
+    CoreJwsSigningAlgorithm,
+};
+use openidconnect::url::Url;
+use openidconnect::{
+    AuthType, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, EndpointMaybeSet,
+    EndpointNotSet, EndpointSet, IssuerUrl, JsonWebKeySetUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeVerifier, ProviderMetadataWithLogout, RedirectUrl, RequestTokenError,
+    SignatureVerificationError, TokenResponse,
+};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::config::ProviderConfig;
+use crate::error::Error;
+
+/// How far the clocks of the IdP and the sidecar may disagree (OIDC Core §3.1.3.7 leaves the
+/// amount to the client; 60 s is the common choice).
+pub const LEEWAY_SECS: u64 = 60;
+/// An unknown `kid` refetches the JWKS at most this often, so forged tokens cannot make us
+/// hammer the IdP.
+const JWKS_REFETCH_SECS: u64 = 60;
+/// How often discovery and keys are refreshed once loaded.
+const REFRESH_EVERY: Duration = Duration::from_secs(15 * 60);
+
+type Client = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// Everything learned from discovery.
+#[derive(Clone)]
+pub struct Discovered {
+    /// The issuer identifier the ID token's `iss` must equal.
+    pub issuer: String,
+    /// The issuer the discovery document names (RFC 9207's `iss` parameter compares with it).
+    pub discovered_issuer: String,
+    /// Where logins go.
+    pub authorization_endpoint: Url,
+    /// RP-initiated logout endpoint, when the IdP has one.
+    pub end_session_endpoint: Option<Url>,
+    /// Whether discovery advertises PKCE S256.
+    pub pkce_s256: bool,
+    jwks_uri: JsonWebKeySetUrl,
+    jwks: CoreJsonWebKeySet,
+    allowed_algs: Vec<CoreJwsSigningAlgorithm>,
+    client: Client,
+}
+
+/// What a successful login yields.
+pub struct Verified {
+    /// All ID token claims.
+    pub claims: Map<String, Value>,
+    /// The raw ID token (for the logout hint).
+    pub id_token: String,
+    /// When the session should end (unix seconds).
+    pub expires_at: u64,
+}
+
+/// One middleware's view of its IdP.
+pub struct Provider {
+    cfg: ProviderConfig,
+    http: reqwest::Client,
+    current: RwLock<Option<Arc<Discovered>>>,
+    last_jwks_refetch: Mutex<u64>,
+}
+
+impl Provider {
+    /// Builds the HTTP client (TLS settings from the config); does no network I/O.
+    pub fn new(cfg: ProviderConfig) -> Result<Self, String> {
+        let mut b = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+            .user_agent(concat!("traefik-oidc-sidecar/", env!("CARGO_PKG_VERSION")))
+            .danger_accept_invalid_certs(cfg.insecure_skip_verify);
+        if let Some(path) = &cfg.ca_bundle_file {
+            let pem = std::fs::read(path).map_err(|e| format!("CABundleFile: {e}"))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("CABundleFile: {e}"))?;
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        let http = b.build().map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(Provider {
+            cfg,
+            http,
+            current: RwLock::new(None),
+            last_jwks_refetch: Mutex::new(0),
+        })
+    }
+
+    /// The loaded discovery, if any.
+    pub fn current(&self) -> Option<Arc<Discovered>> {
+        self.current.read().ok().and_then(|g| g.clone())
+    }
+
+    fn store(&self, d: Discovered) {
+        if let Ok(mut g) = self.current.write() {
+            *g = Some(Arc::new(d));
+        }
+    }
+
+    /// Loads discovery with backoff until it succeeds, then refreshes it periodically (keeping
+    /// the old document when a refresh fails).
+    pub async fn run(self: Arc<Self>, middleware: String) {
+        let mut delay = Duration::from_millis(250);
+        loop {
+            match self.discover().await {
+                Ok(()) => {
+                    tracing::info!(middleware, issuer = %self.cfg.url, "discovery and signing keys loaded");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(middleware, issuer = %self.cfg.url, error = %e, retry_in = ?delay, "discovery failed");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        loop {
+            tokio::time::sleep(REFRESH_EVERY).await;
+            if let Err(e) = self.discover().await {
+                tracing::warn!(middleware, error = %e, "discovery refresh failed; keeping the previous document");
+            }
+        }
+    }
+
+    /// Fetches the discovery document and the JWKS once.
+    pub async fn discover(&self) -> Result<(), String> {
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.cfg.url.trim_end_matches('/')
+        );
+        let raw: Value = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| format!("GET {url}: {e}"))?
+            .bytes()
+            .await
+            .map_err(|e| format!("discovery document: {e}"))
+            .and_then(|b| {
+                serde_json::from_slice(&b).map_err(|e| format!("discovery document: {e}"))
+            })?;
+        let metadata: ProviderMetadataWithLogout =
+            serde_json::from_value(raw.clone()).map_err(|e| format!("discovery document: {e}"))?;
+        let discovered_issuer = metadata.issuer().as_str().to_string();
+        // OIDC Discovery §4.3: the issuer must be the URL we asked. ValidIssuer overrides it for
+        // IdPs whose documents disagree with themselves (multi-tenant endpoints).
+        let issuer = match &self.cfg.valid_issuer {
+            Some(v) => v.clone(),
+            None => {
+                if discovered_issuer.trim_end_matches('/') != self.cfg.url.trim_end_matches('/') {
+                    return Err(format!(
+                        "discovery names issuer {discovered_issuer} but Provider.Url is {}; set Provider.ValidIssuer if this is expected",
+                        self.cfg.url
+                    ));
+                }
+                discovered_issuer.clone()
+            }
+        };
+        let jwks_uri = metadata.jwks_uri().clone();
+        let jwks = self.fetch_jwks(&jwks_uri).await?;
+        let pkce_s256 = raw
+            .get("code_challenge_methods_supported")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|m| m == "S256"));
+        let end_session_endpoint = metadata
+            .additional_metadata()
+            .end_session_endpoint
+            .as_ref()
+            .map(|u| u.url().clone());
+        // Only asymmetric algorithms: accepting HS* would let anyone holding the client secret
+        // (or, with a confused library, the public key) mint tokens.
+        let allowed_algs: Vec<CoreJwsSigningAlgorithm> = metadata
+            .id_token_signing_alg_values_supported()
+            .iter()
+            .filter(|a| {
+                !matches!(
+                    a,
+                    CoreJwsSigningAlgorithm::HmacSha256
+                        | CoreJwsSigningAlgorithm::HmacSha384
+                        | CoreJwsSigningAlgorithm::HmacSha512
+                        | CoreJwsSigningAlgorithm::None
+                )
+            })
+            .cloned()
+            .collect();
+        if allowed_algs.is_empty() {
+            return Err("the IdP advertises no asymmetric ID token signing algorithm".into());
+        }
+        let basic_ok = metadata
+            .token_endpoint_auth_methods_supported()
+            .is_none_or(|m| m.contains(&CoreClientAuthMethod::ClientSecretBasic));
+        let authorization_endpoint = metadata.authorization_endpoint().url().clone();
+        let mut client = CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(self.cfg.client_id.clone()),
+            self.cfg
+                .client_secret
+                .as_ref()
+                .map(|s| ClientSecret::new(s.expose().to_string())),
+        );
+        if !basic_ok {
+            client = client.set_auth_type(AuthType::RequestBody);
+        }
+        self.store(Discovered {
+            issuer,
+            discovered_issuer,
+            authorization_endpoint,
+            end_session_endpoint,
+            pkce_s256,
+            jwks_uri,
+            jwks,
+            allowed_algs,
+            client,
+        });
+        Ok(())
+    }
+
+    async fn fetch_jwks(&self, uri: &JsonWebKeySetUrl) -> Result<CoreJsonWebKeySet, String> {
+        CoreJsonWebKeySet::fetch_async(uri, &self.http)
+            .await
+            .map_err(|e| format!("JWKS {}: {e}", uri.as_str()))
+    }
+
+    /// The authorization request URL (OIDC Core §3.1.2.1).
+    pub fn authorize_url(&self, d: &Discovered, p: &AuthorizeParams<'_>) -> String {
+        let mut url = d.authorization_endpoint.clone();
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("response_type", "code")
+                .append_pair("client_id", &self.cfg.client_id)
+                .append_pair("redirect_uri", p.redirect_uri)
+                .append_pair("scope", &p.scopes.join(" "))
+                .append_pair("state", p.state)
+                .append_pair("nonce", p.nonce);
+            if let Some(v) = p.pkce_verifier {
+                q.append_pair("code_challenge", &pkce_challenge(v))
+                    .append_pair("code_challenge_method", "S256");
+            }
+            if let Some(prompt) = p.prompt {
+                q.append_pair("prompt", prompt);
+            }
+        }
+        url.to_string()
+    }
+
+    /// The RP-initiated logout URL (OpenID Connect RP-Initiated Logout 1.0 §2).
+    pub fn end_session_url(
+        &self,
+        endpoint: &Url,
+        id_token_hint: Option<&str>,
+        post_logout: &str,
+    ) -> String {
+        let mut url = endpoint.clone();
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(h) = id_token_hint {
+                q.append_pair("id_token_hint", h);
+            }
+            q.append_pair("client_id", &self.cfg.client_id)
+                .append_pair("post_logout_redirect_uri", post_logout);
+        }
+        url.to_string()
+    }
+
+    /// Redeems `code` and verifies the ID token it brings.
+    pub async fn exchange(
+        &self,
+        d: Arc<Discovered>,
+        x: Exchange<'_>,
+        now: u64,
+    ) -> Result<Verified, Error> {
+        let redirect = RedirectUrl::new(x.redirect_uri.to_string())
+            .map_err(|e| Error::Internal(format!("redirect_uri: {e}")))?;
+        let mut req = d
+            .client
+            .exchange_code(AuthorizationCode::new(x.code.to_string()))
+            .map_err(|_| Error::IdpUnavailable("the IdP has no token endpoint".into()))?
+            .set_redirect_uri(Cow::Owned(redirect));
+        if let Some(v) = x.pkce_verifier {
+            req = req.set_pkce_verifier(PkceCodeVerifier::new(v.to_string()));
+        }
+        let tokens = req.request_async(&self.http).await.map_err(|e| match e {
+            RequestTokenError::ServerResponse(r) => Error::ExchangeRefused(r.error().to_string()),
+            RequestTokenError::Request(e) => Error::IdpUnavailable(format!("token endpoint: {e}")),
+            other => Error::IdpUnavailable(format!("token endpoint: {other}")),
+        })?;
+        let id_token = tokens
+            .id_token()
+            .ok_or_else(|| Error::InvalidIdToken("no id_token in the token response".into()))?;
+        let nonce = Nonce::new(x.nonce.to_string());
+        match self.verify_signature(&d, id_token, &nonce, now) {
+            Err(ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::NoMatchingKey,
+            )) => {
+                // The IdP may have rotated its keys: refetch once (rate-limited) and retry.
+                let d = self.refetch_jwks(&d, now).await?;
+                self.verify_signature(&d, id_token, &nonce, now)
+                    .map_err(|e| Error::InvalidIdToken(e.to_string()))?;
+            }
+            Err(e) => return Err(Error::InvalidIdToken(e.to_string())),
+            Ok(()) => {}
+        }
+        let raw = id_token.to_string();
+        let claims = payload(&raw)
+            .ok_or_else(|| Error::InvalidIdToken("payload is not a JSON object".into()))?;
+        check_claims(&claims, &self.cfg, now).map_err(Error::InvalidIdToken)?;
+        let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(now);
+        let expires_at = match tokens.expires_in() {
+            Some(d) => now.saturating_add(d.as_secs()),
+            None => exp,
+        };
+        Ok(Verified {
+            claims,
+            id_token: raw,
+            expires_at,
+        })
+    }
+
+    fn verify_signature(
+        &self,
+        d: &Discovered,
+        token: &CoreIdToken,
+        nonce: &Nonce,
+        now: u64,
+    ) -> Result<(), ClaimsVerificationError> {
+        let issuer = IssuerUrl::new(d.issuer.clone())
+            .map_err(|e| ClaimsVerificationError::Other(format!("issuer: {e}")))?;
+        // exp is checked against `now - leeway`; the library has no leeway setting of its own.
+        let shifted = now.saturating_sub(LEEWAY_SECS) as i64;
+        let verifier = CoreIdTokenVerifier::new_public_client(
+            ClientId::new(self.cfg.client_id.clone()),
+            issuer,
+            d.jwks.clone(),
+        )
+        .set_allowed_algs(d.allowed_algs.clone())
+        .require_issuer_match(self.cfg.validate_issuer)
+        // The audience is checked by `check_claims`, which also knows ValidAudience.
+        .require_audience_match(false)
+        .set_time_fn(move || chrono::DateTime::from_timestamp(shifted, 0).unwrap_or_default());
+        token.claims(&verifier, nonce).map(|_| ())
+    }
+
+    async fn refetch_jwks(&self, d: &Arc<Discovered>, now: u64) -> Result<Arc<Discovered>, Error> {
+        {
+            let mut last = self
+                .last_jwks_refetch
+                .lock()
+                .map_err(|_| Error::Internal("jwks lock poisoned".into()))?;
+            if *last + JWKS_REFETCH_SECS > now {
+                return Err(Error::InvalidIdToken(
+                    "unknown signing key (JWKS refetched recently)".into(),
+                ));
+            }
+            *last = now;
+        }
+        let jwks = self
+            .fetch_jwks(&d.jwks_uri)
+            .await
+            .map_err(Error::IdpUnavailable)?;
+        let mut fresh = (**d).clone();
+        fresh.jwks = jwks;
+        self.store(fresh.clone());
+        Ok(Arc::new(fresh))
+    }
+}
+
+/// Inputs of the authorization URL.
+pub struct AuthorizeParams<'a> {
+    /// Absolute callback URL.
+    pub redirect_uri: &'a str,
+    /// Scopes to request.
+    pub scopes: &'a [String],
+    /// CSRF `state`.
+    pub state: &'a str,
+    /// Replay `nonce`.
+    pub nonce: &'a str,
+    /// PKCE verifier (its S256 challenge is sent).
+    pub pkce_verifier: Option<&'a str>,
+    /// `prompt` value, e.g. `login`.
+    pub prompt: Option<&'a str>,
+}
+
+/// Inputs of the code exchange.
+pub struct Exchange<'a> {
+    /// The authorization code.
+    pub code: &'a str,
+    /// The same redirect URI as in the authorization request.
+    pub redirect_uri: &'a str,
+    /// PKCE verifier of this flow.
+    pub pkce_verifier: Option<&'a str>,
+    /// Nonce of this flow.
+    pub nonce: &'a str,
+}
+
+/// RFC 7636 §4.2: BASE64URL(SHA256(verifier)).
+pub fn pkce_challenge(verifier: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// The JSON payload of a compact JWS (only called after its signature was verified).
+fn payload(jwt: &str) -> Option<Map<String, Value>> {
+    let part = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part.trim_end_matches('='))
+        .ok()?;
+    match serde_json::from_slice(&bytes).ok()? {
+        Value::Object(m) => Some(m),
+        _ => None,
+    }
+}
+
+/// The checks of OIDC Core §3.1.3.7 that the library leaves to us: audience (with
+/// ValidAudience), `azp`, `iat` and `nbf` with leeway, and a non-empty `sub`.
+fn check_claims(c: &Map<String, Value>, cfg: &ProviderConfig, now: u64) -> Result<(), String> {
+    let sub = c.get("sub").and_then(Value::as_str).unwrap_or("");
+    if sub.is_empty() {
+        return Err("missing sub".into());
+    }
+    let auds: Vec<&str> = match c.get("aud") {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if cfg.validate_audience {
+        let want = cfg.valid_audience.as_deref().unwrap_or(&cfg.client_id);
+        if !auds.contains(&want) {
+            return Err(format!("audience does not contain {want}"));
+        }
+    }
+    match c.get("azp").and_then(Value::as_str) {
+        // §3.1.3.7 step 5: if azp is present, it must be our client id.
+        Some(azp) if azp != cfg.client_id => return Err("azp names another client".into()),
+        None if auds.len() > 1 => return Err("several audiences and no azp".into()),
+        _ => {}
+    }
+    let iat = c.get("iat").and_then(Value::as_u64).ok_or("missing iat")?;
+    if iat > now + LEEWAY_SECS {
+        return Err("issued in the future".into());
+    }
+    if let Some(nbf) = c.get("nbf") {
+        let nbf = nbf.as_u64().ok_or("nbf is not a number")?;
+        if nbf > now + LEEWAY_SECS {
+            return Err("not yet valid".into());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_rfc7636_appendix_b_vector() {
+        assert_eq!(
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn payload_decodes_only_objects() {
+        let enc = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        assert!(payload(&format!("h.{}.s", enc("{\"sub\":\"x\"}"))).is_some());
+        assert!(payload(&format!("h.{}.s", enc("[1]"))).is_none());
+        assert!(payload("nodots").is_none());
+    }
+}
