@@ -7,6 +7,7 @@
 //   OP_REDIRECT_URIS             comma-separated redirect URIs of the client
 //   OP_POST_LOGOUT_REDIRECT_URIS comma-separated post-logout redirect URIs of the client
 //   OP_ID_TOKEN_TTL              ID/access token lifetime in seconds (default 3600)
+//   OP_EXIT_ON_STDIN_CLOSE       1 = exit when stdin closes (the parent died)
 // When listening it prints one JSON line on stdout: {"issuer":"http://127.0.0.1:PORT"}.
 //
 // Users: the built-in development login form accepts any login; the password must equal the login
@@ -125,4 +126,10 @@ function readForm(req) {
   });
 }
 
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => server.close(() => process.exit(0)));
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(0));
+// Test harnesses that cannot reliably kill us (a Rust test binary's statics are never dropped)
+// set OP_EXIT_ON_STDIN_CLOSE=1 and keep our stdin open: when they exit, we exit.
+if (process.env.OP_EXIT_ON_STDIN_CLOSE === '1') {
+  process.stdin.on('end', () => process.exit(0));
+  process.stdin.resume();
+}

@@ -1,0 +1,487 @@
+//! Test harness: the real OpenID Provider (npm `oidc-provider`, tests/op/op.mjs), the sidecar
+//! on a random port, and a "browser" that speaks to the sidecar exactly as Traefik's forwardAuth
+//! does (a GET carrying X-Forwarded-* and the client's headers) and to the OP directly, with a
+//! cookie jar per host and no automatic redirects.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use traefik_oidc_sidecar::config::{self, Env};
+use traefik_oidc_sidecar::{App, SystemClock};
+
+/// The host the protected application pretends to live on.
+pub const APP_HOST: &str = "app.test";
+/// A Secret for tests (not a default anyone ships).
+pub const SECRET: &str = "integration-test-secret-0123456789-abcdef";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A running oidc-provider process; killed on drop.
+pub struct Op {
+    pub issuer: String,
+    child: Child,
+}
+
+impl Op {
+    /// Starts the OP on `port` (0 = any) with the test client's URIs registered.
+    pub fn start(port: u16) -> Op {
+        let dir = repo().join("tests/op");
+        assert!(
+            dir.join("node_modules/oidc-provider").exists(),
+            "run `npm ci` in tests/op first (the README test command does)"
+        );
+        let mut child = Command::new("node")
+            .arg(dir.join("op.mjs"))
+            .env("OP_PORT", port.to_string())
+            .env(
+                "OP_REDIRECT_URIS",
+                format!("http://{APP_HOST}/oidc/callback,http://other.test/oidc/callback"),
+            )
+            .env(
+                "OP_POST_LOGOUT_REDIRECT_URIS",
+                format!("http://{APP_HOST}/,http://{APP_HOST}/bye"),
+            )
+            .env("OP_EXIT_ON_STDIN_CLOSE", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node must be installed");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(line.trim())
+            .unwrap_or_else(|e| panic!("OP did not start: {e}: {line:?}"));
+        Op {
+            issuer: v["issuer"].as_str().unwrap().to_string(),
+            child,
+        }
+    }
+
+    /// Stops the OP now.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Op {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A free loopback port (bound and released: good enough for tests on one machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The standard middleware set used by the tests, against `issuer`.
+pub fn config_yaml(issuer: &str, extra_root: &str) -> String {
+    format!(
+        r#"
+logLevel: debug
+{extra_root}
+middlewares:
+  default:
+    Provider:
+      Url: {issuer}
+      ClientId: sidecar
+      ClientSecret: sidecar-secret
+    Secret: {SECRET}
+    Scopes: [openid, profile, email, groups]
+    ValidPostLogoutRedirectUris: ["http://{APP_HOST}/bye"]
+    SessionCookie:
+      Secure: false
+  admins:
+    Provider:
+      Url: {issuer}
+      ClientId: sidecar
+      ClientSecret: sidecar-secret
+    Secret: {SECRET}
+    Scopes: [openid, profile, email, groups]
+    Authorization:
+      AssertClaims:
+        - Name: groups
+          AnyOf: [admins]
+    Headers:
+      - Name: X-Auth-Name
+        Value: "{{{{ .claims.name }}}}"
+      - Name: X-Auth-Groups
+        Value: "{{{{ .claims.groups }}}}"
+  challenge:
+    Provider:
+      Url: {issuer}
+      ClientId: sidecar
+      ClientSecret: sidecar-secret
+    Secret: {SECRET}
+    Scopes: [openid, profile, email, groups]
+    UnauthorizedBehavior: Challenge
+    Authorization:
+      AssertClaims:
+        - Name: groups
+          AnyOf: [admins]
+  api:
+    Provider:
+      Url: {issuer}
+      ClientId: sidecar
+      ClientSecret: sidecar-secret
+    Secret: {SECRET}
+    UnauthenticatedBehavior: Unauthorized
+"#
+    )
+}
+
+/// The sidecar, in this process, on random loopback ports.
+pub struct Sidecar {
+    pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub app: Arc<App>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Sidecar {
+    /// Starts the sidecar from YAML text (listen addresses are overridden).
+    pub async fn start(yaml: &str) -> Sidecar {
+        let loaded =
+            config::parse(yaml, &Env::process()).unwrap_or_else(|p| panic!("config: {p:#?}"));
+        let app = Arc::new(App::new(&loaded.config, Arc::new(SystemClock)).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let metrics_addr = metrics.local_addr().unwrap();
+        app.start_discovery();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let served = app.clone();
+        tokio::spawn(async move {
+            traefik_oidc_sidecar::serve(served, listener, metrics, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Sidecar {
+            addr,
+            metrics_addr,
+            app,
+            stop: Some(tx),
+        }
+    }
+
+    /// Waits until /readyz says 200 (at most `secs`).
+    pub async fn wait_ready(&self, secs: u64) {
+        let c = reqwest::Client::new();
+        for _ in 0..secs * 20 {
+            if let Ok(r) = c.get(format!("http://{}/readyz", self.addr)).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("sidecar not ready after {secs}s");
+    }
+
+    /// The forwardAuth address of a middleware.
+    pub fn auth_url(&self, middleware: &str) -> String {
+        format!("http://{}/auth/{middleware}", self.addr)
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A response, reduced to what the tests read.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+    pub fn location(&self) -> String {
+        self.header("location")
+            .unwrap_or_else(|| panic!("no Location in {self:#?}"))
+            .to_string()
+    }
+}
+
+/// How the browser's request to the app looks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A top-level navigation (Sec-Fetch-Mode: navigate, Accept: text/html).
+    Navigate,
+    /// A fetch()/XHR (Sec-Fetch-Mode: cors, Accept: application/json).
+    Xhr,
+}
+
+/// A browser with a cookie jar per host, driving the app through the sidecar as Traefik would.
+pub struct Browser {
+    http: reqwest::Client,
+    jars: BTreeMap<String, BTreeMap<String, String>>,
+    sidecar: String,
+    pub middleware: String,
+}
+
+impl Browser {
+    pub fn new(sidecar: &Sidecar, middleware: &str) -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
+            jars: BTreeMap::new(),
+            sidecar: sidecar.addr.to_string(),
+            middleware: middleware.to_string(),
+        }
+    }
+
+    pub fn cookies(&self, host: &str) -> BTreeMap<String, String> {
+        self.jars.get(host).cloned().unwrap_or_default()
+    }
+
+    pub fn set_cookie(&mut self, host: &str, name: &str, value: &str) {
+        self.jars
+            .entry(host.to_string())
+            .or_default()
+            .insert(name.to_string(), value.to_string());
+    }
+
+    pub fn remove_cookie(&mut self, host: &str, name: &str) {
+        if let Some(j) = self.jars.get_mut(host) {
+            j.remove(name);
+        }
+    }
+
+    fn cookie_header(&self, host: &str) -> Option<String> {
+        let jar = self.jars.get(host)?;
+        if jar.is_empty() {
+            return None;
+        }
+        Some(
+            jar.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    }
+
+    fn absorb(&mut self, host: &str, headers: &[(String, String)]) {
+        for (n, v) in headers {
+            if !n.eq_ignore_ascii_case("set-cookie") {
+                continue;
+            }
+            let c = cookie::Cookie::parse(v.clone()).unwrap();
+            let expired = c.max_age().is_some_and(|m| m.is_zero() || m.is_negative())
+                || c.expires_datetime()
+                    .is_some_and(|t| t < cookie::time::OffsetDateTime::now_utc());
+            let jar = self.jars.entry(host.to_string()).or_default();
+            if expired {
+                jar.remove(c.name());
+            } else {
+                jar.insert(c.name().to_string(), c.value().to_string());
+            }
+        }
+    }
+
+    async fn finish(resp: reqwest::Response) -> Resp {
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let body = resp.text().await.unwrap_or_default();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A request to the protected app at `url` (http://app.test/...), as Traefik's forwardAuth
+    /// would send it to the sidecar.
+    pub async fn app(&mut self, url: &str, kind: Kind) -> Resp {
+        self.app_with(url, kind, &[]).await
+    }
+
+    pub async fn app_with(&mut self, url: &str, kind: Kind, extra: &[(&str, &str)]) -> Resp {
+        let u = reqwest::Url::parse(url).unwrap();
+        let host = match u.port() {
+            Some(p) => format!("{}:{p}", u.host_str().unwrap()),
+            None => u.host_str().unwrap().to_string(),
+        };
+        let uri = match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_string(),
+        };
+        let mut req = self
+            .http
+            .get(format!("http://{}/auth/{}", self.sidecar, self.middleware))
+            .header("X-Forwarded-Method", "GET")
+            .header("X-Forwarded-Proto", u.scheme())
+            .header("X-Forwarded-Host", &host)
+            .header("X-Forwarded-Uri", &uri)
+            .header("X-Forwarded-For", "203.0.113.9");
+        req = match kind {
+            Kind::Navigate => req
+                .header("Sec-Fetch-Mode", "navigate")
+                .header("Accept", "text/html,application/xhtml+xml,*/*;q=0.8"),
+            Kind::Xhr => req
+                .header("Sec-Fetch-Mode", "cors")
+                .header("Accept", "application/json"),
+        };
+        if let Some(c) = self.cookie_header(&host) {
+            req = req.header("Cookie", c);
+        }
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        let r = Self::finish(req.send().await.unwrap()).await;
+        self.absorb(&host, &r.headers);
+        r
+    }
+
+    fn host_of(url: &reqwest::Url) -> String {
+        format!(
+            "{}:{}",
+            url.host_str().unwrap(),
+            url.port_or_known_default().unwrap()
+        )
+    }
+
+    /// A direct GET to the OP.
+    pub async fn op_get(&mut self, url: &str) -> Resp {
+        let u = reqwest::Url::parse(url).unwrap();
+        let host = Self::host_of(&u);
+        let mut req = self.http.get(u.clone()).header("Accept", "text/html");
+        if let Some(c) = self.cookie_header(&host) {
+            req = req.header("Cookie", c);
+        }
+        let r = Self::finish(req.send().await.unwrap()).await;
+        self.absorb(&host, &r.headers);
+        r
+    }
+
+    /// A form POST to the OP.
+    pub async fn op_post(&mut self, url: &str, form: &[(&str, &str)]) -> Resp {
+        let u = reqwest::Url::parse(url).unwrap();
+        let host = Self::host_of(&u);
+        let body: String = openidconnect::url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut req = self
+            .http
+            .post(u.clone())
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(c) = self.cookie_header(&host) {
+            req = req.header("Cookie", c);
+        }
+        let r = Self::finish(req.send().await.unwrap()).await;
+        self.absorb(&host, &r.headers);
+        r
+    }
+
+    /// Takes an authorization URL through the OP's login form; returns the callback URL the OP
+    /// redirects back to (with code, state and iss).
+    pub async fn login_at_op(&mut self, authorize_url: &str, user: &str, password: &str) -> String {
+        let r = self.op_get(authorize_url).await;
+        assert_eq!(r.status, 303, "authorize: {r:#?}");
+        let interaction = resolve(authorize_url, &r.location());
+        if !interaction.starts_with(authorize_url.split("/auth?").next().unwrap()) {
+            // The OP already has a session for this browser (SSO): straight back to the app.
+            return interaction;
+        }
+        let page = self.op_get(&interaction).await;
+        assert_eq!(page.status, 200, "login page: {page:#?}");
+        assert!(
+            page.body.contains("name=\"login\""),
+            "no login form: {}",
+            page.body
+        );
+        let r = self
+            .op_post(
+                &interaction,
+                &[("prompt", "login"), ("login", user), ("password", password)],
+            )
+            .await;
+        assert_eq!(r.status, 303, "login POST: {r:#?}");
+        let resume = resolve(&interaction, &r.location());
+        let r = self.op_get(&resume).await;
+        assert_eq!(r.status, 303, "resume: {r:#?}");
+        resolve(&resume, &r.location())
+    }
+
+    /// Full login starting at `url`: returns the sidecar's answer to the callback.
+    pub async fn login(&mut self, url: &str, user: &str) -> Resp {
+        let r = self.app(url, Kind::Navigate).await;
+        assert_eq!(r.status, 302, "anonymous navigation: {r:#?}");
+        let callback = self.login_at_op(&r.location(), user, user).await;
+        assert!(
+            callback.starts_with(&format!("http://{APP_HOST}/oidc/callback?")),
+            "{callback}"
+        );
+        self.app(&callback, Kind::Navigate).await
+    }
+}
+
+/// Resolves a possibly relative Location against the request URL.
+pub fn resolve(base: &str, location: &str) -> String {
+    reqwest::Url::parse(base)
+        .unwrap()
+        .join(location)
+        .unwrap()
+        .to_string()
+}
+
+/// Query parameters of a URL.
+pub fn query(url: &str) -> BTreeMap<String, String> {
+    reqwest::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+/// One OP for a whole test binary (the harness keeps its stdin open; it exits with us).
+pub fn shared_op() -> &'static str {
+    static OP: std::sync::OnceLock<(String, std::sync::Mutex<Op>)> = std::sync::OnceLock::new();
+    let (issuer, _) = OP.get_or_init(|| {
+        let op = Op::start(0);
+        (op.issuer.clone(), std::sync::Mutex::new(op))
+    });
+    issuer
+}

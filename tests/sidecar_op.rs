@@ -1,0 +1,460 @@
+//! Integration tests: the sidecar against the real OpenID Provider (npm `oidc-provider`),
+//! spoken to exactly as Traefik's forwardAuth speaks to it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+
+const HOME: &str = "http://app.test/dashboard?tab=1";
+
+async fn sidecar() -> Sidecar {
+    let s = Sidecar::start(&config_yaml(shared_op(), "")).await;
+    s.wait_ready(15).await;
+    s
+}
+
+fn session_cookie_names(b: &Browser, mw: &str) -> Vec<String> {
+    let prefix = format!("TraefikOidcSidecar.{mw}.session.");
+    b.cookies(APP_HOST)
+        .keys()
+        .filter(|k| k.starts_with(&prefix))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn anonymous_navigation_redirects_to_the_op_with_pkce_state_and_nonce() {
+    let s = sidecar().await;
+    let mut b = Browser::new(&s, "default");
+    let r = b.app(HOME, Kind::Navigate).await;
+    assert_eq!(r.status, 302);
+    let loc = r.location();
+    assert!(loc.starts_with(&format!("{}/auth?", shared_op())), "{loc}");
+    let q = query(&loc);
+    assert_eq!(q["response_type"], "code");
+    assert_eq!(q["client_id"], "sidecar");
+    assert_eq!(q["redirect_uri"], "http://app.test/oidc/callback");
+    assert_eq!(q["scope"], "openid profile email groups");
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert!(q["state"].len() >= 43 && q["nonce"].len() >= 43);
+    // The flow cookie carries the state's id in its name; it is HttpOnly, Lax, 10 minutes.
+    let flow = r
+        .all("set-cookie")
+        .into_iter()
+        .find(|c| c.contains(".flow."))
+        .unwrap()
+        .to_string();
+    assert!(
+        flow.starts_with(&format!(
+            "TraefikOidcSidecar.default.flow.{}=",
+            &q["state"][..16]
+        )),
+        "{flow}"
+    );
+    assert!(
+        flow.contains("HttpOnly") && flow.contains("SameSite=Lax") && flow.contains("Max-Age=600"),
+        "{flow}"
+    );
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+}
+
+#[tokio::test]
+async fn login_then_check_gives_identity_headers_and_strips_our_cookies() {
+    let s = sidecar().await;
+    let mut b = Browser::new(&s, "default");
+    b.set_cookie(APP_HOST, "theme", "dark");
+    let r = b.login(HOME, "alice").await;
+    assert_eq!(r.status, 302, "{r:#?}");
+    assert_eq!(r.location(), HOME, "back to the original URL");
+    assert_eq!(
+        session_cookie_names(&b, "default"),
+        ["TraefikOidcSidecar.default.session.0"]
+    );
+    assert!(
+        b.cookies(APP_HOST).keys().all(|k| !k.contains(".flow.")),
+        "flow cookie dropped"
+    );
+
+    let r = b.app(HOME, Kind::Navigate).await;
+    assert_eq!(r.status, 200, "{r:#?}");
+    assert_eq!(r.header("x-forwarded-user"), Some("alice"));
+    assert_eq!(r.header("x-forwarded-email"), Some("alice@example.test"));
+    assert_eq!(r.header("x-forwarded-groups"), Some("admins,users"));
+    // The Cookie header for the upstream keeps the app's cookies and drops ours.
+    assert_eq!(r.header("cookie"), Some("theme=dark"));
+    // XHRs with the session pass too.
+    assert_eq!(b.app("http://app.test/api/x", Kind::Xhr).await.status, 200);
+}
+
+#[tokio::test]
+async fn xhr_without_session_gets_401_problem_json() {
+    let s = sidecar().await;
+    let mut b = Browser::new(&s, "default");
+    let r = b.app("http://app.test/api/items", Kind::Xhr).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(body["status"], 401);
+    assert!(r.header("location").is_none());
+    // UnauthenticatedBehavior: Unauthorized answers 401 even to navigations.
+    let mut api = Browser::new(&s, "api");
+    assert_eq!(api.app(HOME, Kind::Navigate).await.status, 401);
+}
+
+#[tokio::test]
+async fn failing_assertion_is_403_and_passing_one_gets_templated_headers() {
+    let s = sidecar().await;
+    let mut bob = Browser::new(&s, "admins");
+    let r = bob.login(HOME, "bob").await;
+    assert_eq!(r.status, 302, "login itself succeeds: {r:#?}");
+    let r = bob.app(HOME, Kind::Navigate).await;
+    assert_eq!(r.status, 403);
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    assert!(r.header("location").is_none(), "no redirect loop");
+    let r = bob.app("http://app.test/api", Kind::Xhr).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+
+    let mut alice = Browser::new(&s, "admins");
+    alice.login(HOME, "alice").await;
+    let r = alice.app(HOME, Kind::Navigate).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-auth-name"), Some("Alice Admin"));
+    assert_eq!(r.header("x-auth-groups"), Some("[admins users]"));
+    assert!(
+        r.header("x-forwarded-user").is_none(),
+        "Headers replaces the default set"
+    );
+}
+
+#[tokio::test]
+async fn unauthorized_challenge_redirects_once_with_prompt_login_then_403() {
+    let s = sidecar().await;
+    let mut bob = Browser::new(&s, "challenge");
+    bob.login(HOME, "bob").await;
+    let r = bob.app(HOME, Kind::Navigate).await;
+    assert_eq!(r.status, 302, "first failure challenges: {r:#?}");
+    let auth = r.location();
+    assert_eq!(query(&auth)["prompt"], "login");
+    // Logging in again as the same user still fails the assertion: now 403, not another loop.
+    let cb = bob.login_at_op(&auth, "bob", "bob").await;
+    assert_eq!(bob.app(&cb, Kind::Navigate).await.status, 302);
+    assert_eq!(bob.app(HOME, Kind::Navigate).await.status, 403);
+}
+
+#[tokio::test]
+async fn logout_clears_session_and_goes_through_end_session() {
+    let s = sidecar().await;
+    let mut b = Browser::new(&s, "default");
+    b.login(HOME, "alice").await;
+    assert_eq!(b.app(HOME, Kind::Navigate).await.status, 200);
+
+    let r = b.app("http://app.test/logout", Kind::Navigate).await;
+    assert_eq!(r.status, 302);
+    let loc = r.location();
+    assert!(
+        loc.starts_with(&format!("{}/session/end?", shared_op())),
+        "{loc}"
+    );
+    let q = query(&loc);
+    assert_eq!(q["client_id"], "sidecar");
+    assert_eq!(q["post_logout_redirect_uri"], "http://app.test/");
+    assert!(q["id_token_hint"].starts_with("eyJ"));
+    assert!(
+        session_cookie_names(&b, "default").is_empty(),
+        "session cookies expired"
+    );
+    assert_eq!(b.app(HOME, Kind::Navigate).await.status, 302, "logged out");
+
+    // At the OP: confirm, and land on the post-logout target.
+    let page = b.op_get(&loc).await;
+    assert_eq!(page.status, 200, "{page:#?}");
+    let xsrf = page
+        .body
+        .split("name=\"xsrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let confirm = resolve(&loc, "/session/end/confirm");
+    let r = b
+        .op_post(&confirm, &[("xsrf", &xsrf), ("logout", "yes")])
+        .await;
+    assert_eq!(r.status, 303, "{r:#?}");
+    assert!(
+        r.location().starts_with("http://app.test/"),
+        "{}",
+        r.location()
+    );
+}
+
+#[tokio::test]
+async fn logout_target_validation() {
+    let s = sidecar().await;
+    let mut b = Browser::new(&s, "default");
+    let ok = [
+        ("/bye", "http://app.test/bye"),
+        ("http://app.test/bye", "http://app.test/bye"),
+    ];
+    for (target, want) in ok {
+        let url = format!(
+            "http://app.test/logout?post_logout_redirect_uri={}",
+            urlencode(target)
+        );
+        let r = b.app(&url, Kind::Navigate).await;
+        assert_eq!(r.status, 302, "{target}");
+        assert_eq!(query(&r.location())["post_logout_redirect_uri"], want);
+    }
+    let bad = [
+        "//evil.test",
+        "/\\evil.test",
+        "https://evil.test",
+        "http://app.test@evil.test/",
+        "/%2f%2fevil.test",
+        "/%09/evil.test",
+        "javascript:alert(1)",
+        "http://app.test/bye/../x",
+    ];
+    for target in bad {
+        for param in ["redirect_uri", "post_logout_redirect_uri"] {
+            let url = format!("http://app.test/logout?{param}={}", urlencode(target));
+            let r = b.app(&url, Kind::Navigate).await;
+            assert_eq!(r.status, 400, "{param}={target}: {r:#?}");
+            assert!(r.header("location").is_none());
+        }
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    openidconnect::url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn tampered_or_foreign_session_is_unauthenticated() {
+    let s = sidecar().await;
+    let mut b = Browser::new(&s, "default");
+    b.login(HOME, "alice").await;
+    let name = "TraefikOidcSidecar.default.session.0";
+    let good = b.cookies(APP_HOST)[name].clone();
+    let mut chars: Vec<char> = good.chars().collect();
+    let mid = chars.len() / 2;
+    chars[mid] = if chars[mid] == 'A' { 'B' } else { 'A' };
+    b.set_cookie(APP_HOST, name, &chars.into_iter().collect::<String>());
+    assert_eq!(b.app("http://app.test/api", Kind::Xhr).await.status, 401);
+    b.set_cookie(APP_HOST, name, &good[..good.len() - 10]);
+    let r = b.app(HOME, Kind::Navigate).await;
+    assert_eq!(r.status, 302, "truncated → login again");
+    // A valid session of the `default` middleware does not open for `admins`, even when the
+    // cookie is renamed to the other middleware's name.
+    b.set_cookie(APP_HOST, name, &good);
+    assert_eq!(b.app(HOME, Kind::Navigate).await.status, 200);
+    let mut other = Browser::new(&s, "admins");
+    other.set_cookie(APP_HOST, "TraefikOidcSidecar.admins.session.0", &good);
+    assert_eq!(
+        other.app("http://app.test/api", Kind::Xhr).await.status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn two_parallel_logins_in_one_browser_both_succeed() {
+    let s = sidecar().await;
+    let mut b = Browser::new(&s, "default");
+    let r1 = b.app("http://app.test/one", Kind::Navigate).await;
+    let r2 = b.app("http://app.test/two", Kind::Navigate).await;
+    assert_eq!((r1.status, r2.status), (302, 302));
+    let flows = b
+        .cookies(APP_HOST)
+        .keys()
+        .filter(|k| k.contains(".flow."))
+        .count();
+    assert_eq!(flows, 2);
+    let cb1 = b.login_at_op(&r1.location(), "alice", "alice").await;
+    let cb2 = b.login_at_op(&r2.location(), "alice", "alice").await;
+    let a = b.app(&cb2, Kind::Navigate).await;
+    let c = b.app(&cb1, Kind::Navigate).await;
+    assert_eq!(
+        (a.status, a.location()),
+        (302, "http://app.test/two".to_string())
+    );
+    assert_eq!(
+        (c.status, c.location()),
+        (302, "http://app.test/one".to_string())
+    );
+    assert_eq!(b.app(HOME, Kind::Navigate).await.status, 200);
+}
+
+#[tokio::test]
+async fn callback_refuses_bad_state_and_replays_before_redeeming() {
+    let s = sidecar().await;
+    let mut b = Browser::new(&s, "default");
+    // A state that did not start in this browser.
+    let r = b.app("http://app.test/oidc/callback?code=abc&state=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", Kind::Navigate).await;
+    assert_eq!(r.status, 400);
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    // Missing state.
+    assert_eq!(
+        b.app("http://app.test/oidc/callback?code=abc", Kind::Navigate)
+            .await
+            .status,
+        400
+    );
+    // An IdP error is shown escaped.
+    let r = b.app("http://app.test/oidc/callback?error=access_denied&error_description=%3Cscript%3Ealert(1)%3C%2Fscript%3E", Kind::Navigate).await;
+    assert_eq!(r.status, 401);
+    assert!(
+        !r.body.contains("<script>") && r.body.contains("&lt;script&gt;"),
+        "{}",
+        r.body
+    );
+
+    // A real login, then the same callback again: the flow cookie is gone, nothing is redeemed.
+    let start = b.app(HOME, Kind::Navigate).await;
+    let cb = b.login_at_op(&start.location(), "alice", "alice").await;
+    assert_eq!(b.app(&cb, Kind::Navigate).await.status, 302);
+    assert_eq!(b.app(&cb, Kind::Navigate).await.status, 400);
+    // Another browser replaying the callback URL (stolen code) has no flow cookie either.
+    let mut thief = Browser::new(&s, "default");
+    assert_eq!(thief.app(&cb, Kind::Navigate).await.status, 400);
+    // A wrong `iss` (RFC 9207 mix-up) is refused too.
+    let mut c = Browser::new(&s, "default");
+    let start = c.app(HOME, Kind::Navigate).await;
+    let cb = c.login_at_op(&start.location(), "alice", "alice").await;
+    let forged = cb.replace(&urlencode(shared_op()), &urlencode("http://127.0.0.1:1"));
+    assert_ne!(forged, cb);
+    assert_eq!(c.app(&forged, Kind::Navigate).await.status, 400);
+}
+
+#[tokio::test]
+async fn forwarded_headers_are_checked() {
+    let s = sidecar().await;
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let send = |hs: Vec<(&'static str, &'static str)>| {
+        let mut r = c
+            .get(s.auth_url("default"))
+            .header("Accept", "text/html")
+            .header("Sec-Fetch-Mode", "navigate");
+        for (k, v) in hs {
+            r = r.header(k, v);
+        }
+        r.send()
+    };
+    let base = || {
+        vec![
+            ("X-Forwarded-Method", "GET"),
+            ("X-Forwarded-Proto", "http"),
+            ("X-Forwarded-Host", "app.test"),
+            ("X-Forwarded-Uri", "/"),
+        ]
+    };
+    assert_eq!(send(base()).await.unwrap().status(), 302);
+    let mut no_host = base();
+    no_host.retain(|(k, _)| *k != "X-Forwarded-Host");
+    let r = send(no_host).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(
+        r.text().await.unwrap().contains("X-Forwarded-Host"),
+        "the problem names the header"
+    );
+    let mut no_uri = base();
+    no_uri.retain(|(k, _)| *k != "X-Forwarded-Uri");
+    assert_eq!(send(no_uri).await.unwrap().status(), 400);
+    let mut dup = base();
+    dup.push(("X-Forwarded-Host", "evil.test"));
+    assert_eq!(send(dup).await.unwrap().status(), 400);
+    let mut comma = base();
+    comma.retain(|(k, _)| *k != "X-Forwarded-Host");
+    comma.push(("X-Forwarded-Host", "app.test, evil.test"));
+    assert_eq!(send(comma).await.unwrap().status(), 400);
+    // Unknown middleware.
+    assert_eq!(
+        c.get(s.auth_url("nope")).send().await.unwrap().status(),
+        404
+    );
+    // /metrics is not on the auth listener; it is on metricsListen.
+    assert_eq!(
+        c.get(format!("http://{}/metrics", s.addr))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let m = c
+        .get(format!("http://{}/metrics", s.metrics_addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains(
+            "traefik_oidc_sidecar_requests_total{middleware=\"default\",outcome=\"login_redirect\"}"
+        ),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn untrusted_peer_never_gets_a_2xx() {
+    let s = Sidecar::start(&config_yaml(shared_op(), "trustedProxies: [10.0.0.0/8]")).await;
+    s.wait_ready(15).await;
+    let mut b = Browser::new(&s, "default");
+    let r = b.app(HOME, Kind::Navigate).await;
+    assert_eq!(r.status, 401, "{r:#?}");
+    assert!(r.body.contains("trustedProxies"));
+}
+
+#[tokio::test]
+async fn idp_down_at_start_then_up_and_down_again() {
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let s = Sidecar::start(&config_yaml(&issuer, "")).await;
+    let c = reqwest::Client::new();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        c.get(format!("http://{}/readyz", s.addr))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    let mut b = Browser::new(&s, "default");
+    assert_eq!(
+        b.app(HOME, Kind::Navigate).await.status,
+        503,
+        "no login without discovery"
+    );
+    assert_eq!(b.app(HOME, Kind::Xhr).await.status, 401);
+
+    let mut op = Op::start(port);
+    s.wait_ready(40).await;
+    let r = b.login(HOME, "alice").await;
+    assert_eq!(r.status, 302, "{r:#?}");
+    assert_eq!(b.app(HOME, Kind::Navigate).await.status, 200);
+
+    // The IdP goes away: existing sessions keep working, new logins get a clear 503 at the
+    // callback (the authorize redirect needs nothing from the IdP once discovery is loaded).
+    let cb = {
+        let mut other = Browser::new(&s, "default");
+        let r = other.app("http://app.test/x", Kind::Navigate).await;
+        let cb = other.login_at_op(&r.location(), "alice", "alice").await;
+        op.stop();
+        // The callback belongs to `other`'s flow; replay it in `other`.
+        other.app(&cb, Kind::Navigate).await
+    };
+    assert_eq!(cb.status, 503, "{cb:#?}");
+    assert_eq!(
+        b.app(HOME, Kind::Navigate).await.status,
+        200,
+        "session survives the IdP outage"
+    );
+}
