@@ -184,10 +184,10 @@ impl Sidecar {
     pub async fn wait_ready(&self, secs: u64) {
         let c = reqwest::Client::new();
         for _ in 0..secs * 20 {
-            if let Ok(r) = c.get(format!("http://{}/readyz", self.addr)).send().await {
-                if r.status() == 200 {
-                    return;
-                }
+            if let Ok(r) = c.get(format!("http://{}/readyz", self.addr)).send().await
+                && r.status() == 200
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
