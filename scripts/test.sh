@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs every test suite of traefik-oidc-sidecar, installing what it needs on the way:
+#   1. Rust: cargo fmt --check, clippy -D warnings, unit tests and the integration tests that run
+#      the sidecar against the real OpenID Provider (npm oidc-provider, tests/op);
+#   2. the Go plugin shim: gofmt, go vet, go test, yaegi test (Traefik's interpreter), catalog load;
+#   3. end to end: a real Traefik v3 with whoami upstream, both doors (forwardAuth and the plugin),
+#      driven by headless Chromium.
+# Usage: ./scripts/test.sh            (everything)
+#        SKIP_E2E=1 ./scripts/test.sh (skip the Traefik + Chromium suite)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+section() { printf '\n==> %s\n' "$*"; }
+started=$(date +%s)
+
+section "Test OpenID Provider dependencies (npm ci in tests/op)"
+(cd tests/op && npm ci --no-audit --no-fund --loglevel=error)
+
+section "Rust: cargo fmt --check"
+cargo fmt --check
+
+section "Rust: cargo clippy --all-targets -D warnings"
+cargo clippy --locked --all-targets -- -D warnings
+
+section "Rust: unit and integration tests (real oidc-provider)"
+cargo test --locked
+
+section "Go plugin shim: gofmt, go vet, go test, yaegi test, catalog load"
+bash scripts/test-plugin.sh
+
+if [ "${SKIP_E2E:-0}" = "1" ]; then
+  section "End to end: skipped (SKIP_E2E=1)"
+else
+  section "End to end: real Traefik + whoami + headless Chromium, both doors"
+  bash scripts/test-e2e.sh
+fi
+
+section "All suites passed in $(( $(date +%s) - started ))s"
