@@ -4,12 +4,13 @@
 //! client's headers and the current time, and returns a [`Reply`]. The HTTP layer only
 //! extracts and maps. Every path that is not an authorized check ends in a non-2xx.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use http::HeaderMap;
 use openidconnect::url::{Url, form_urlencoded};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use crate::authz;
 use crate::config::{MiddlewareConfig, UnauthenticatedBehavior, UnauthorizedBehavior};
@@ -31,9 +32,20 @@ pub struct Middleware {
     /// Its decision counters.
     pub counters: Arc<Counters>,
     codec: CookieCodec,
-    /// Top-level claims kept in the session; `None` keeps every claim.
+    /// Top-level claims kept in the session; `*` keeps every claim.
     kept_claims: BTreeSet<String>,
+    /// Refreshes in flight or just finished, by SHA-256 of the refresh token they redeemed.
+    refreshes: tokio::sync::Mutex<HashMap<[u8; 32], (u64, RefreshCell)>>,
 }
+
+/// One refresh shared by every request of the same session (single-flight): the first request
+/// redeems the refresh token, the others await its result. The result stays for
+/// [`REFRESH_REUSE_SECS`] so requests still carrying the old cookie get the new session instead
+/// of redeeming a refresh token the IdP may already have rotated away.
+type RefreshCell = Arc<tokio::sync::OnceCell<Result<Session, String>>>;
+
+/// How long a finished refresh is reused for requests carrying the old cookie.
+const REFRESH_REUSE_SECS: u64 = 60;
 
 impl std::fmt::Debug for Middleware {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -72,6 +84,7 @@ impl Middleware {
             counters: Arc::new(Counters::default()),
             codec,
             kept_claims: kept,
+            refreshes: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -85,7 +98,7 @@ impl Middleware {
         } else if fwd.path == self.cfg.logout_uri {
             self.logout(fwd, &cookies, now)
         } else {
-            self.check(fwd, &cookies, nav, now)
+            self.check(fwd, &cookies, nav, now).await
         };
         let reply = match result {
             Ok((reply, outcome)) => {
@@ -139,15 +152,102 @@ impl Middleware {
         }
     }
 
-    /// The hot path: one cookie decryption, no I/O.
-    fn check(
+    /// The hot path: one cookie decryption, no I/O (unless the session is due for a refresh).
+    async fn check(
         &self,
         fwd: &Forwarded,
         cookies: &RequestCookies<'_>,
         nav: bool,
         now: u64,
     ) -> Result<(Reply, Outcome), Error> {
-        match self.codec.read_session(cookies, now) {
+        let mut set_cookies = Vec::new();
+        let session = match self.codec.open_session(cookies) {
+            Some(s) if self.due_for_refresh(&s, now) => match self.refresh(s.clone(), now).await {
+                Ok(new) => {
+                    set_cookies = self.codec.write_session(&new, cookies, now)?;
+                    Some(new)
+                }
+                Err(e) => {
+                    tracing::info!(middleware = %self.cfg.name, error = %e, "session refresh failed");
+                    // Until it expires, the old session stays good: an IdP outage must not log
+                    // everyone out. Past expiry, the unauthenticated behaviour applies.
+                    (s.exp > now).then_some(s)
+                }
+            },
+            Some(s) if s.exp > now => Some(s),
+            _ => None,
+        };
+        let (mut reply, outcome) = self.decide(fwd, cookies, nav, now, session)?;
+        // The refreshed session travels as Set-Cookie on the answer (2xx included: the plugin
+        // passes it on, forwardAuth does with addAuthCookiesToResponse).
+        reply.set_cookies(set_cookies);
+        Ok((reply, outcome))
+    }
+
+    fn due_for_refresh(&self, s: &Session, now: u64) -> bool {
+        if s.refresh_token.is_none() {
+            return false;
+        }
+        let lifetime = s.exp.saturating_sub(s.iat) as f64;
+        let elapsed = now.saturating_sub(s.iat) as f64;
+        now >= s.exp || elapsed > lifetime * self.cfg.provider.token_renewal_threshold
+    }
+
+    /// Refreshes `old`, sharing the work with concurrent requests of the same session.
+    async fn refresh(&self, old: Session, now: u64) -> Result<Session, String> {
+        let Some(rt) = old.refresh_token.clone() else {
+            return Err("no refresh token".into());
+        };
+        let key: [u8; 32] = Sha256::digest(rt.as_bytes()).into();
+        let cell = {
+            let mut map = self.refreshes.lock().await;
+            map.retain(|_, (started, _)| *started + REFRESH_REUSE_SECS > now);
+            map.entry(key)
+                .or_insert_with(|| (now, Arc::new(tokio::sync::OnceCell::new())))
+                .1
+                .clone()
+        };
+        cell.get_or_init(|| self.refresh_once(old, rt, now))
+            .await
+            .clone()
+    }
+
+    async fn refresh_once(&self, old: Session, rt: String, now: u64) -> Result<Session, String> {
+        let d = self.provider.current().ok_or("discovery not loaded")?;
+        let r = self
+            .provider
+            .refresh(d, &rt, &old.sub, now)
+            .await
+            .map_err(|e| e.to_string())?;
+        let lifetime = old.exp.saturating_sub(old.iat).max(1);
+        let claims = match r.claims {
+            Some(c) => self.keep(c),
+            None => old.claims,
+        };
+        // Assertions are evaluated again: a group removed at the IdP takes effect now.
+        let authorized = authz::authorized(&self.cfg.assert_claims, &claims);
+        tracing::debug!(middleware = %self.cfg.name, sub = %old.sub, authorized, "session refreshed");
+        Ok(Session {
+            sub: old.sub,
+            claims,
+            iat: now,
+            exp: r.expires_at.unwrap_or(now + lifetime),
+            id_token: r.id_token.or(old.id_token),
+            refresh_token: r.refresh_token.or(Some(rt)),
+            authorized,
+            challenged: old.challenged,
+        })
+    }
+
+    fn decide(
+        &self,
+        fwd: &Forwarded,
+        cookies: &RequestCookies<'_>,
+        nav: bool,
+        now: u64,
+        session: Option<Session>,
+    ) -> Result<(Reply, Outcome), Error> {
+        match session {
             Some(s) if s.authorized => {
                 tracing::debug!(middleware = %self.cfg.name, sub = %s.sub, path = %fwd.path, "allowed");
                 let mut r = Reply::new(200, Body::Empty);
@@ -284,6 +384,7 @@ impl Middleware {
             iat: now,
             exp: verified.expires_at,
             id_token: Some(verified.id_token),
+            refresh_token: verified.refresh_token,
             authorized,
             challenged: flow.challenge,
         };
@@ -292,7 +393,7 @@ impl Middleware {
         let mut set = self.codec.write_session(&session, cookies, now)?;
         set.push(clear_flow);
         let target = self.return_target(&flow.return_to, fwd);
-        tracing::info!(middleware = %self.cfg.name, sub = %sub, "login complete");
+        tracing::info!(middleware = %self.cfg.name, sub = %sub, expires_in = session.exp.saturating_sub(now), refreshable = session.refresh_token.is_some(), "login complete");
         let mut r = Reply::redirect(target);
         r.set_cookies(set);
         Ok((r, Outcome::CallbackOk))

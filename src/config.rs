@@ -125,6 +125,8 @@ pub struct ProviderConfig {
     pub insecure_skip_verify: bool,
     /// Extra CA certificates (PEM) trusted for the IdP.
     pub ca_bundle_file: Option<PathBuf>,
+    /// Fraction of the token lifetime after which a session with a refresh token is refreshed.
+    pub token_renewal_threshold: f64,
 }
 
 /// The `SessionCookie` block.
@@ -308,6 +310,7 @@ const PROVIDER_KEYS: &[&str] = &[
     "ValidAudience",
     "InsecureSkipVerify",
     "CABundleFile",
+    "TokenRenewalThreshold",
 ];
 
 const PROVIDER_LATER: &[&str] = &[
@@ -316,7 +319,6 @@ const PROVIDER_LATER: &[&str] = &[
     "ClientJwtPrivateKey",
     "TokenValidation",
     "UseClaimsFromUserInfo",
-    "TokenRenewalThreshold",
 ];
 
 const COOKIE_KEYS: &[&str] = &["Path", "Domain", "Secure", "HttpOnly", "SameSite", "MaxAge"];
@@ -938,6 +940,23 @@ fn parse_provider(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<ProviderConf
             format!("cannot read {}: {e}", f.display()),
         );
     }
+    let token_renewal_threshold = match obj.get("TokenRenewalThreshold") {
+        Some((p, v)) => {
+            let t = match v {
+                Value::Number(n) => n.as_f64(),
+                Value::String(raw) => cx.expand(raw, &p).and_then(|x| x.trim().parse().ok()),
+                _ => None,
+            };
+            match t {
+                Some(t) if (0.5..=1.0).contains(&t) => t,
+                _ => {
+                    cx.problem(&p, "expected a number from 0.5 to 1.0");
+                    0.75
+                }
+            }
+        }
+        None => 0.75,
+    };
     if insecure_skip_verify {
         cx.warn(
             &join(path, "InsecureSkipVerify"),
@@ -956,6 +975,7 @@ fn parse_provider(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<ProviderConf
         valid_audience,
         insecure_skip_verify,
         ca_bundle_file,
+        token_renewal_threshold,
     })
 }
 

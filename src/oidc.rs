@@ -19,7 +19,7 @@ use openidconnect::url::Url;
 use openidconnect::{
     AuthType, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, EndpointMaybeSet,
     EndpointNotSet, EndpointSet, IssuerUrl, JsonWebKeySetUrl, Nonce, OAuth2TokenResponse,
-    PkceCodeVerifier, ProviderMetadataWithLogout, RedirectUrl, RequestTokenError,
+    PkceCodeVerifier, ProviderMetadataWithLogout, RedirectUrl, RefreshToken, RequestTokenError,
     SignatureVerificationError, TokenResponse,
 };
 use serde_json::{Map, Value};
@@ -73,6 +73,21 @@ pub struct Verified {
     pub id_token: String,
     /// When the session should end (unix seconds).
     pub expires_at: u64,
+    /// The refresh token, if the IdP issued one.
+    pub refresh_token: Option<String>,
+}
+
+/// What a successful refresh yields. Fields the IdP did not send are `None`: the caller keeps
+/// the old value (many IdPs do not rotate refresh tokens or reissue ID tokens).
+pub struct Refreshed {
+    /// Claims of the new ID token, if one came.
+    pub claims: Option<Map<String, Value>>,
+    /// The new raw ID token.
+    pub id_token: Option<String>,
+    /// The new refresh token.
+    pub refresh_token: Option<String>,
+    /// When the new access token expires, if the IdP said.
+    pub expires_at: Option<u64>,
 }
 
 /// One middleware's view of its IdP.
@@ -338,7 +353,65 @@ impl Provider {
             claims,
             id_token: raw,
             expires_at,
+            refresh_token: tokens.refresh_token().map(|t| t.secret().clone()),
         })
+    }
+
+    /// Redeems a refresh token (RFC 6749 §6). A new ID token, when present, is verified like at
+    /// login (without a nonce, which OIDC Core §12.2 does not require) and must name the same
+    /// `sub` as the session.
+    pub async fn refresh(
+        &self,
+        d: Arc<Discovered>,
+        refresh_token: &str,
+        sub: &str,
+        now: u64,
+    ) -> Result<Refreshed, Error> {
+        let rt = RefreshToken::new(refresh_token.to_string());
+        let req = d
+            .client
+            .exchange_refresh_token(&rt)
+            .map_err(|_| Error::IdpUnavailable("the IdP has no token endpoint".into()))?;
+        let tokens = req.request_async(&self.http).await.map_err(|e| match e {
+            RequestTokenError::ServerResponse(r) => Error::ExchangeRefused(r.error().to_string()),
+            RequestTokenError::Request(e) => Error::IdpUnavailable(format!("token endpoint: {e}")),
+            other => Error::IdpUnavailable(format!("token endpoint: {other}")),
+        })?;
+        let mut out = Refreshed {
+            claims: None,
+            id_token: None,
+            refresh_token: tokens.refresh_token().map(|t| t.secret().clone()),
+            expires_at: tokens.expires_in().map(|d| now.saturating_add(d.as_secs())),
+        };
+        if let Some(id_token) = tokens.id_token() {
+            let no_nonce = |_: Option<&Nonce>| Ok(());
+            if let Err(ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::NoMatchingKey,
+            )) = self.verify_with(&d, id_token, no_nonce, now)
+            {
+                let d = self.refetch_jwks(&d, now).await?;
+                self.verify_with(&d, id_token, no_nonce, now)
+                    .map_err(|e| Error::InvalidIdToken(e.to_string()))?;
+            } else {
+                self.verify_with(&d, id_token, no_nonce, now)
+                    .map_err(|e| Error::InvalidIdToken(e.to_string()))?;
+            }
+            let raw = id_token.to_string();
+            let claims = payload(&raw)
+                .ok_or_else(|| Error::InvalidIdToken("payload is not a JSON object".into()))?;
+            check_claims(&claims, &self.cfg, now).map_err(Error::InvalidIdToken)?;
+            if claims.get("sub").and_then(Value::as_str) != Some(sub) {
+                return Err(Error::InvalidIdToken(
+                    "refreshed ID token names another subject".into(),
+                ));
+            }
+            if out.expires_at.is_none() {
+                out.expires_at = claims.get("exp").and_then(Value::as_u64);
+            }
+            out.claims = Some(claims);
+            out.id_token = Some(raw);
+        }
+        Ok(out)
     }
 
     fn verify_signature(
@@ -346,6 +419,17 @@ impl Provider {
         d: &Discovered,
         token: &CoreIdToken,
         nonce: &Nonce,
+        now: u64,
+    ) -> Result<(), ClaimsVerificationError> {
+        self.verify_with(d, token, nonce, now)
+    }
+
+    /// Signature, algorithm, `iss` and `exp` (with leeway) by the library; `nonce` by `nonce`.
+    fn verify_with(
+        &self,
+        d: &Discovered,
+        token: &CoreIdToken,
+        nonce: impl openidconnect::NonceVerifier,
         now: u64,
     ) -> Result<(), ClaimsVerificationError> {
         let issuer = IssuerUrl::new(d.issuer.clone())

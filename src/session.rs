@@ -53,6 +53,9 @@ pub struct Session {
     /// The ID token, kept for the logout `id_token_hint` when it fits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    /// The refresh token, when the IdP issued one (refresh keeps the session alive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
     /// Whether the claim assertions passed at login.
     pub authorized: bool,
     /// Whether this session came from an `UnauthorizedBehavior: Challenge` re-login, so a second
@@ -70,6 +73,10 @@ impl fmt::Debug for Session {
             .field("authorized", &self.authorized)
             .field("challenged", &self.challenged)
             .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -236,6 +243,12 @@ impl CookieCodec {
 
     /// The valid, unexpired session of this request, if any.
     pub fn read_session(&self, req: &RequestCookies<'_>, now: u64) -> Option<Session> {
+        self.open_session(req).filter(|s| s.exp > now)
+    }
+
+    /// The session of this request if it opens, expired or not (an expired session with a
+    /// refresh token can still be refreshed).
+    pub fn open_session(&self, req: &RequestCookies<'_>) -> Option<Session> {
         let mut sealed = String::new();
         for i in 0..=MAX_CHUNKS {
             match req.unique(&self.chunk_name(i)) {
@@ -246,8 +259,7 @@ impl CookieCodec {
             }
         }
         let json = self.open(&self.session_base(), &sealed)?;
-        let s: Session = serde_json::from_str(&json).ok()?;
-        (s.exp > now).then_some(s)
+        serde_json::from_str(&json).ok()
     }
 
     /// `Set-Cookie` values writing `session`, and expiring chunks the request had beyond the new
@@ -507,6 +519,7 @@ mod tests {
             iat: 1000,
             exp: 2000,
             id_token: Some("eyJ.hdr.sig".into()),
+            refresh_token: Some("rt-secret".into()),
             authorized: true,
             challenged: false,
         }
@@ -701,6 +714,7 @@ mod tests {
     fn debug_never_shows_tokens() {
         let s = session(1);
         assert!(!format!("{s:?}").contains("eyJ"));
+        assert!(!format!("{s:?}").contains("rt-secret"));
         let f = flow("the-state-value-123456", 1);
         assert!(!format!("{f:?}").contains("the-state"));
     }

@@ -33,6 +33,11 @@ pub struct Op {
 impl Op {
     /// Starts the OP on `port` (0 = any) with the test client's URIs registered.
     pub fn start(port: u16) -> Op {
+        Op::start_with(port, 3600)
+    }
+
+    /// Starts the OP with ID and access tokens that live `ttl_secs`.
+    pub fn start_with(port: u16, ttl_secs: u64) -> Op {
         let dir = repo().join("tests/op");
         assert!(
             dir.join("node_modules/oidc-provider").exists(),
@@ -50,6 +55,7 @@ impl Op {
                 format!("http://{APP_HOST}/,http://{APP_HOST}/bye"),
             )
             .env("OP_EXIT_ON_STDIN_CLOSE", "1")
+            .env("OP_ID_TOKEN_TTL", ttl_secs.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -155,6 +161,11 @@ pub struct Sidecar {
 impl Sidecar {
     /// Starts the sidecar from YAML text (listen addresses are overridden).
     pub async fn start(yaml: &str) -> Sidecar {
+        // RUST_LOG=debug shows the sidecar's decisions in a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let loaded =
             config::parse(yaml, &Env::process()).unwrap_or_else(|p| panic!("config: {p:#?}"));
         let app = Arc::new(App::new(&loaded.config, Arc::new(SystemClock)).unwrap());

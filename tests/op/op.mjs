@@ -86,7 +86,14 @@ server.listen(Number(process.env.OP_PORT || 0), '127.0.0.1', () => {
       await grant.save();
       return grant;
     },
-    ttl: { Session: 3600, Grant: 3600, IdToken: ttl, AccessToken: ttl, Interaction: 600 },
+    ttl: { Session: 3600, Grant: 3600, IdToken: ttl, AccessToken: ttl, Interaction: 600, RefreshToken: 86400 },
+    // Refresh tokens for every login of a client allowed the grant (not only offline_access with
+    // prompt=consent), and rotated on every use: reusing an old one revokes the grant, which is
+    // what makes concurrent refreshes without single-flight fail.
+    async issueRefreshToken(ctx, client) {
+      return client.grantTypeAllowed('refresh_token');
+    },
+    rotateRefreshToken: () => true,
   });
   provider.proxy = false;
 
