@@ -21,7 +21,7 @@ use crate::oidc::{AuthorizeParams, Exchange, Provider};
 use crate::redirect;
 use crate::reply::{Body, Reply};
 use crate::session::{CookieCodec, Flow, RequestCookies, Session, random_token};
-use crate::template::{self, DEFAULT_CLAIMS};
+use crate::template::{self, DEFAULT_CLAIMS, Pass};
 
 /// One configured middleware, ready to answer requests.
 pub struct Middleware {
@@ -98,7 +98,14 @@ impl Middleware {
         } else if fwd.path == self.cfg.logout_uri {
             self.logout(fwd, &cookies, now)
         } else {
-            self.check(fwd, &cookies, nav, now).await
+            // The callback and logout paths above win over the bypass rule, so a rule like
+            // `PathPrefix(`/`)` can never swallow them.
+            let public = self
+                .cfg
+                .bypass
+                .as_ref()
+                .is_some_and(|r| r.matches(fwd, headers));
+            self.check(fwd, &cookies, nav, public, now).await
         };
         let reply = match result {
             Ok((reply, outcome)) => {
@@ -158,6 +165,7 @@ impl Middleware {
         fwd: &Forwarded,
         cookies: &RequestCookies<'_>,
         nav: bool,
+        public: bool,
         now: u64,
     ) -> Result<(Reply, Outcome), Error> {
         let mut set_cookies = Vec::new();
@@ -177,7 +185,7 @@ impl Middleware {
             Some(s) if s.exp > now => Some(s),
             _ => None,
         };
-        let (mut reply, outcome) = self.decide(fwd, cookies, nav, now, session)?;
+        let (mut reply, outcome) = self.decide(fwd, cookies, nav, public, now, session)?;
         // The refreshed session travels as Set-Cookie on the answer (2xx included: the plugin
         // passes it on, forwardAuth does with addAuthCookiesToResponse).
         reply.set_cookies(set_cookies);
@@ -244,21 +252,22 @@ impl Middleware {
         fwd: &Forwarded,
         cookies: &RequestCookies<'_>,
         nav: bool,
+        public: bool,
         now: u64,
         session: Option<Session>,
     ) -> Result<(Reply, Outcome), Error> {
+        if public {
+            tracing::debug!(middleware = %self.cfg.name, path = %fwd.path, "bypass rule matched");
+            let claims = session.as_ref().map(|s| &s.claims);
+            return Ok((self.pass(cookies, claims, Pass::Public), Outcome::Bypassed));
+        }
         match session {
             Some(s) if s.authorized => {
                 tracing::debug!(middleware = %self.cfg.name, sub = %s.sub, path = %fwd.path, "allowed");
-                let mut r = Reply::new(200, Body::Empty);
-                for (n, v) in template::identity_headers(&self.cfg.headers, &s.claims) {
-                    r.header(&n, v);
-                }
-                let others = self.codec.foreign_cookies(cookies);
-                if !others.is_empty() {
-                    r.header("Cookie", others);
-                }
-                Ok((r, Outcome::Allowed))
+                Ok((
+                    self.pass(cookies, Some(&s.claims), Pass::Authorized),
+                    Outcome::Allowed,
+                ))
             }
             Some(s) => match self.cfg.unauthorized_behavior {
                 // Challenge once: a session that already came back from a challenge and still
@@ -266,6 +275,10 @@ impl Middleware {
                 UnauthorizedBehavior::Challenge if nav && !s.challenged => self
                     .login(fwd, cookies, now, Some("login"), true)
                     .map(|r| (r, Outcome::LoginRedirect)),
+                UnauthorizedBehavior::Forward => Ok((
+                    self.pass(cookies, Some(&s.claims), Pass::Forward),
+                    Outcome::Forwarded,
+                )),
                 _ => Err(Error::Forbidden),
             },
             None => {
@@ -273,6 +286,9 @@ impl Middleware {
                     UnauthenticatedBehavior::Auto => nav,
                     UnauthenticatedBehavior::Challenge => true,
                     UnauthenticatedBehavior::Unauthorized => false,
+                    UnauthenticatedBehavior::Forward => {
+                        return Ok((self.pass(cookies, None, Pass::Forward), Outcome::Forwarded));
+                    }
                 };
                 if !redirect {
                     return Err(Error::Unauthenticated);
@@ -282,6 +298,27 @@ impl Middleware {
                 Ok((r, Outcome::LoginRedirect))
             }
         }
+    }
+
+    /// A 200: identity headers allowed for `pass` (none without a session) and the request's
+    /// cookies minus ours.
+    fn pass(
+        &self,
+        cookies: &RequestCookies<'_>,
+        claims: Option<&Map<String, Value>>,
+        pass: Pass,
+    ) -> Reply {
+        let mut r = Reply::new(200, Body::Empty);
+        if let Some(claims) = claims {
+            for (n, v) in template::identity_headers(&self.cfg.headers, claims, pass) {
+                r.header(&n, v);
+            }
+        }
+        let others = self.codec.foreign_cookies(cookies);
+        if !others.is_empty() {
+            r.header("Cookie", others);
+        }
+        r
     }
 
     fn login(

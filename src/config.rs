@@ -19,7 +19,8 @@ use serde_yaml_ng::Value;
 
 use crate::authz::ClaimAssertion;
 use crate::forwarded::Cidr;
-use crate::template::{HeaderRule, Template};
+use crate::rules::Rule;
+use crate::template::{HeaderRule, IncludeWhen, Template};
 
 /// traefik-oidc-auth's published default `Secret`. Anyone can read it, so it protects nothing.
 const TOA_DEFAULT_SECRET: &str = "MLFs4TT99kOOq8h3UAVRtYoCTDYXiRcZ";
@@ -63,6 +64,8 @@ pub enum UnauthenticatedBehavior {
     Challenge,
     /// Always answer 401.
     Unauthorized,
+    /// Let the request through without identity.
+    Forward,
 }
 
 /// What to do when a session exists but the claim assertions fail.
@@ -72,6 +75,8 @@ pub enum UnauthorizedBehavior {
     Unauthorized,
     /// Redirect navigations to the IdP once per session with `prompt=login`, then 403.
     Challenge,
+    /// Let the request through; only headers with `IncludeWhen: Forward` or `Always` are sent.
+    Forward,
 }
 
 /// The `SameSite` attribute of the session cookie.
@@ -177,6 +182,8 @@ pub struct MiddlewareConfig {
     pub assert_claims: Vec<ClaimAssertion>,
     /// `Headers`; empty means the default identity headers.
     pub headers: Vec<HeaderRule>,
+    /// `BypassAuthenticationRule`: requests it matches need no session.
+    pub bypass: Option<Rule>,
 }
 
 /// A problem (or warning) found in the file, with the key path it concerns.
@@ -282,6 +289,7 @@ const MIDDLEWARE_KEYS: &[&str] = &[
     "Authorization",
     "Headers",
     "LogLevel",
+    "BypassAuthenticationRule",
 ];
 
 /// traefik-oidc-auth keys that a later version of the sidecar implements: they warn, not fail.
@@ -292,7 +300,6 @@ const MIDDLEWARE_LATER: &[&str] = &[
     "ValidPostLoginRedirectUris",
     "AuthorizationHeader",
     "AuthorizationCookie",
-    "BypassAuthenticationRule",
     "ErrorPages",
     "RequestedResources",
     "AuthorizationParams",
@@ -325,8 +332,8 @@ const COOKIE_KEYS: &[&str] = &["Path", "Domain", "Secure", "HttpOnly", "SameSite
 const AUTHZ_KEYS: &[&str] = &["AssertClaims"];
 const AUTHZ_LATER: &[&str] = &["CheckOnEveryRequest"];
 const ASSERT_KEYS: &[&str] = &["Name", "AnyOf", "AllOf"];
-const HEADER_KEYS: &[&str] = &["Name", "Value"];
-const HEADER_LATER: &[&str] = &["Values", "IncludeWhen"];
+const HEADER_KEYS: &[&str] = &["Name", "Value", "IncludeWhen"];
+const HEADER_LATER: &[&str] = &["Values"];
 
 // ---------------------------------------------------------------------------------------------
 // The walker.
@@ -784,30 +791,28 @@ fn parse_middleware(
     };
 
     let unauthenticated_behavior = match obj.get("UnauthenticatedBehavior") {
-        Some((p, v)) => forward_unsupported(v, &p, cx).and_then(|_| {
-            cx.one_of(
-                v,
-                &p,
-                &[
-                    ("Auto", UnauthenticatedBehavior::Auto),
-                    ("Challenge", UnauthenticatedBehavior::Challenge),
-                    ("Unauthorized", UnauthenticatedBehavior::Unauthorized),
-                ],
-            )
-        }),
+        Some((p, v)) => cx.one_of(
+            v,
+            &p,
+            &[
+                ("Auto", UnauthenticatedBehavior::Auto),
+                ("Challenge", UnauthenticatedBehavior::Challenge),
+                ("Unauthorized", UnauthenticatedBehavior::Unauthorized),
+                ("Forward", UnauthenticatedBehavior::Forward),
+            ],
+        ),
         None => Some(UnauthenticatedBehavior::Auto),
     };
     let unauthorized_behavior = match obj.get("UnauthorizedBehavior") {
-        Some((p, v)) => forward_unsupported(v, &p, cx).and_then(|_| {
-            cx.one_of(
-                v,
-                &p,
-                &[
-                    ("Unauthorized", UnauthorizedBehavior::Unauthorized),
-                    ("Challenge", UnauthorizedBehavior::Challenge),
-                ],
-            )
-        }),
+        Some((p, v)) => cx.one_of(
+            v,
+            &p,
+            &[
+                ("Unauthorized", UnauthorizedBehavior::Unauthorized),
+                ("Challenge", UnauthorizedBehavior::Challenge),
+                ("Forward", UnauthorizedBehavior::Forward),
+            ],
+        ),
         None => Some(UnauthorizedBehavior::Unauthorized),
     };
 
@@ -818,6 +823,19 @@ fn parse_middleware(
     let headers = match obj.get("Headers") {
         Some((p, v)) => parse_headers(v, &p, cx),
         None => Vec::new(),
+    };
+    let bypass = match opt_string(&mut obj, "BypassAuthenticationRule", cx) {
+        Some(r) if !r.trim().is_empty() => match Rule::parse(&r) {
+            Ok(rule) => Some(rule),
+            Err(e) => {
+                cx.problem(
+                    &join(path, "BypassAuthenticationRule"),
+                    format!("rule does not parse: {e}"),
+                );
+                None
+            }
+        },
+        _ => None,
     };
     if let Some((p, _)) = obj.get("LogLevel") {
         cx.warn(
@@ -845,22 +863,8 @@ fn parse_middleware(
         unauthorized_behavior: unauthorized_behavior?,
         assert_claims,
         headers,
+        bypass,
     })
-}
-
-/// `Forward` passes unauthenticated requests through; it arrives in a later version. Refusing
-/// to start is clearer than quietly behaving differently from what the block asks for.
-fn forward_unsupported(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<()> {
-    if let Value::String(s) = v
-        && s.eq_ignore_ascii_case("forward")
-    {
-        cx.problem(
-            path,
-            "Forward is not supported by this version of the sidecar",
-        );
-        return None;
-    }
-    Some(())
 }
 
 fn opt_string(obj: &mut Obj<'_>, key: &str, cx: &mut Cx<'_>) -> Option<String> {
@@ -1102,6 +1106,21 @@ fn parse_headers(v: &Value, path: &str, cx: &mut Cx<'_>) -> Vec<HeaderRule> {
         };
         let name = opt_string(&mut h, "Name", cx);
         let value = opt_string(&mut h, "Value", cx);
+        let include_when = match h.get("IncludeWhen") {
+            Some((p, v)) => cx
+                .one_of(
+                    v,
+                    &p,
+                    &[
+                        ("Always", IncludeWhen::Always),
+                        ("Authorized", IncludeWhen::Authorized),
+                        ("Public", IncludeWhen::Public),
+                        ("Forward", IncludeWhen::Forward),
+                    ],
+                )
+                .unwrap_or(IncludeWhen::Authorized),
+            None => IncludeWhen::Authorized,
+        };
         h.finish(HEADER_KEYS, HEADER_LATER, cx);
         let Some(name) = name else {
             cx.problem(&join(&ip, "Name"), "required");
@@ -1122,7 +1141,11 @@ fn parse_headers(v: &Value, path: &str, cx: &mut Cx<'_>) -> Vec<HeaderRule> {
             continue;
         };
         match Template::parse(&value) {
-            Ok(t) => out.push(HeaderRule { name, template: t }),
+            Ok(t) => out.push(HeaderRule {
+                name,
+                template: t,
+                include_when,
+            }),
             Err(e) => cx.problem(&join(&ip, "Value"), format!("template does not parse: {e}")),
         }
     }
@@ -1239,6 +1262,8 @@ middlewares:
       - Name: "Authorization-Email"
         Value: "{{ .claims.email }}"
     BypassAuthenticationRule: "PathPrefix(`/health`)"
+    AuthorizationHeader:
+      Name: Authorization
 "#;
 
     #[test]
@@ -1271,7 +1296,7 @@ middlewares:
         // Later-issue keys and the per-middleware LogLevel warn instead of failing.
         let warned: Vec<&str> = loaded.warnings.iter().map(|w| w.path.as_str()).collect();
         assert!(
-            warned.contains(&"middlewares.oidc-auth.BypassAuthenticationRule"),
+            warned.contains(&"middlewares.oidc-auth.AuthorizationHeader"),
             "{warned:?}"
         );
         assert!(
@@ -1382,10 +1407,31 @@ middlewares:
     }
 
     #[test]
-    fn forward_behaviour_is_refused_clearly() {
-        let text = format!("{}    UnauthenticatedBehavior: Forward\n", minimal());
-        let p = parse_with(&text, &[], &[]).map(|_| ()).unwrap_err();
-        assert!(p.iter().any(|p| p.message.contains("Forward")), "{p:?}");
+    fn forward_behaviours_and_bypass_rule_load() {
+        let text = format!(
+            "{}    UnauthenticatedBehavior: forward\n    UnauthorizedBehavior: Forward\n    BypassAuthenticationRule: \"PathPrefix(`/health`) || Method(`OPTIONS`)\"\n",
+            minimal()
+        );
+        let m = parse_with(&text, &[], &[])
+            .map_err(|e| format!("{e:?}"))
+            .unwrap()
+            .config
+            .middlewares
+            .remove("default")
+            .unwrap();
+        assert_eq!(m.unauthenticated_behavior, UnauthenticatedBehavior::Forward);
+        assert_eq!(m.unauthorized_behavior, UnauthorizedBehavior::Forward);
+        assert!(m.bypass.is_some());
+        let bad = format!(
+            "{}    BypassAuthenticationRule: \"PathPrefix(`/health`\"\n",
+            minimal()
+        );
+        let p = parse_with(&bad, &[], &[]).map(|_| ()).unwrap_err();
+        assert!(
+            p.iter()
+                .any(|p| p.path.ends_with("BypassAuthenticationRule")),
+            "{p:?}"
+        );
     }
 
     #[test]

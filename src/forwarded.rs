@@ -147,8 +147,10 @@ pub fn parse(peer: IpAddr, trusted: &[Cidr], headers: &HeaderMap) -> Result<Forw
         .to_ascii_lowercase()
         .as_str()
     {
-        "http" => Proto::Http,
-        "https" => Proto::Https,
+        // Traefik labels websocket handshakes ws/wss in X-Forwarded-Proto; the browser's
+        // origin scheme is http/https.
+        "http" | "ws" => Proto::Http,
+        "https" | "wss" => Proto::Https,
         _ => return Err(bad("X-Forwarded-Proto", "must be http or https")),
     };
     let host = single(headers, "X-Forwarded-Host")?.to_ascii_lowercase();

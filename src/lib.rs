@@ -7,7 +7,7 @@
 //! - `forwarded`: the original request from `X-Forwarded-*`, trusted peers only;
 //! - `auth`: the decision (check, login, callback, logout); `session`: sealed cookies;
 //! - `oidc`: the IdP; `authz`: claim assertions; `template`: identity headers;
-//! - `redirect`: redirect-target validation; `error`/`reply`: answers; `routes`: HTTP mapping.
+//! - `rules`: `BypassAuthenticationRule`; `redirect`: redirect-target validation; `error`/`reply`: answers; `routes`: HTTP mapping.
 
 pub mod auth;
 pub mod authz;
@@ -19,6 +19,7 @@ pub mod oidc;
 pub mod redirect;
 pub mod reply;
 pub mod routes;
+pub mod rules;
 pub mod session;
 pub mod template;
 

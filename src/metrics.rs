@@ -13,6 +13,10 @@ use crate::error::Error;
 pub enum Outcome {
     /// 200 with identity headers.
     Allowed,
+    /// 200 because `BypassAuthenticationRule` matched.
+    Bypassed,
+    /// 200 because a `Forward` behaviour let the request through.
+    Forwarded,
     /// 302 to the IdP.
     LoginRedirect,
     /// 302 after a successful callback.
@@ -33,8 +37,10 @@ pub enum Outcome {
     Internal,
 }
 
-const ALL: [(Outcome, &str); 10] = [
+const ALL: [(Outcome, &str); 12] = [
     (Outcome::Allowed, "allowed"),
+    (Outcome::Bypassed, "bypassed"),
+    (Outcome::Forwarded, "forwarded"),
     (Outcome::LoginRedirect, "login_redirect"),
     (Outcome::CallbackOk, "callback_ok"),
     (Outcome::Logout, "logout"),
@@ -69,7 +75,7 @@ impl Outcome {
 /// One middleware's counters.
 #[derive(Debug, Default)]
 pub struct Counters {
-    by_outcome: [AtomicU64; 10],
+    by_outcome: [AtomicU64; 12],
 }
 
 impl Counters {

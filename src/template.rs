@@ -126,6 +126,42 @@ fn go_format(v: &Value, out: &mut String) {
     }
 }
 
+/// When a configured header is sent (traefik-oidc-auth's `IncludeWhen`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncludeWhen {
+    /// Whenever a valid session exists: authorized, bypassed (public) or forwarded.
+    Always,
+    /// Only on authorized requests (the default).
+    Authorized,
+    /// Also on requests that matched `BypassAuthenticationRule`, when a valid session exists.
+    Public,
+    /// Also on requests passed through by `UnauthorizedBehavior: Forward`.
+    Forward,
+}
+
+/// Why a request is let through, which decides the headers it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// A valid session whose assertions hold.
+    Authorized,
+    /// `BypassAuthenticationRule` matched.
+    Public,
+    /// `UnauthorizedBehavior: Forward` with a session that fails the assertions.
+    Forward,
+}
+
+impl IncludeWhen {
+    fn allows(self, pass: Pass) -> bool {
+        matches!(
+            (self, pass),
+            (IncludeWhen::Always, _)
+                | (IncludeWhen::Authorized, Pass::Authorized)
+                | (IncludeWhen::Public, Pass::Public | Pass::Authorized)
+                | (IncludeWhen::Forward, Pass::Forward | Pass::Authorized)
+        )
+    }
+}
+
 /// One configured header.
 #[derive(Debug, Clone)]
 pub struct HeaderRule {
@@ -133,6 +169,8 @@ pub struct HeaderRule {
     pub name: String,
     /// Its value template.
     pub template: Template,
+    /// When it is sent.
+    pub include_when: IncludeWhen,
 }
 
 /// Names of the default identity headers, sent when `Headers` is empty. List them (and
@@ -146,11 +184,13 @@ pub const DEFAULT_HEADERS: [&str; 3] = [
 /// Claims the default headers read.
 pub const DEFAULT_CLAIMS: [&str; 4] = ["sub", "preferred_username", "email", "groups"];
 
-/// The identity headers for a session's claims. Values that would not be valid header values
-/// (control characters) are dropped rather than sent half-sanitised.
+/// The identity headers for a session's claims on a request let through as `pass`. The default
+/// set goes only to authorized requests. Values that would not be valid header values (control
+/// characters) are dropped rather than sent half-sanitised.
 pub fn identity_headers(
     rules: &[HeaderRule],
     claims: &Map<String, Value>,
+    pass: Pass,
 ) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut push = |name: &str, value: String| {
@@ -159,6 +199,9 @@ pub fn identity_headers(
         }
     };
     if rules.is_empty() {
+        if pass != Pass::Authorized {
+            return out;
+        }
         let s = |k: &str| {
             claims
                 .get(k)
@@ -182,7 +225,7 @@ pub fn identity_headers(
         };
         push(DEFAULT_HEADERS[2], groups);
     } else {
-        for r in rules {
+        for r in rules.iter().filter(|r| r.include_when.allows(pass)) {
             push(&r.name, r.template.render(claims));
         }
     }
@@ -221,6 +264,33 @@ mod tests {
     }
 
     #[test]
+    fn include_when_table() {
+        let rule = |w| HeaderRule {
+            name: "X-U".into(),
+            template: Template::parse("{{ .claims.preferred_username }}").unwrap(),
+            include_when: w,
+        };
+        let cases = [
+            (IncludeWhen::Always, [true, true, true]),
+            (IncludeWhen::Authorized, [true, false, false]),
+            (IncludeWhen::Public, [true, true, false]),
+            (IncludeWhen::Forward, [true, false, true]),
+        ];
+        for (w, want) in cases {
+            for (pass, want) in [Pass::Authorized, Pass::Public, Pass::Forward]
+                .into_iter()
+                .zip(want)
+            {
+                assert_eq!(
+                    !identity_headers(&[rule(w)], &claims(), pass).is_empty(),
+                    want,
+                    "{w:?} {pass:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn parse_errors() {
         for bad in [
             "{{ .claims.x",
@@ -236,7 +306,7 @@ mod tests {
 
     #[test]
     fn default_headers_and_injection() {
-        let h = identity_headers(&[], &claims());
+        let h = identity_headers(&[], &claims(), Pass::Authorized);
         assert_eq!(
             h,
             vec![
@@ -248,7 +318,12 @@ mod tests {
         let rules = vec![HeaderRule {
             name: "X-Evil".into(),
             template: Template::parse("{{ .claims.evil }}").unwrap(),
+            include_when: IncludeWhen::Always,
         }];
-        assert!(identity_headers(&rules, &claims()).is_empty());
+        assert!(identity_headers(&rules, &claims(), Pass::Authorized).is_empty());
+        assert!(
+            identity_headers(&[], &claims(), Pass::Public).is_empty(),
+            "defaults only when authorized"
+        );
     }
 }

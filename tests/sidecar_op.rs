@@ -458,3 +458,79 @@ async fn idp_down_at_start_then_up_and_down_again() {
         "session survives the IdP outage"
     );
 }
+
+#[tokio::test]
+async fn bypass_rule_forward_behaviours_and_include_when() {
+    let s = sidecar().await;
+    let mut anon = Browser::new(&s, "public");
+    for (uri, want) in [
+        ("/public/page", 200),
+        ("/health", 200),
+        ("/public/../admin", 302),
+        ("/public/%2e%2e/admin", 302),
+        ("/public/..;/admin", 302),
+        ("/public%2F..%2Fadmin", 302),
+        ("/%70ublic/x", 302),
+        ("/admin?next=/public", 302),
+        ("/health/", 302),
+    ] {
+        let r = anon
+            .forward("http", APP_HOST, uri, Kind::Navigate, &[])
+            .await;
+        assert_eq!(r.status, want, "{uri}");
+        assert!(
+            r.header("x-user").is_none(),
+            "no identity without a session"
+        );
+    }
+    // The callback and logout paths are never bypassed, even when the rule names them.
+    assert_eq!(
+        anon.app(
+            "http://app.test/oidc/callback?code=x&state=y",
+            Kind::Navigate
+        )
+        .await
+        .status,
+        400
+    );
+    assert_eq!(
+        anon.app("http://app.test/logout", Kind::Navigate)
+            .await
+            .status,
+        302
+    );
+    assert!(
+        anon.app("http://app.test/logout", Kind::Navigate)
+            .await
+            .location()
+            .contains("/session/end")
+    );
+
+    // bob fails the assertion; UnauthorizedBehavior: Forward lets him through with only the
+    // IncludeWhen: Always header. alice passes and gets both.
+    let mut bob = Browser::new(&s, "public");
+    bob.login("http://app.test/x", "bob").await;
+    let r = bob.app("http://app.test/x", Kind::Navigate).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-user"), Some("bob"));
+    assert!(r.header("x-email").is_none());
+    let r = bob.app("http://app.test/public/y", Kind::Navigate).await;
+    assert_eq!((r.status, r.header("x-user")), (200, Some("bob")));
+    assert!(
+        r.header("x-email").is_none(),
+        "Authorized-only header on a public request"
+    );
+    let mut alice = Browser::new(&s, "public");
+    alice.login("http://app.test/x", "alice").await;
+    let r = alice.app("http://app.test/x", Kind::Xhr).await;
+    assert_eq!(
+        (r.header("x-user"), r.header("x-email")),
+        (Some("alice"), Some("alice@example.test"))
+    );
+
+    // UnauthenticatedBehavior: Forward passes anonymous requests without identity.
+    let mut open = Browser::new(&s, "open");
+    let r = open.app("http://app.test/x", Kind::Navigate).await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("x-forwarded-user").is_none());
+}

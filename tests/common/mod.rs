@@ -139,6 +139,32 @@ middlewares:
       AssertClaims:
         - Name: groups
           AnyOf: [admins]
+  public:
+    Provider:
+      Url: {issuer}
+      ClientId: sidecar
+      ClientSecret: sidecar-secret
+    Secret: {SECRET}
+    Scopes: [openid, profile, email, groups]
+    BypassAuthenticationRule: "PathPrefix(`/public`) || Path(`/health`) || Path(`/oidc/callback`) || Path(`/logout`)"
+    UnauthorizedBehavior: Forward
+    Authorization:
+      AssertClaims:
+        - Name: groups
+          AnyOf: [admins]
+    Headers:
+      - Name: X-User
+        Value: "{{{{ .claims.preferred_username }}}}"
+        IncludeWhen: Always
+      - Name: X-Email
+        Value: "{{{{ .claims.email }}}}"
+  open:
+    Provider:
+      Url: {issuer}
+      ClientId: sidecar
+      ClientSecret: sidecar-secret
+    Secret: {SECRET}
+    UnauthenticatedBehavior: Forward
   api:
     Provider:
       Url: {issuer}
@@ -358,13 +384,26 @@ impl Browser {
             Some(q) => format!("{}?{q}", u.path()),
             None => u.path().to_string(),
         };
+        self.forward(u.scheme(), &host, &uri, kind, extra).await
+    }
+
+    /// Like [`Browser::app_with`] with the X-Forwarded-Uri given verbatim (no URL parsing, so
+    /// dot segments and encodings reach the sidecar as a hostile client would send them).
+    pub async fn forward(
+        &mut self,
+        scheme: &str,
+        host: &str,
+        uri: &str,
+        kind: Kind,
+        extra: &[(&str, &str)],
+    ) -> Resp {
         let mut req = self
             .http
             .get(format!("http://{}/auth/{}", self.sidecar, self.middleware))
             .header("X-Forwarded-Method", "GET")
-            .header("X-Forwarded-Proto", u.scheme())
-            .header("X-Forwarded-Host", &host)
-            .header("X-Forwarded-Uri", &uri)
+            .header("X-Forwarded-Proto", scheme)
+            .header("X-Forwarded-Host", host)
+            .header("X-Forwarded-Uri", uri)
             .header("X-Forwarded-For", "203.0.113.9");
         req = match kind {
             Kind::Navigate => req
@@ -374,14 +413,14 @@ impl Browser {
                 .header("Sec-Fetch-Mode", "cors")
                 .header("Accept", "application/json"),
         };
-        if let Some(c) = self.cookie_header(&host) {
+        if let Some(c) = self.cookie_header(host) {
             req = req.header("Cookie", c);
         }
         for (k, v) in extra {
             req = req.header(*k, *v);
         }
         let r = Self::finish(req.send().await.unwrap()).await;
-        self.absorb(&host, &r.headers);
+        self.absorb(host, &r.headers);
         r
     }
 
