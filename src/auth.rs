@@ -97,6 +97,8 @@ impl Middleware {
             self.callback(fwd, &cookies, now).await
         } else if fwd.path == self.cfg.logout_uri {
             self.logout(fwd, &cookies, now)
+        } else if self.cfg.login_uri.as_deref() == Some(fwd.path.as_str()) {
+            self.explicit_login(fwd, &cookies, now)
         } else {
             // The callback and logout paths above win over the bypass rule, so a rule like
             // `PathPrefix(`/`)` can never swallow them.
@@ -149,6 +151,52 @@ impl Middleware {
         Url::parse(cb).is_ok_and(|u| {
             u.path() == fwd.path && u.scheme() == fwd.proto.as_str() && authority(&u) == fwd.host
         })
+    }
+
+    /// Where a login started by this request returns: `PostLoginRedirectUri` if set, else the
+    /// request's own URL.
+    fn return_url(&self, fwd: &Forwarded) -> String {
+        match &self.cfg.post_login_redirect_uri {
+            Some(u) if u.starts_with('/') => format!("{}{u}", fwd.origin()),
+            Some(u) => u.clone(),
+            None => fwd.url(),
+        }
+    }
+
+    /// `LoginUri`: always starts a login. `?redirect_uri=` must be a same-host path or listed in
+    /// `ValidPostLoginRedirectUris`; `?prompt=` is passed on when it is one OIDC Core §3.1.2.1
+    /// defines.
+    fn explicit_login(
+        &self,
+        fwd: &Forwarded,
+        cookies: &RequestCookies<'_>,
+        now: u64,
+    ) -> Result<(Reply, Outcome), Error> {
+        let q = Query::parse(fwd.query.as_deref().unwrap_or(""))?;
+        let return_to = match q.get("redirect_uri") {
+            Some(t) => {
+                let t = redirect::validate(t, &self.cfg.valid_post_login_redirect_uris).map_err(|r| {
+                    tracing::warn!(middleware = %self.cfg.name, reason = r.0, "login redirect refused");
+                    Error::BadRedirect
+                })?;
+                if t.starts_with('/') {
+                    format!("{}{t}", fwd.origin())
+                } else {
+                    t
+                }
+            }
+            None => match &self.cfg.post_login_redirect_uri {
+                Some(_) => self.return_url(fwd),
+                None => format!("{}/", fwd.origin()),
+            },
+        };
+        let prompt = match q.get("prompt") {
+            None => None,
+            Some(p @ ("none" | "login" | "consent" | "select_account")) => Some(p),
+            Some(_) => return Err(Error::BadCallback("unknown prompt value")),
+        };
+        let r = self.login(fwd, cookies, now, prompt, false, return_to)?;
+        Ok((r, Outcome::LoginRedirect))
     }
 
     fn redirect_uri(&self, fwd: &Forwarded) -> String {
@@ -224,7 +272,7 @@ impl Middleware {
         let d = self.provider.current().ok_or("discovery not loaded")?;
         let r = self
             .provider
-            .refresh(d, &rt, &old.sub, now)
+            .refresh(d, &rt, &old.sub, &self.cfg.requested_resources, now)
             .await
             .map_err(|e| e.to_string())?;
         let lifetime = old.exp.saturating_sub(old.iat).max(1);
@@ -261,6 +309,14 @@ impl Middleware {
             let claims = session.as_ref().map(|s| &s.claims);
             return Ok((self.pass(cookies, claims, Pass::Public), Outcome::Bypassed));
         }
+        // CheckOnEveryRequest: evaluate the assertions on the session's claims now instead of
+        // trusting the decision made at login.
+        let session = session.map(|mut s| {
+            if self.cfg.check_on_every_request {
+                s.authorized = authz::authorized(&self.cfg.assert_claims, &s.claims);
+            }
+            s
+        });
         match session {
             Some(s) if s.authorized => {
                 tracing::debug!(middleware = %self.cfg.name, sub = %s.sub, path = %fwd.path, "allowed");
@@ -273,7 +329,7 @@ impl Middleware {
                 // Challenge once: a session that already came back from a challenge and still
                 // fails gets 403, never another redirect (no loop).
                 UnauthorizedBehavior::Challenge if nav && !s.challenged => self
-                    .login(fwd, cookies, now, Some("login"), true)
+                    .login(fwd, cookies, now, Some("login"), true, self.return_url(fwd))
                     .map(|r| (r, Outcome::LoginRedirect)),
                 UnauthorizedBehavior::Forward => Ok((
                     self.pass(cookies, Some(&s.claims), Pass::Forward),
@@ -293,7 +349,7 @@ impl Middleware {
                 if !redirect {
                     return Err(Error::Unauthenticated);
                 }
-                let mut r = self.login(fwd, cookies, now, None, false)?;
+                let mut r = self.login(fwd, cookies, now, None, false, self.return_url(fwd))?;
                 r.set_cookies(self.codec.clear_present_session(cookies));
                 Ok((r, Outcome::LoginRedirect))
             }
@@ -328,6 +384,7 @@ impl Middleware {
         now: u64,
         prompt: Option<&str>,
         challenge: bool,
+        return_to: String,
     ) -> Result<Reply, Error> {
         let d = self
             .provider
@@ -341,7 +398,7 @@ impl Middleware {
             state: state.clone(),
             nonce: nonce.clone(),
             verifier: verifier.clone(),
-            return_to: fwd.url(),
+            return_to,
             created: now,
             challenge,
         };
@@ -355,6 +412,8 @@ impl Middleware {
                 nonce: &nonce,
                 pkce_verifier: verifier.as_deref(),
                 prompt,
+                extra: &self.cfg.authorization_params,
+                resources: &self.cfg.requested_resources,
             },
         );
         tracing::debug!(middleware = %self.cfg.name, host = %fwd.host, path = %fwd.path, "redirect to login");
@@ -401,6 +460,7 @@ impl Middleware {
                     redirect_uri: &redirect_uri,
                     pkce_verifier: flow.verifier.as_deref(),
                     nonce: &flow.nonce,
+                    resources: &self.cfg.requested_resources,
                 },
                 now,
             )
@@ -450,7 +510,13 @@ impl Middleware {
             let h = u.host_str().unwrap_or("");
             h == d || h.ends_with(&format!(".{d}"))
         }) && !self.cfg.callback_uri.starts_with('/');
-        if same || in_domain {
+        let listed = self.cfg.post_login_redirect_uri.as_deref() == Some(return_to)
+            || self
+                .cfg
+                .valid_post_login_redirect_uris
+                .iter()
+                .any(|v| v == return_to);
+        if same || in_domain || listed {
             return_to.to_string()
         } else {
             "/".into()

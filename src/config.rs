@@ -130,6 +130,8 @@ pub struct ProviderConfig {
     pub insecure_skip_verify: bool,
     /// Extra CA certificates (PEM) trusted for the IdP.
     pub ca_bundle_file: Option<PathBuf>,
+    /// Extra CA certificates inline: PEM text, or `base64:` + base64 of PEM.
+    pub ca_bundle: Option<String>,
     /// Fraction of the token lifetime after which a session with a refresh token is refreshed.
     pub token_renewal_threshold: f64,
 }
@@ -184,6 +186,18 @@ pub struct MiddlewareConfig {
     pub headers: Vec<HeaderRule>,
     /// `BypassAuthenticationRule`: requests it matches need no session.
     pub bypass: Option<Rule>,
+    /// Path that starts a login explicitly.
+    pub login_uri: Option<String>,
+    /// Fixed target after every login (default: the URL that triggered it).
+    pub post_login_redirect_uri: Option<String>,
+    /// Absolute targets allowed as `LoginUri?redirect_uri=` (exact match).
+    pub valid_post_login_redirect_uris: Vec<String>,
+    /// Extra authorization request parameters (`acr_values`, `login_hint`…).
+    pub authorization_params: Vec<(String, String)>,
+    /// RFC 8707 `resource` values for the authorization and token requests.
+    pub requested_resources: Vec<String>,
+    /// Evaluate `AssertClaims` on every request instead of once at login.
+    pub check_on_every_request: bool,
 }
 
 /// A problem (or warning) found in the file, with the key path it concerns.
@@ -290,19 +304,19 @@ const MIDDLEWARE_KEYS: &[&str] = &[
     "Headers",
     "LogLevel",
     "BypassAuthenticationRule",
+    "LoginUri",
+    "PostLoginRedirectUri",
+    "ValidPostLoginRedirectUris",
+    "AuthorizationParams",
+    "RequestedResources",
 ];
 
 /// traefik-oidc-auth keys that a later version of the sidecar implements: they warn, not fail.
 /// Ignoring any of them only makes the middleware stricter (no bypass, no bearer tokens…).
 const MIDDLEWARE_LATER: &[&str] = &[
-    "LoginUri",
-    "PostLoginRedirectUri",
-    "ValidPostLoginRedirectUris",
     "AuthorizationHeader",
     "AuthorizationCookie",
     "ErrorPages",
-    "RequestedResources",
-    "AuthorizationParams",
     "SessionStorageType",
 ];
 
@@ -318,10 +332,10 @@ const PROVIDER_KEYS: &[&str] = &[
     "InsecureSkipVerify",
     "CABundleFile",
     "TokenRenewalThreshold",
+    "CABundle",
 ];
 
 const PROVIDER_LATER: &[&str] = &[
-    "CABundle",
     "ClientJwtPrivateKeyId",
     "ClientJwtPrivateKey",
     "TokenValidation",
@@ -329,8 +343,8 @@ const PROVIDER_LATER: &[&str] = &[
 ];
 
 const COOKIE_KEYS: &[&str] = &["Path", "Domain", "Secure", "HttpOnly", "SameSite", "MaxAge"];
-const AUTHZ_KEYS: &[&str] = &["AssertClaims"];
-const AUTHZ_LATER: &[&str] = &["CheckOnEveryRequest"];
+const AUTHZ_KEYS: &[&str] = &["AssertClaims", "CheckOnEveryRequest"];
+const AUTHZ_LATER: &[&str] = &[];
 const ASSERT_KEYS: &[&str] = &["Name", "AnyOf", "AllOf"];
 const HEADER_KEYS: &[&str] = &["Name", "Value", "IncludeWhen"];
 const HEADER_LATER: &[&str] = &["Values"];
@@ -816,8 +830,47 @@ fn parse_middleware(
         None => Some(UnauthorizedBehavior::Unauthorized),
     };
 
-    let assert_claims = match obj.get("Authorization") {
+    let (assert_claims, check_on_every_request) = match obj.get("Authorization") {
         Some((p, v)) => parse_authorization(v, &p, cx),
+        None => (Vec::new(), false),
+    };
+    let login_uri = opt_string(&mut obj, "LoginUri", cx).filter(|s| !s.is_empty());
+    if let Some(l) = &login_uri {
+        check_path_or_url(l, &join(path, "LoginUri"), false, cx);
+    }
+    let post_login_redirect_uri =
+        opt_string(&mut obj, "PostLoginRedirectUri", cx).filter(|s| !s.is_empty());
+    if let Some(u) = &post_login_redirect_uri {
+        check_path_or_url(u, &join(path, "PostLoginRedirectUri"), true, cx);
+    }
+    let valid_post_login_redirect_uris = match obj.get("ValidPostLoginRedirectUris") {
+        Some((p, v)) => {
+            let list = cx.string_list(v, &p).unwrap_or_default();
+            for (i, u) in list.iter().enumerate() {
+                check_path_or_url(u, &format!("{p}[{i}]"), true, cx);
+            }
+            list
+        }
+        None => Vec::new(),
+    };
+    let authorization_params = match obj.get("AuthorizationParams") {
+        Some((p, v)) => parse_authorization_params(v, &p, cx),
+        None => Vec::new(),
+    };
+    let requested_resources = match obj.get("RequestedResources") {
+        Some((p, v)) => {
+            let list = cx.string_list(v, &p).unwrap_or_default();
+            for (i, u) in list.iter().enumerate() {
+                // RFC 8707 §2: an absolute URI without a fragment.
+                if Url::parse(u).map_or(true, |x| x.fragment().is_some()) {
+                    cx.problem(
+                        &format!("{p}[{i}]"),
+                        "expected an absolute URI without a fragment",
+                    );
+                }
+            }
+            list
+        }
         None => Vec::new(),
     };
     let headers = match obj.get("Headers") {
@@ -864,7 +917,51 @@ fn parse_middleware(
         assert_claims,
         headers,
         bypass,
+        login_uri,
+        post_login_redirect_uri,
+        valid_post_login_redirect_uris,
+        authorization_params,
+        requested_resources,
+        check_on_every_request,
     })
+}
+
+/// Parameters the sidecar sets itself; overriding them would break the flow or its security.
+const RESERVED_PARAMS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "state",
+    "nonce",
+    "scope",
+    "resource",
+    "code_challenge",
+    "code_challenge_method",
+];
+
+fn parse_authorization_params(v: &Value, path: &str, cx: &mut Cx<'_>) -> Vec<(String, String)> {
+    let Value::Mapping(m) = v else {
+        if !matches!(v, Value::Null) {
+            cx.problem(path, "expected a mapping of parameter names to values");
+        }
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, val) in m {
+        let Value::String(k) = k else {
+            cx.problem(path, "parameter names must be strings");
+            continue;
+        };
+        let p = join(path, k);
+        if RESERVED_PARAMS.iter().any(|r| r.eq_ignore_ascii_case(k)) {
+            cx.warn(&p, "set by the sidecar itself; ignored");
+            continue;
+        }
+        if let Some(s) = cx.string(val, &p) {
+            out.push((k.clone(), s));
+        }
+    }
+    out
 }
 
 fn opt_string(obj: &mut Obj<'_>, key: &str, cx: &mut Cx<'_>) -> Option<String> {
@@ -944,6 +1041,18 @@ fn parse_provider(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<ProviderConf
             format!("cannot read {}: {e}", f.display()),
         );
     }
+    let ca_bundle = opt_string(&mut obj, "CABundle", cx).filter(|s| !s.is_empty());
+    if ca_bundle.is_some() && ca_bundle_file.is_some() {
+        cx.problem(
+            &join(path, "CABundle"),
+            "give CABundle or CABundleFile, not both",
+        );
+    }
+    if let Some(b) = &ca_bundle
+        && let Err(e) = crate::oidc::decode_ca_bundle(b)
+    {
+        cx.problem(&join(path, "CABundle"), e);
+    }
     let token_renewal_threshold = match obj.get("TokenRenewalThreshold") {
         Some((p, v)) => {
             let t = match v {
@@ -979,6 +1088,7 @@ fn parse_provider(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<ProviderConf
         valid_audience,
         insecure_skip_verify,
         ca_bundle_file,
+        ca_bundle,
         token_renewal_threshold,
     })
 }
@@ -1049,9 +1159,13 @@ fn parse_cookie(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<SessionCookieC
     Some(c)
 }
 
-fn parse_authorization(v: &Value, path: &str, cx: &mut Cx<'_>) -> Vec<ClaimAssertion> {
+fn parse_authorization(v: &Value, path: &str, cx: &mut Cx<'_>) -> (Vec<ClaimAssertion>, bool) {
     let Some(mut obj) = Obj::new(v, path, cx) else {
-        return Vec::new();
+        return (Vec::new(), false);
+    };
+    let every = match obj.get("CheckOnEveryRequest") {
+        Some((p, v)) => cx.boolean(v, &p).unwrap_or(false),
+        None => false,
     };
     let mut out = Vec::new();
     if let Some((p, v)) = obj.get("AssertClaims") {
@@ -1086,7 +1200,7 @@ fn parse_authorization(v: &Value, path: &str, cx: &mut Cx<'_>) -> Vec<ClaimAsser
         }
     }
     obj.finish(AUTHZ_KEYS, AUTHZ_LATER, cx);
-    out
+    (out, every)
 }
 
 fn parse_headers(v: &Value, path: &str, cx: &mut Cx<'_>) -> Vec<HeaderRule> {

@@ -115,6 +115,13 @@ impl Provider {
                 b = b.add_root_certificate(c);
             }
         }
+        if let Some(inline) = &cfg.ca_bundle {
+            for c in reqwest::Certificate::from_pem_bundle(&decode_ca_bundle(inline)?)
+                .map_err(|e| format!("CABundle: {e}"))?
+            {
+                b = b.add_root_certificate(c);
+            }
+        }
         let http = b.build().map_err(|e| format!("HTTP client: {e}"))?;
         Ok(Provider {
             cfg,
@@ -276,6 +283,15 @@ impl Provider {
                 q.append_pair("code_challenge", &pkce_challenge(v))
                     .append_pair("code_challenge_method", "S256");
             }
+            for r in p.resources {
+                q.append_pair("resource", r);
+            }
+            for (k, v) in p.extra {
+                // An explicit prompt (Challenge, LoginUri?prompt=) wins over the configured one.
+                if !(k == "prompt" && p.prompt.is_some()) {
+                    q.append_pair(k, v);
+                }
+            }
             if let Some(prompt) = p.prompt {
                 q.append_pair("prompt", prompt);
             }
@@ -318,6 +334,9 @@ impl Provider {
             .set_redirect_uri(Cow::Owned(redirect));
         if let Some(v) = x.pkce_verifier {
             req = req.set_pkce_verifier(PkceCodeVerifier::new(v.to_string()));
+        }
+        for r in x.resources {
+            req = req.add_extra_param("resource", r.clone());
         }
         let tokens = req.request_async(&self.http).await.map_err(|e| match e {
             RequestTokenError::ServerResponse(r) => Error::ExchangeRefused(r.error().to_string()),
@@ -365,13 +384,17 @@ impl Provider {
         d: Arc<Discovered>,
         refresh_token: &str,
         sub: &str,
+        resources: &[String],
         now: u64,
     ) -> Result<Refreshed, Error> {
         let rt = RefreshToken::new(refresh_token.to_string());
-        let req = d
+        let mut req = d
             .client
             .exchange_refresh_token(&rt)
             .map_err(|_| Error::IdpUnavailable("the IdP has no token endpoint".into()))?;
+        for r in resources {
+            req = req.add_extra_param("resource", r.clone());
+        }
         let tokens = req.request_async(&self.http).await.map_err(|e| match e {
             RequestTokenError::ServerResponse(r) => Error::ExchangeRefused(r.error().to_string()),
             RequestTokenError::Request(e) => Error::IdpUnavailable(format!("token endpoint: {e}")),
@@ -487,6 +510,10 @@ pub struct AuthorizeParams<'a> {
     pub pkce_verifier: Option<&'a str>,
     /// `prompt` value, e.g. `login`.
     pub prompt: Option<&'a str>,
+    /// Extra parameters (`AuthorizationParams`), reserved names already removed.
+    pub extra: &'a [(String, String)],
+    /// RFC 8707 resource indicators.
+    pub resources: &'a [String],
 }
 
 /// Inputs of the code exchange.
@@ -499,6 +526,22 @@ pub struct Exchange<'a> {
     pub pkce_verifier: Option<&'a str>,
     /// Nonce of this flow.
     pub nonce: &'a str,
+    /// RFC 8707 resource indicators (sent again at the token endpoint, §2.2).
+    pub resources: &'a [String],
+}
+
+/// The PEM bytes of an inline `CABundle`: PEM text, or `base64:` followed by base64 of it.
+pub fn decode_ca_bundle(s: &str) -> Result<Vec<u8>, String> {
+    let pem = match s.strip_prefix("base64:") {
+        Some(b) => base64::engine::general_purpose::STANDARD
+            .decode(b.trim())
+            .map_err(|e| format!("base64: {e}"))?,
+        None => s.as_bytes().to_vec(),
+    };
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err("expected PEM certificates".into());
+    }
+    Ok(pem)
 }
 
 /// RFC 7636 §4.2: BASE64URL(SHA256(verifier)).

@@ -534,3 +534,56 @@ async fn bypass_rule_forward_behaviours_and_include_when() {
     assert_eq!(r.status, 200);
     assert!(r.header("x-forwarded-user").is_none());
 }
+
+#[tokio::test]
+async fn login_uri_redirect_validation_prompt_and_authorization_params() {
+    let s = sidecar().await;
+    let mut b = Browser::new(&s, "login");
+    // LoginUri always starts a login, even for an XHR; extra parameters are passed, reserved
+    // ones (state) are not overridden, the resource indicator is sent.
+    let r = b
+        .app(
+            "http://app.test/login?redirect_uri=%2Fafter&prompt=login",
+            Kind::Xhr,
+        )
+        .await;
+    assert_eq!(r.status, 302, "{r:#?}");
+    let q = query(&r.location());
+    assert_eq!(q["prompt"], "login");
+    assert_eq!(q["acr_values"], "urn:test:loa:1");
+    assert_eq!(q["login_hint"], "demo");
+    assert_eq!(q["resource"], "https://api.example.test/");
+    assert_ne!(q["state"], "must-be-ignored");
+    // The login completes and returns to the validated target.
+    let cb = b.login_at_op(&r.location(), "alice", "alice").await;
+    let r = b.app(&cb, Kind::Navigate).await;
+    assert_eq!(
+        (r.status, r.location()),
+        (302, "http://app.test/after".to_string()),
+        "{r:#?}"
+    );
+    // CheckOnEveryRequest with a passing assertion.
+    assert_eq!(b.app("http://app.test/x", Kind::Xhr).await.status, 200);
+
+    for bad in [
+        "//evil.test",
+        "https://evil.test/",
+        "http://other.test/welcome/x",
+        "/\\evil",
+    ] {
+        let url = format!("http://app.test/login?redirect_uri={}", urlencode(bad));
+        assert_eq!(b.app(&url, Kind::Navigate).await.status, 400, "{bad}");
+    }
+    assert_eq!(
+        b.app("http://app.test/login?prompt=evil", Kind::Navigate)
+            .await
+            .status,
+        400
+    );
+    // An allow-listed absolute target on another host is accepted.
+    let url = format!(
+        "http://app.test/login?redirect_uri={}",
+        urlencode("http://other.test/welcome")
+    );
+    assert_eq!(b.app(&url, Kind::Navigate).await.status, 302);
+}

@@ -158,6 +158,24 @@ middlewares:
         IncludeWhen: Always
       - Name: X-Email
         Value: "{{{{ .claims.email }}}}"
+  login:
+    Provider:
+      Url: {issuer}
+      ClientId: sidecar
+      ClientSecret: sidecar-secret
+    Secret: {SECRET}
+    LoginUri: /login
+    ValidPostLoginRedirectUris: ["http://other.test/welcome"]
+    AuthorizationParams:
+      acr_values: "urn:test:loa:1"
+      login_hint: demo
+      state: must-be-ignored
+    RequestedResources: ["https://api.example.test/"]
+    Authorization:
+      CheckOnEveryRequest: true
+      AssertClaims:
+        - Name: email_verified
+          AnyOf: ["true"]
   open:
     Provider:
       Url: {issuer}

@@ -45,6 +45,14 @@ server.listen(Number(process.env.OP_PORT || 0), '127.0.0.1', () => {
       rpInitiatedLogout: { enabled: true },
       introspection: { enabled: true },
       revocation: { enabled: true },
+      // RFC 8707: any https resource is a known API; its access tokens are JWTs for it.
+      resourceIndicators: {
+        enabled: true,
+        async getResourceServerInfo(ctx, resourceIndicator) {
+          if (!resourceIndicator.startsWith('https://')) throw new errors.InvalidTarget();
+          return { scope: 'api:read', audience: resourceIndicator, accessTokenTTL: ttl, accessTokenFormat: 'jwt' };
+        },
+      },
     },
     claims: {
       openid: ['sub'],
