@@ -13,7 +13,9 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::authz;
-use crate::config::{MiddlewareConfig, UnauthenticatedBehavior, UnauthorizedBehavior};
+use crate::config::{
+    MiddlewareConfig, TokenValidation, UnauthenticatedBehavior, UnauthorizedBehavior,
+};
 use crate::error::Error;
 use crate::forwarded::{Forwarded, is_navigation};
 use crate::metrics::{Counters, Outcome};
@@ -107,7 +109,11 @@ impl Middleware {
                 .bypass
                 .as_ref()
                 .is_some_and(|r| r.matches(fwd, headers));
-            self.check(fwd, &cookies, nav, public, now).await
+            match self.bearer_token(headers, &cookies) {
+                // A bearer token decides alone: valid or 401, never a session, never a redirect.
+                Some(token) => self.bearer(token, &cookies, public, now).await,
+                None => self.check(fwd, &cookies, nav, public, now).await,
+            }
         };
         let reply = match result {
             Ok((reply, outcome)) => {
@@ -151,6 +157,70 @@ impl Middleware {
         Url::parse(cb).is_ok_and(|u| {
             u.path() == fwd.path && u.scheme() == fwd.proto.as_str() && authority(&u) == fwd.host
         })
+    }
+
+    /// The bearer token of an API client, from `AuthorizationHeader` (a `Bearer ` prefix is
+    /// stripped; other schemes are not bearer tokens) or `AuthorizationCookie`.
+    fn bearer_token<'h>(
+        &self,
+        headers: &'h HeaderMap,
+        cookies: &RequestCookies<'h>,
+    ) -> Option<&'h str> {
+        if let Some(name) = &self.cfg.bearer_header
+            && let Some(v) = headers.get(name.as_str()).and_then(|v| v.to_str().ok())
+        {
+            let v = v.trim();
+            let token = if name.eq_ignore_ascii_case("authorization") {
+                v.get(..7)
+                    .filter(|p| p.eq_ignore_ascii_case("bearer "))
+                    .and_then(|_| v.get(7..))
+            } else {
+                Some(v)
+            };
+            if let Some(t) = token.map(str::trim).filter(|t| !t.is_empty()) {
+                return Some(t);
+            }
+        }
+        let name = self.cfg.bearer_cookie.as_deref()?;
+        cookies.get(name).filter(|t| !t.is_empty())
+    }
+
+    /// Validates a bearer token (JWT or introspection, per `TokenValidation`) and checks the
+    /// assertions on its claims, on every request.
+    async fn bearer(
+        &self,
+        token: &str,
+        cookies: &RequestCookies<'_>,
+        public: bool,
+        now: u64,
+    ) -> Result<(Reply, Outcome), Error> {
+        let claims = match self.cfg.provider.token_validation {
+            TokenValidation::Introspection => self.provider.introspect(token, now).await,
+            TokenValidation::IdToken | TokenValidation::AccessToken => {
+                self.provider.verify_access_token(token, now).await
+            }
+        };
+        if public {
+            let claims = claims.ok();
+            return Ok((
+                self.pass(cookies, claims.as_ref(), Pass::Public),
+                Outcome::Bypassed,
+            ));
+        }
+        let claims = claims?;
+        if authz::authorized(&self.cfg.assert_claims, &claims) {
+            return Ok((
+                self.pass(cookies, Some(&claims), Pass::Authorized),
+                Outcome::Allowed,
+            ));
+        }
+        match self.cfg.unauthorized_behavior {
+            UnauthorizedBehavior::Forward => Ok((
+                self.pass(cookies, Some(&claims), Pass::Forward),
+                Outcome::Forwarded,
+            )),
+            _ => Err(Error::Forbidden),
+        }
     }
 
     /// Where a login started by this request returns: `PostLoginRedirectUri` if set, else the

@@ -79,6 +79,17 @@ pub enum UnauthorizedBehavior {
     Forward,
 }
 
+/// How bearer tokens (`AuthorizationHeader` / `AuthorizationCookie`) are validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenValidation {
+    /// As a JWT (signature, iss, aud, exp) — the default, same as `AccessToken`.
+    IdToken,
+    /// As a JWT access token.
+    AccessToken,
+    /// By RFC 7662 introspection (opaque tokens too).
+    Introspection,
+}
+
 /// The `SameSite` attribute of the session cookie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SameSite {
@@ -134,6 +145,8 @@ pub struct ProviderConfig {
     pub ca_bundle: Option<String>,
     /// Fraction of the token lifetime after which a session with a refresh token is refreshed.
     pub token_renewal_threshold: f64,
+    /// How bearer tokens are validated.
+    pub token_validation: TokenValidation,
 }
 
 /// The `SessionCookie` block.
@@ -198,6 +211,10 @@ pub struct MiddlewareConfig {
     pub requested_resources: Vec<String>,
     /// Evaluate `AssertClaims` on every request instead of once at login.
     pub check_on_every_request: bool,
+    /// `AuthorizationHeader.Name`: a header carrying a bearer token.
+    pub bearer_header: Option<String>,
+    /// `AuthorizationCookie.Name`: a cookie carrying a bearer token.
+    pub bearer_cookie: Option<String>,
 }
 
 /// A problem (or warning) found in the file, with the key path it concerns.
@@ -309,16 +326,13 @@ const MIDDLEWARE_KEYS: &[&str] = &[
     "ValidPostLoginRedirectUris",
     "AuthorizationParams",
     "RequestedResources",
+    "AuthorizationHeader",
+    "AuthorizationCookie",
 ];
 
 /// traefik-oidc-auth keys that a later version of the sidecar implements: they warn, not fail.
 /// Ignoring any of them only makes the middleware stricter (no bypass, no bearer tokens…).
-const MIDDLEWARE_LATER: &[&str] = &[
-    "AuthorizationHeader",
-    "AuthorizationCookie",
-    "ErrorPages",
-    "SessionStorageType",
-];
+const MIDDLEWARE_LATER: &[&str] = &["ErrorPages", "SessionStorageType"];
 
 const PROVIDER_KEYS: &[&str] = &[
     "Url",
@@ -333,12 +347,12 @@ const PROVIDER_KEYS: &[&str] = &[
     "CABundleFile",
     "TokenRenewalThreshold",
     "CABundle",
+    "TokenValidation",
 ];
 
 const PROVIDER_LATER: &[&str] = &[
     "ClientJwtPrivateKeyId",
     "ClientJwtPrivateKey",
-    "TokenValidation",
     "UseClaimsFromUserInfo",
 ];
 
@@ -853,6 +867,22 @@ fn parse_middleware(
         }
         None => Vec::new(),
     };
+    let mut named = |key: &str, cx: &mut Cx<'_>| -> Option<String> {
+        let (p, v) = obj.get(key)?;
+        let mut o = Obj::new(v, &p, cx)?;
+        let name = opt_string(&mut o, "Name", cx).filter(|n| !n.is_empty());
+        o.finish(&["Name"], &[], cx);
+        if let Some(n) = &name
+            && !n
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            cx.problem(&join(&p, "Name"), "expected a header or cookie name");
+        }
+        name
+    };
+    let bearer_header = named("AuthorizationHeader", cx);
+    let bearer_cookie = named("AuthorizationCookie", cx);
     let authorization_params = match obj.get("AuthorizationParams") {
         Some((p, v)) => parse_authorization_params(v, &p, cx),
         None => Vec::new(),
@@ -923,6 +953,8 @@ fn parse_middleware(
         authorization_params,
         requested_resources,
         check_on_every_request,
+        bearer_header,
+        bearer_cookie,
     })
 }
 
@@ -1041,6 +1073,20 @@ fn parse_provider(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<ProviderConf
             format!("cannot read {}: {e}", f.display()),
         );
     }
+    let token_validation = match obj.get("TokenValidation") {
+        Some((p, v)) => cx
+            .one_of(
+                v,
+                &p,
+                &[
+                    ("IdToken", TokenValidation::IdToken),
+                    ("AccessToken", TokenValidation::AccessToken),
+                    ("Introspection", TokenValidation::Introspection),
+                ],
+            )
+            .unwrap_or(TokenValidation::IdToken),
+        None => TokenValidation::IdToken,
+    };
     let ca_bundle = opt_string(&mut obj, "CABundle", cx).filter(|s| !s.is_empty());
     if ca_bundle.is_some() && ca_bundle_file.is_some() {
         cx.problem(
@@ -1090,6 +1136,7 @@ fn parse_provider(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<ProviderConf
         ca_bundle_file,
         ca_bundle,
         token_renewal_threshold,
+        token_validation,
     })
 }
 
@@ -1378,6 +1425,9 @@ middlewares:
     BypassAuthenticationRule: "PathPrefix(`/health`)"
     AuthorizationHeader:
       Name: Authorization
+    ErrorPages:
+      Unauthenticated:
+        RedirectTo: https://example.com/login
 "#;
 
     #[test]
@@ -1410,7 +1460,7 @@ middlewares:
         // Later-issue keys and the per-middleware LogLevel warn instead of failing.
         let warned: Vec<&str> = loaded.warnings.iter().map(|w| w.path.as_str()).collect();
         assert!(
-            warned.contains(&"middlewares.oidc-auth.AuthorizationHeader"),
+            warned.contains(&"middlewares.oidc-auth.ErrorPages"),
             "{warned:?}"
         );
         assert!(

@@ -53,6 +53,9 @@ pub enum Error {
     /// The ID token failed verification.
     #[error("ID token invalid: {0}")]
     InvalidIdToken(String),
+    /// A bearer token (AuthorizationHeader/AuthorizationCookie) is invalid.
+    #[error("bearer token invalid: {0}")]
+    InvalidBearer(String),
     /// The IdP could not be reached, or discovery/JWKS are not loaded yet.
     #[error("identity provider unavailable: {0}")]
     IdpUnavailable(String),
@@ -66,7 +69,7 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Error::UntrustedPeer | Error::Unauthenticated | Error::InvalidIdToken(_) => 401,
-            Error::IdpError { .. } => 401,
+            Error::IdpError { .. } | Error::InvalidBearer(_) => 401,
             Error::Forbidden => 403,
             Error::BadForwarded { .. }
             | Error::BadRedirect
@@ -93,6 +96,7 @@ impl Error {
             Error::IdpError { .. } => "Login failed at the identity provider",
             Error::ExchangeRefused(_) => "Login could not be completed",
             Error::InvalidIdToken(_) => "Login could not be verified",
+            Error::InvalidBearer(_) => "Invalid token",
             Error::IdpUnavailable(_) => "Identity provider unavailable",
             Error::Internal(_) => "Internal error",
         }
@@ -125,6 +129,7 @@ impl Error {
                 "The identity provider refused the login. Start again.".into()
             }
             Error::InvalidIdToken(_) => "The identity token could not be verified.".into(),
+            Error::InvalidBearer(_) => "The bearer token is invalid or expired.".into(),
             Error::IdpUnavailable(_) => {
                 "The identity provider cannot be reached. Try again shortly.".into()
             }
@@ -144,6 +149,10 @@ impl Error {
             }
         };
         let mut reply = Reply::new(status, body);
+        if matches!(self, Error::InvalidBearer(_)) {
+            // RFC 6750 §3.1.
+            reply.header("WWW-Authenticate", "Bearer error=\"invalid_token\"");
+        }
         if matches!(self, Error::Unauthenticated) {
             // RFC 9110 §11.6.1: a 401 carries a challenge. The session is a cookie, so the
             // scheme names the mechanism without inviting a browser's Basic-auth dialog.
@@ -177,6 +186,7 @@ mod tests {
             },
             Error::ExchangeRefused("x".into()),
             Error::InvalidIdToken("x".into()),
+            Error::InvalidBearer("x".into()),
             Error::IdpUnavailable("x".into()),
             Error::Internal("x".into()),
         ];

@@ -7,6 +7,7 @@
 //! discovered endpoint could otherwise point our client secret at another host (SSRF).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -59,6 +60,8 @@ pub struct Discovered {
     pub end_session_endpoint: Option<Url>,
     /// Whether discovery advertises PKCE S256.
     pub pkce_s256: bool,
+    /// RFC 7662 introspection endpoint, when the IdP has one.
+    pub introspection_endpoint: Option<Url>,
     jwks_uri: JsonWebKeySetUrl,
     jwks: CoreJsonWebKeySet,
     allowed_algs: Vec<CoreJwsSigningAlgorithm>,
@@ -96,6 +99,25 @@ pub struct Provider {
     http: reqwest::Client,
     current: RwLock<Option<Arc<Discovered>>>,
     last_jwks_refetch: Mutex<u64>,
+    /// Active introspection results by SHA-256 of the token, with the time they stop counting.
+    introspected: Mutex<HashMap<[u8; 32], Introspected>>,
+}
+
+/// An active introspection result and the time it stops being trusted.
+type Introspected = (u64, Map<String, Value>);
+
+/// Most introspection results kept; beyond it, expired entries go, then everything.
+const INTROSPECTION_CACHE_MAX: usize = 10_000;
+/// Longest an introspection result is trusted without asking again.
+const INTROSPECTION_CACHE_SECS: u64 = 60;
+
+/// Which token a claim set came from: the checks differ slightly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// An ID token from our own login.
+    Id,
+    /// A bearer access token presented by an API client.
+    Access,
 }
 
 impl Provider {
@@ -128,6 +150,7 @@ impl Provider {
             http,
             current: RwLock::new(None),
             last_jwks_refetch: Mutex::new(0),
+            introspected: Mutex::new(HashMap::new()),
         })
     }
 
@@ -209,6 +232,10 @@ impl Provider {
             .get("code_challenge_methods_supported")
             .and_then(Value::as_array)
             .is_some_and(|a| a.iter().any(|m| m == "S256"));
+        let introspection_endpoint = raw
+            .get("introspection_endpoint")
+            .and_then(Value::as_str)
+            .and_then(|u| Url::parse(u).ok());
         let end_session_endpoint = metadata
             .additional_metadata()
             .end_session_endpoint
@@ -254,6 +281,7 @@ impl Provider {
             authorization_endpoint,
             end_session_endpoint,
             pkce_s256,
+            introspection_endpoint,
             jwks_uri,
             jwks,
             allowed_algs,
@@ -266,6 +294,129 @@ impl Provider {
         CoreJsonWebKeySet::fetch_async(uri, &self.http)
             .await
             .map_err(|e| format!("JWKS {}: {e}", uri.as_str()))
+    }
+
+    /// Verifies a bearer token as a JWT access token: signature from the JWKS (refetched at most
+    /// once a minute for an unknown `kid`), `iss`, audience (`ValidAudience`, else the client
+    /// id), `exp`/`nbf` with leeway. Returns its claims.
+    pub async fn verify_access_token(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<Map<String, Value>, Error> {
+        let d = self
+            .current()
+            .ok_or_else(|| Error::IdpUnavailable("discovery not loaded yet".into()))?;
+        let jwt: CoreIdToken = token
+            .parse()
+            .map_err(|_| Error::InvalidBearer("not a JWT".into()))?;
+        let any_nonce = |_: Option<&Nonce>| Ok(());
+        match self.verify_with(&d, &jwt, any_nonce, now, TokenKind::Access) {
+            Err(ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::NoMatchingKey,
+            )) => {
+                let d = self
+                    .refetch_jwks(&d, now)
+                    .await
+                    .map_err(|e| Error::InvalidBearer(e.to_string()))?;
+                self.verify_with(&d, &jwt, any_nonce, now, TokenKind::Access)
+                    .map_err(|e| Error::InvalidBearer(e.to_string()))?;
+            }
+            Err(e) => return Err(Error::InvalidBearer(e.to_string())),
+            Ok(()) => {}
+        }
+        let claims = payload(token)
+            .ok_or_else(|| Error::InvalidBearer("payload is not a JSON object".into()))?;
+        check_claims(&claims, &self.cfg, now, TokenKind::Access).map_err(Error::InvalidBearer)?;
+        Ok(claims)
+    }
+
+    /// RFC 7662 introspection with the client's credentials. Active results are cached until the
+    /// token expires, at most 60 s, so revocation at the IdP takes effect within a minute.
+    pub async fn introspect(&self, token: &str, now: u64) -> Result<Map<String, Value>, Error> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Ok(cache) = self.introspected.lock()
+            && let Some((until, claims)) = cache.get(&key)
+            && *until > now
+        {
+            return Ok(claims.clone());
+        }
+        let d = self
+            .current()
+            .ok_or_else(|| Error::IdpUnavailable("discovery not loaded yet".into()))?;
+        let endpoint = d.introspection_endpoint.clone().ok_or_else(|| {
+            Error::Internal(
+                "TokenValidation is Introspection but the IdP has no introspection_endpoint".into(),
+            )
+        })?;
+        let mut req = self
+            .http
+            .post(endpoint)
+            .form(&[("token", token), ("token_type_hint", "access_token")]);
+        // RFC 6749 §2.3.1: client credentials form-urlencoded inside HTTP Basic.
+        let enc = |s: &str| {
+            openidconnect::url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+        };
+        req = req.basic_auth(
+            enc(&self.cfg.client_id),
+            self.cfg.client_secret.as_ref().map(|s| enc(s.expose())),
+        );
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Error::IdpUnavailable(format!("introspection: {e}")))?;
+        if !resp.status().is_success() {
+            return Err(Error::IdpUnavailable(format!(
+                "introspection answered {}",
+                resp.status()
+            )));
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| Error::IdpUnavailable(format!("introspection: {e}")))?;
+        let claims: Map<String, Value> = serde_json::from_slice(&body)
+            .map_err(|e| Error::IdpUnavailable(format!("introspection response: {e}")))?;
+        if claims.get("active") != Some(&Value::Bool(true)) {
+            return Err(Error::InvalidBearer("inactive token".into()));
+        }
+        if let Some(exp) = claims.get("exp").and_then(Value::as_u64)
+            && exp + LEEWAY_SECS <= now
+        {
+            return Err(Error::InvalidBearer("expired".into()));
+        }
+        if self.cfg.validate_audience
+            && let Some(aud) = claims.get("aud")
+        {
+            let want = self
+                .cfg
+                .valid_audience
+                .as_deref()
+                .unwrap_or(&self.cfg.client_id);
+            let ok = match aud {
+                Value::String(a) => a == want,
+                Value::Array(a) => a.iter().any(|x| x == want),
+                _ => false,
+            };
+            if !ok {
+                return Err(Error::InvalidBearer("audience is not ours".into()));
+            }
+        }
+        let until = claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .unwrap_or(u64::MAX)
+            .min(now + INTROSPECTION_CACHE_SECS);
+        if let Ok(mut cache) = self.introspected.lock() {
+            if cache.len() >= INTROSPECTION_CACHE_MAX {
+                cache.retain(|_, (u, _)| *u > now);
+                if cache.len() >= INTROSPECTION_CACHE_MAX {
+                    cache.clear();
+                }
+            }
+            cache.insert(key, (until, claims.clone()));
+        }
+        Ok(claims)
     }
 
     /// The authorization request URL (OIDC Core §3.1.2.1).
@@ -362,7 +513,7 @@ impl Provider {
         let raw = id_token.to_string();
         let claims = payload(&raw)
             .ok_or_else(|| Error::InvalidIdToken("payload is not a JSON object".into()))?;
-        check_claims(&claims, &self.cfg, now).map_err(Error::InvalidIdToken)?;
+        check_claims(&claims, &self.cfg, now, TokenKind::Id).map_err(Error::InvalidIdToken)?;
         let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(now);
         let expires_at = match tokens.expires_in() {
             Some(d) => now.saturating_add(d.as_secs()),
@@ -410,19 +561,19 @@ impl Provider {
             let no_nonce = |_: Option<&Nonce>| Ok(());
             if let Err(ClaimsVerificationError::SignatureVerification(
                 SignatureVerificationError::NoMatchingKey,
-            )) = self.verify_with(&d, id_token, no_nonce, now)
+            )) = self.verify_with(&d, id_token, no_nonce, now, TokenKind::Id)
             {
                 let d = self.refetch_jwks(&d, now).await?;
-                self.verify_with(&d, id_token, no_nonce, now)
+                self.verify_with(&d, id_token, no_nonce, now, TokenKind::Id)
                     .map_err(|e| Error::InvalidIdToken(e.to_string()))?;
             } else {
-                self.verify_with(&d, id_token, no_nonce, now)
+                self.verify_with(&d, id_token, no_nonce, now, TokenKind::Id)
                     .map_err(|e| Error::InvalidIdToken(e.to_string()))?;
             }
             let raw = id_token.to_string();
             let claims = payload(&raw)
                 .ok_or_else(|| Error::InvalidIdToken("payload is not a JSON object".into()))?;
-            check_claims(&claims, &self.cfg, now).map_err(Error::InvalidIdToken)?;
+            check_claims(&claims, &self.cfg, now, TokenKind::Id).map_err(Error::InvalidIdToken)?;
             if claims.get("sub").and_then(Value::as_str) != Some(sub) {
                 return Err(Error::InvalidIdToken(
                     "refreshed ID token names another subject".into(),
@@ -444,7 +595,7 @@ impl Provider {
         nonce: &Nonce,
         now: u64,
     ) -> Result<(), ClaimsVerificationError> {
-        self.verify_with(d, token, nonce, now)
+        self.verify_with(d, token, nonce, now, TokenKind::Id)
     }
 
     /// Signature, algorithm, `iss` and `exp` (with leeway) by the library; `nonce` by `nonce`.
@@ -454,6 +605,7 @@ impl Provider {
         token: &CoreIdToken,
         nonce: impl openidconnect::NonceVerifier,
         now: u64,
+        kind: TokenKind,
     ) -> Result<(), ClaimsVerificationError> {
         let issuer = IssuerUrl::new(d.issuer.clone())
             .map_err(|e| ClaimsVerificationError::Other(format!("issuer: {e}")))?;
@@ -469,6 +621,11 @@ impl Provider {
         // The audience is checked by `check_claims`, which also knows ValidAudience.
         .require_audience_match(false)
         .set_time_fn(move || chrono::DateTime::from_timestamp(shifted, 0).unwrap_or_default());
+        // Access tokens (RFC 9068) carry `typ: at+jwt`; ID tokens `JWT` or none.
+        let verifier = match kind {
+            TokenKind::Id => verifier,
+            TokenKind::Access => verifier.allow_all_jose_types(),
+        };
         token.claims(&verifier, nonce).map(|_| ())
     }
 
@@ -563,7 +720,12 @@ fn payload(jwt: &str) -> Option<Map<String, Value>> {
 
 /// The checks of OIDC Core §3.1.3.7 that the library leaves to us: audience (with
 /// ValidAudience), `azp`, `iat` and `nbf` with leeway, and a non-empty `sub`.
-fn check_claims(c: &Map<String, Value>, cfg: &ProviderConfig, now: u64) -> Result<(), String> {
+fn check_claims(
+    c: &Map<String, Value>,
+    cfg: &ProviderConfig,
+    now: u64,
+    kind: TokenKind,
+) -> Result<(), String> {
     let sub = c.get("sub").and_then(Value::as_str).unwrap_or("");
     if sub.is_empty() {
         return Err("missing sub".into());
@@ -574,20 +736,42 @@ fn check_claims(c: &Map<String, Value>, cfg: &ProviderConfig, now: u64) -> Resul
         _ => Vec::new(),
     };
     if cfg.validate_audience {
-        let want = cfg.valid_audience.as_deref().unwrap_or(&cfg.client_id);
-        if !auds.contains(&want) {
-            return Err(format!("audience does not contain {want}"));
+        let ok = match kind {
+            // An ID token is always issued to us (§3.1.3.7 step 3); ValidAudience may name the
+            // client id differently for IdPs that use another identifier.
+            TokenKind::Id => {
+                auds.contains(&cfg.client_id.as_str())
+                    || cfg
+                        .valid_audience
+                        .as_deref()
+                        .is_some_and(|v| auds.contains(&v))
+            }
+            // A bearer token must be meant for this API: ValidAudience, else our client id.
+            TokenKind::Access => {
+                auds.contains(&cfg.valid_audience.as_deref().unwrap_or(&cfg.client_id))
+            }
+        };
+        if !ok {
+            return Err("audience is not ours".into());
         }
     }
-    match c.get("azp").and_then(Value::as_str) {
-        // §3.1.3.7 step 5: if azp is present, it must be our client id.
-        Some(azp) if azp != cfg.client_id => return Err("azp names another client".into()),
-        None if auds.len() > 1 => return Err("several audiences and no azp".into()),
-        _ => {}
+    if kind == TokenKind::Id {
+        match c.get("azp").and_then(Value::as_str) {
+            // §3.1.3.7 step 5: if azp is present, it must be our client id.
+            Some(azp) if azp != cfg.client_id => return Err("azp names another client".into()),
+            None if auds.len() > 1 => return Err("several audiences and no azp".into()),
+            _ => {}
+        }
     }
-    let iat = c.get("iat").and_then(Value::as_u64).ok_or("missing iat")?;
-    if iat > now + LEEWAY_SECS {
-        return Err("issued in the future".into());
+    let exp = c.get("exp").and_then(Value::as_u64).ok_or("missing exp")?;
+    if exp + LEEWAY_SECS <= now {
+        return Err("expired".into());
+    }
+    let iat = c.get("iat").and_then(Value::as_u64);
+    match (kind, iat) {
+        (_, Some(iat)) if iat > now + LEEWAY_SECS => return Err("issued in the future".into()),
+        (TokenKind::Id, None) => return Err("missing iat".into()),
+        _ => {}
     }
     if let Some(nbf) = c.get("nbf") {
         let nbf = nbf.as_u64().ok_or("nbf is not a number")?;

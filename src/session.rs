@@ -135,6 +135,11 @@ impl<'a> RequestCookies<'a> {
         RequestCookies { pairs }
     }
 
+    /// The value of `name` when it appears exactly once.
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.unique(name)
+    }
+
     /// The values of every cookie called `name`.
     fn all<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a str> + 's {
         self.pairs

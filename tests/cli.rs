@@ -13,7 +13,7 @@ fn write(name: &str, text: &str) -> std::path::PathBuf {
     p
 }
 
-const GOOD: &str = "middlewares:\n  default:\n    Provider:\n      Url: https://idp.example\n      ClientId: app\n    Secret: 0123456789abcdef0123456789abcdef\n    LoginUri: /login\n";
+const GOOD: &str = "middlewares:\n  default:\n    Provider:\n      Url: https://idp.example\n      ClientId: app\n    Secret: 0123456789abcdef0123456789abcdef\n    SessionStorageType: Cookie\n";
 
 #[test]
 fn check_config_accepts_a_valid_file_and_warns_about_later_keys() {
@@ -26,7 +26,7 @@ fn check_config_accepts_a_valid_file_and_warns_about_later_keys() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("middlewares.default.LoginUri"), "{err}");
+    assert!(err.contains("middlewares.default.SessionStorageType"), "{err}");
     // The env var may name the file instead of --config.
     let out = Command::new(BIN)
         .env("TRAEFIK_OIDC_SIDECAR_CONFIG", &p)

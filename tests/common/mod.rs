@@ -58,7 +58,7 @@ impl Op {
             .env("OP_ID_TOKEN_TTL", ttl_secs.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(op_log())
             .spawn()
             .expect("node must be installed");
         let stdout = child.stdout.take().unwrap();
@@ -84,6 +84,22 @@ impl Drop for Op {
         self.stop();
     }
 }
+
+/// The OP's stderr goes to target/test-op-logs/ so a failing test can be diagnosed.
+fn op_log() -> Stdio {
+    let dir = repo().join("target/test-op-logs");
+    let _ = std::fs::create_dir_all(&dir);
+    let name = format!(
+        "op-{}-{}.log",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    std::fs::File::create(dir.join(name))
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null())
+}
+
+static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// A free loopback port (bound and released: good enough for tests on one machine).
 pub fn free_port() -> u16 {

@@ -35,7 +35,7 @@ server.listen(Number(process.env.OP_PORT || 0), '127.0.0.1', () => {
       client_secret: process.env.OP_CLIENT_SECRET || 'sidecar-secret',
       redirect_uris: list(process.env.OP_REDIRECT_URIS),
       post_logout_redirect_uris: list(process.env.OP_POST_LOGOUT_REDIRECT_URIS),
-      grant_types: ['authorization_code', 'refresh_token'],
+      grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
     }],
@@ -45,6 +45,8 @@ server.listen(Number(process.env.OP_PORT || 0), '127.0.0.1', () => {
       rpInitiatedLogout: { enabled: true },
       introspection: { enabled: true },
       revocation: { enabled: true },
+      // Machine tokens for the bearer-token tests (opaque without a resource, JWT with one).
+      clientCredentials: { enabled: true },
       // RFC 8707: any https resource is a known API; its access tokens are JWTs for it.
       resourceIndicators: {
         enabled: true,
@@ -94,7 +96,7 @@ server.listen(Number(process.env.OP_PORT || 0), '127.0.0.1', () => {
       await grant.save();
       return grant;
     },
-    ttl: { Session: 3600, Grant: 3600, IdToken: ttl, AccessToken: ttl, Interaction: 600, RefreshToken: 86400 },
+    ttl: { Session: 3600, Grant: 3600, IdToken: ttl, AccessToken: ttl, Interaction: 600, RefreshToken: 86400, ClientCredentials: 600 },
     // Refresh tokens for every login of a client allowed the grant (not only offline_access with
     // prompt=consent), and rotated on every use: reusing an old one revokes the grant, which is
     // what makes concurrent refreshes without single-flight fail.
@@ -126,6 +128,11 @@ server.listen(Number(process.env.OP_PORT || 0), '127.0.0.1', () => {
   provider.on('server_error', (ctx, err) => console.error('op server_error', err));
   server.on('request', provider.callback());
   console.log(JSON.stringify({ issuer }));
+  // Harnesses read only that first line and may close the pipe: everything else goes to stderr,
+  // and a closed stdout must never kill the provider.
+  process.stdout.on('error', () => {});
+  console.log = console.error;
+  console.info = console.error;
 });
 
 function readForm(req) {
