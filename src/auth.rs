@@ -23,7 +23,7 @@ use crate::oidc::{AuthorizeParams, Exchange, Provider};
 use crate::redirect;
 use crate::reply::{Body, Reply};
 use crate::session::{CookieCodec, Flow, RequestCookies, Session, random_token};
-use crate::template::{self, DEFAULT_CLAIMS, Pass};
+use crate::template::{self, DEFAULT_CLAIMS, Data, Pass, TokenField};
 
 /// One configured middleware, ready to answer requests.
 pub struct Middleware {
@@ -36,6 +36,8 @@ pub struct Middleware {
     codec: CookieCodec,
     /// Top-level claims kept in the session; `*` keeps every claim.
     kept_claims: BTreeSet<String>,
+    /// Whether a header template prints the access token (only then is it kept).
+    keep_access_token: bool,
     /// Refreshes in flight or just finished, by SHA-256 of the refresh token they redeemed.
     refreshes: tokio::sync::Mutex<HashMap<[u8; 32], (u64, RefreshCell)>>,
 }
@@ -80,12 +82,17 @@ impl Middleware {
             // A wildcard at the root reads everything.
             kept.insert(a.root_claim().unwrap_or("*").to_string());
         }
+        let cfg_keeps_access_token = cfg
+            .headers
+            .iter()
+            .any(|h| h.template.uses_token(TokenField::Access));
         Ok(Middleware {
             cfg,
             provider,
             counters: Arc::new(Counters::default()),
             codec,
             kept_claims: kept,
+            keep_access_token: cfg_keeps_access_token,
             refreshes: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
@@ -200,23 +207,30 @@ impl Middleware {
                 self.provider.verify_access_token(token, now).await
             }
         };
+        // For an API client, `.accessToken` is the token it presented.
+        let data = |c| Data {
+            claims: c,
+            access_token: Some(token),
+            id_token: None,
+            refresh_token: None,
+        };
         if public {
             let claims = claims.ok();
             return Ok((
-                self.pass(cookies, claims.as_ref(), Pass::Public),
+                self.pass(cookies, claims.as_ref().map(data), Pass::Public),
                 Outcome::Bypassed,
             ));
         }
         let claims = claims?;
         if authz::authorized(&self.cfg.assert_claims, &claims) {
             return Ok((
-                self.pass(cookies, Some(&claims), Pass::Authorized),
+                self.pass(cookies, Some(data(&claims)), Pass::Authorized),
                 Outcome::Allowed,
             ));
         }
         match self.cfg.unauthorized_behavior {
             UnauthorizedBehavior::Forward => Ok((
-                self.pass(cookies, Some(&claims), Pass::Forward),
+                self.pass(cookies, Some(data(&claims)), Pass::Forward),
                 Outcome::Forwarded,
             )),
             _ => Err(Error::Forbidden),
@@ -360,6 +374,7 @@ impl Middleware {
             exp: r.expires_at.unwrap_or(now + lifetime),
             id_token: r.id_token.or(old.id_token),
             refresh_token: r.refresh_token.or(Some(rt)),
+            access_token: self.keep_access_token.then_some(r.access_token),
             authorized,
             challenged: old.challenged,
         })
@@ -376,8 +391,10 @@ impl Middleware {
     ) -> Result<(Reply, Outcome), Error> {
         if public {
             tracing::debug!(middleware = %self.cfg.name, path = %fwd.path, "bypass rule matched");
-            let claims = session.as_ref().map(|s| &s.claims);
-            return Ok((self.pass(cookies, claims, Pass::Public), Outcome::Bypassed));
+            return Ok((
+                self.pass(cookies, session.as_ref().map(session_data), Pass::Public),
+                Outcome::Bypassed,
+            ));
         }
         // CheckOnEveryRequest: evaluate the assertions on the session's claims now instead of
         // trusting the decision made at login.
@@ -391,7 +408,7 @@ impl Middleware {
             Some(s) if s.authorized => {
                 tracing::debug!(middleware = %self.cfg.name, sub = %s.sub, path = %fwd.path, "allowed");
                 Ok((
-                    self.pass(cookies, Some(&s.claims), Pass::Authorized),
+                    self.pass(cookies, Some(session_data(&s)), Pass::Authorized),
                     Outcome::Allowed,
                 ))
             }
@@ -402,7 +419,7 @@ impl Middleware {
                     .login(fwd, cookies, now, Some("login"), true, self.return_url(fwd))
                     .map(|r| (r, Outcome::LoginRedirect)),
                 UnauthorizedBehavior::Forward => Ok((
-                    self.pass(cookies, Some(&s.claims), Pass::Forward),
+                    self.pass(cookies, Some(session_data(&s)), Pass::Forward),
                     Outcome::Forwarded,
                 )),
                 _ => Err(Error::Forbidden),
@@ -428,15 +445,10 @@ impl Middleware {
 
     /// A 200: identity headers allowed for `pass` (none without a session) and the request's
     /// cookies minus ours.
-    fn pass(
-        &self,
-        cookies: &RequestCookies<'_>,
-        claims: Option<&Map<String, Value>>,
-        pass: Pass,
-    ) -> Reply {
+    fn pass(&self, cookies: &RequestCookies<'_>, data: Option<Data<'_>>, pass: Pass) -> Reply {
         let mut r = Reply::new(200, Body::Empty);
-        if let Some(claims) = claims {
-            for (n, v) in template::identity_headers(&self.cfg.headers, claims, pass) {
+        if let Some(data) = data {
+            for (n, v) in template::identity_headers(&self.cfg.headers, &data, pass) {
                 r.header(&n, v);
             }
         }
@@ -552,6 +564,7 @@ impl Middleware {
             exp: verified.expires_at,
             id_token: Some(verified.id_token),
             refresh_token: verified.refresh_token,
+            access_token: self.keep_access_token.then_some(verified.access_token),
             authorized,
             challenged: flow.challenge,
         };
@@ -645,6 +658,16 @@ impl Middleware {
         let mut r = Reply::redirect(location);
         r.set_cookies(set);
         Ok((r, Outcome::Logout))
+    }
+}
+
+/// What header templates may read from a session.
+fn session_data(s: &Session) -> Data<'_> {
+    Data {
+        claims: &s.claims,
+        access_token: s.access_token.as_deref(),
+        id_token: s.id_token.as_deref(),
+        refresh_token: s.refresh_token.as_deref(),
     }
 }
 

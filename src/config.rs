@@ -360,8 +360,8 @@ const COOKIE_KEYS: &[&str] = &["Path", "Domain", "Secure", "HttpOnly", "SameSite
 const AUTHZ_KEYS: &[&str] = &["AssertClaims", "CheckOnEveryRequest"];
 const AUTHZ_LATER: &[&str] = &[];
 const ASSERT_KEYS: &[&str] = &["Name", "AnyOf", "AllOf"];
-const HEADER_KEYS: &[&str] = &["Name", "Value", "IncludeWhen"];
-const HEADER_LATER: &[&str] = &["Values"];
+const HEADER_KEYS: &[&str] = &["Name", "Value", "Values", "IncludeWhen"];
+const HEADER_LATER: &[&str] = &[];
 
 // ---------------------------------------------------------------------------------------------
 // The walker.
@@ -1267,6 +1267,16 @@ fn parse_headers(v: &Value, path: &str, cx: &mut Cx<'_>) -> Vec<HeaderRule> {
         };
         let name = opt_string(&mut h, "Name", cx);
         let value = opt_string(&mut h, "Value", cx);
+        let values = opt_string(&mut h, "Values", cx);
+        if value.is_some() && values.is_some() {
+            cx.problem(&join(&ip, "Values"), "give Value or Values, not both");
+            continue;
+        }
+        let (value, is_values) = match (value, values) {
+            (Some(v), None) => (Some(v), false),
+            (None, Some(v)) => (Some(v), true),
+            _ => (None, false),
+        };
         let include_when = match h.get("IncludeWhen") {
             Some((p, v)) => cx
                 .one_of(
@@ -1306,6 +1316,7 @@ fn parse_headers(v: &Value, path: &str, cx: &mut Cx<'_>) -> Vec<HeaderRule> {
                 name,
                 template: t,
                 include_when,
+                values: is_values,
             }),
             Err(e) => cx.problem(&join(&ip, "Value"), format!("template does not parse: {e}")),
         }

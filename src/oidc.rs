@@ -78,6 +78,8 @@ pub struct Verified {
     pub expires_at: u64,
     /// The refresh token, if the IdP issued one.
     pub refresh_token: Option<String>,
+    /// The access token.
+    pub access_token: String,
 }
 
 /// What a successful refresh yields. Fields the IdP did not send are `None`: the caller keeps
@@ -91,6 +93,8 @@ pub struct Refreshed {
     pub refresh_token: Option<String>,
     /// When the new access token expires, if the IdP said.
     pub expires_at: Option<u64>,
+    /// The new access token.
+    pub access_token: String,
 }
 
 /// One middleware's view of its IdP.
@@ -524,6 +528,7 @@ impl Provider {
             id_token: raw,
             expires_at,
             refresh_token: tokens.refresh_token().map(|t| t.secret().clone()),
+            access_token: tokens.access_token().secret().clone(),
         })
     }
 
@@ -556,6 +561,7 @@ impl Provider {
             id_token: None,
             refresh_token: tokens.refresh_token().map(|t| t.secret().clone()),
             expires_at: tokens.expires_in().map(|d| now.saturating_add(d.as_secs())),
+            access_token: tokens.access_token().secret().clone(),
         };
         if let Some(id_token) = tokens.id_token() {
             let no_nonce = |_: Option<&Nonce>| Ok(());

@@ -53,6 +53,9 @@ pub struct Session {
     /// The ID token, kept for the logout `id_token_hint` when it fits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    /// The access token, kept only when a `Headers` template prints `.accessToken`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
     /// The refresh token, when the IdP issued one (refresh keeps the session alive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
@@ -525,6 +528,7 @@ mod tests {
             exp: 2000,
             id_token: Some("eyJ.hdr.sig".into()),
             refresh_token: Some("rt-secret".into()),
+            access_token: None,
             authorized: true,
             challenged: false,
         }

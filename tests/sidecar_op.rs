@@ -122,6 +122,16 @@ async fn failing_assertion_is_403_and_passing_one_gets_templated_headers() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-auth-name"), Some("Alice Admin"));
     assert_eq!(r.header("x-auth-groups"), Some("[admins users]"));
+    assert_eq!(
+        r.all("x-auth-role"),
+        ["role:admins", "role:users"],
+        "Values: one line per element"
+    );
+    assert!(
+        r.header("x-auth-token")
+            .is_some_and(|t| t.starts_with("Bearer ") && t.len() > 20),
+        "{r:#?}"
+    );
     assert!(
         r.header("x-forwarded-user").is_none(),
         "Headers replaces the default set"

@@ -143,6 +143,10 @@ middlewares:
         Value: "{{{{ .claims.name }}}}"
       - Name: X-Auth-Groups
         Value: "{{{{ .claims.groups }}}}"
+      - Name: X-Auth-Role
+        Values: '{{{{ .claims.groups | withPrefix "role:" | mapToJsonArray }}}}'
+      - Name: X-Auth-Token
+        Value: '{{{{ .accessToken | withPrefix "Bearer " }}}}'
   challenge:
     Provider:
       Url: {issuer}
