@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::forwarded::{Forwarded, is_navigation};
 use crate::metrics::{Counters, Outcome};
 use crate::oidc::{AuthorizeParams, Exchange, Provider};
+use crate::pages::{ErrorPage, PageData, default_page};
 use crate::redirect;
 use crate::reply::{Body, Reply};
 use crate::session::{CookieCodec, Flow, RequestCookies, Session, random_token};
@@ -137,8 +138,12 @@ impl Middleware {
                         tracing::warn!(middleware = %self.cfg.name, host = %fwd.host, path = %fwd.path, error = %e, "request refused")
                     }
                 }
-                let mut r =
-                    e.to_reply(nav || self.is_callback(fwd) || fwd.path == self.cfg.logout_uri);
+                let mut r = match &e {
+                    Error::Unauthenticated | Error::Forbidden if nav => self.error_page(&e, fwd),
+                    _ => {
+                        e.to_reply(nav || self.is_callback(fwd) || fwd.path == self.cfg.logout_uri)
+                    }
+                };
                 if matches!(e, Error::Unauthenticated) {
                     // A present but invalid or expired session is cleared so the browser stops
                     // sending it.
@@ -234,6 +239,54 @@ impl Middleware {
                 Outcome::Forwarded,
             )),
             _ => Err(Error::Forbidden),
+        }
+    }
+
+    /// The 401/403 page for a browser: `ErrorPages` (a page or a redirect) or the built-in one,
+    /// with buttons to log in (when `LoginUri` is set) or out.
+    fn error_page(&self, e: &Error, fwd: &Forwarded) -> Reply {
+        let origin = fwd.origin();
+        let login = self.cfg.login_uri.as_deref();
+        let (status, name, configured) = match e {
+            Error::Unauthenticated => (401, "Unauthenticated", &self.cfg.page_unauthenticated),
+            _ => (403, "Access denied", &self.cfg.page_unauthorized),
+        };
+        let data = if status == 401 {
+            PageData {
+                status,
+                name: name.into(),
+                description: e.detail(),
+                primary: login.map(|l| ("Log in".to_string(), format!("{origin}{l}"))),
+                secondary: None,
+            }
+        } else {
+            PageData {
+                status,
+                name: name.into(),
+                description: e.detail(),
+                primary: Some((
+                    "Log out".to_string(),
+                    format!("{origin}{}", self.cfg.logout_uri),
+                )),
+                secondary: login.map(|l| {
+                    (
+                        "Log in with a different account".to_string(),
+                        format!("{origin}{l}?prompt=login"),
+                    )
+                }),
+            }
+        };
+        match configured {
+            Some(ErrorPage::RedirectTo(u)) => {
+                let target = if u.starts_with('/') {
+                    format!("{origin}{u}")
+                } else {
+                    u.clone()
+                };
+                Reply::redirect(target)
+            }
+            Some(ErrorPage::Html(t)) => page_reply(status, t.render(&data)),
+            None => page_reply(status, default_page(&data)),
         }
     }
 
@@ -659,6 +712,15 @@ impl Middleware {
         r.set_cookies(set);
         Ok((r, Outcome::Logout))
     }
+}
+
+fn page_reply(status: u16, html: String) -> Reply {
+    let mut r = Reply::new(status, Body::Html(html));
+    if status == 401 {
+        // RFC 9110 §11.6.1, as in Error::to_reply.
+        r.header("WWW-Authenticate", "Cookie realm=\"traefik-oidc-sidecar\"");
+    }
+    r
 }
 
 /// What header templates may read from a session.

@@ -19,6 +19,7 @@ use serde_yaml_ng::Value;
 
 use crate::authz::ClaimAssertion;
 use crate::forwarded::Cidr;
+use crate::pages::{ErrorPage, PageTemplate};
 use crate::rules::Rule;
 use crate::template::{HeaderRule, IncludeWhen, Template};
 
@@ -215,6 +216,10 @@ pub struct MiddlewareConfig {
     pub bearer_header: Option<String>,
     /// `AuthorizationCookie.Name`: a cookie carrying a bearer token.
     pub bearer_cookie: Option<String>,
+    /// `ErrorPages.Unauthenticated`: the 401 page for browsers.
+    pub page_unauthenticated: Option<ErrorPage>,
+    /// `ErrorPages.Unauthorized`: the 403 page for browsers.
+    pub page_unauthorized: Option<ErrorPage>,
 }
 
 /// A problem (or warning) found in the file, with the key path it concerns.
@@ -328,6 +333,7 @@ const MIDDLEWARE_KEYS: &[&str] = &[
     "RequestedResources",
     "AuthorizationHeader",
     "AuthorizationCookie",
+    "ErrorPages",
 ];
 
 /// traefik-oidc-auth keys that a later version of the sidecar implements: they warn, not fail.
@@ -867,6 +873,10 @@ fn parse_middleware(
         }
         None => Vec::new(),
     };
+    let (page_unauthenticated, page_unauthorized) = match obj.get("ErrorPages") {
+        Some((p, v)) => parse_error_pages(v, &p, cx),
+        None => (None, None),
+    };
     let mut named = |key: &str, cx: &mut Cx<'_>| -> Option<String> {
         let (p, v) = obj.get(key)?;
         let mut o = Obj::new(v, &p, cx)?;
@@ -955,7 +965,54 @@ fn parse_middleware(
         check_on_every_request,
         bearer_header,
         bearer_cookie,
+        page_unauthenticated,
+        page_unauthorized,
     })
+}
+
+fn parse_error_pages(
+    v: &Value,
+    path: &str,
+    cx: &mut Cx<'_>,
+) -> (Option<ErrorPage>, Option<ErrorPage>) {
+    let Some(mut obj) = Obj::new(v, path, cx) else {
+        return (None, None);
+    };
+    let mut one = |key: &str, cx: &mut Cx<'_>| -> Option<ErrorPage> {
+        let (p, v) = obj.get(key)?;
+        let mut o = Obj::new(v, &p, cx)?;
+        let file = opt_string(&mut o, "FilePath", cx).filter(|s| !s.is_empty());
+        let redirect = opt_string(&mut o, "RedirectTo", cx).filter(|s| !s.is_empty());
+        o.finish(&["FilePath", "RedirectTo"], &[], cx);
+        match (file, redirect) {
+            (Some(_), Some(_)) => {
+                cx.problem(&p, "give FilePath or RedirectTo, not both");
+                None
+            }
+            (Some(f), None) => match (cx.env.file)(Path::new(&f)) {
+                Ok(html) => match PageTemplate::parse(&html) {
+                    Ok(t) => Some(ErrorPage::Html(t)),
+                    Err(e) => {
+                        cx.problem(&join(&p, "FilePath"), format!("{f}: {e}"));
+                        None
+                    }
+                },
+                Err(e) => {
+                    cx.problem(&join(&p, "FilePath"), format!("cannot read {f}: {e}"));
+                    None
+                }
+            },
+            (None, Some(r)) => {
+                check_path_or_url(&r, &join(&p, "RedirectTo"), true, cx);
+                Some(ErrorPage::RedirectTo(r))
+            }
+            (None, None) => None,
+        }
+    };
+    let a = one("Unauthenticated", cx);
+    let b = one("Unauthorized", cx);
+    obj.finish(&["Unauthenticated", "Unauthorized"], &[], cx);
+    (a, b)
 }
 
 /// Parameters the sidecar sets itself; overriding them would break the flow or its security.
@@ -1439,6 +1496,7 @@ middlewares:
     ErrorPages:
       Unauthenticated:
         RedirectTo: https://example.com/login
+    SessionStorageType: Cookie
 "#;
 
     #[test]
@@ -1471,7 +1529,7 @@ middlewares:
         // Later-issue keys and the per-middleware LogLevel warn instead of failing.
         let warned: Vec<&str> = loaded.warnings.iter().map(|w| w.path.as_str()).collect();
         assert!(
-            warned.contains(&"middlewares.oidc-auth.ErrorPages"),
+            warned.contains(&"middlewares.oidc-auth.SessionStorageType"),
             "{warned:?}"
         );
         assert!(

@@ -597,3 +597,66 @@ async fn login_uri_redirect_validation_prompt_and_authorization_params() {
     );
     assert_eq!(b.app(&url, Kind::Navigate).await.status, 302);
 }
+
+#[tokio::test]
+async fn error_pages_custom_file_redirect_and_default_buttons() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-pages");
+    std::fs::create_dir_all(&dir).unwrap();
+    let page = dir.join(format!("403-{}.html", std::process::id()));
+    std::fs::write(&page, "<!DOCTYPE html><title>{{ .statusCode }}</title><h1>{{ .statusName }}</h1><p>{{ .description }}</p><a href=\"{{ .primaryButtonUrl }}\">{{ .primaryButtonText }}</a>").unwrap();
+    let yaml = format!(
+        "middlewares:\n  pages:\n    Provider:\n      Url: {issuer}\n      ClientId: sidecar\n      ClientSecret: sidecar-secret\n    Secret: {SECRET}\n    Scopes: [openid, profile, email, groups]\n    UnauthenticatedBehavior: Unauthorized\n    LoginUri: /login\n    Authorization:\n      AssertClaims:\n        - Name: groups\n          AnyOf: [admins]\n    ErrorPages:\n      Unauthorized:\n        FilePath: {}\n  redirecting:\n    Provider:\n      Url: {issuer}\n      ClientId: sidecar\n      ClientSecret: sidecar-secret\n    Secret: {SECRET}\n    UnauthenticatedBehavior: Unauthorized\n    ErrorPages:\n      Unauthenticated:\n        RedirectTo: https://status.example.test/login-required\n",
+        page.display(),
+        issuer = shared_op(),
+    );
+    let s = Sidecar::start(&yaml).await;
+    s.wait_ready(15).await;
+
+    // Built-in 401 page with a Log in button (LoginUri is set); API clients get problem+json.
+    let mut b = Browser::new(&s, "pages");
+    let r = b.app("http://app.test/x", Kind::Navigate).await;
+    assert_eq!(r.status, 401);
+    assert!(
+        r.body.contains("href=\"http://app.test/login\""),
+        "{}",
+        r.body
+    );
+    assert!(r.header("www-authenticate").is_some());
+    assert_eq!(
+        b.app("http://app.test/x", Kind::Xhr)
+            .await
+            .header("content-type"),
+        Some("application/problem+json")
+    );
+
+    // The custom 403 page, rendered with escaped values.
+    let start = b.app("http://app.test/login", Kind::Navigate).await;
+    let cb = b.login_at_op(&start.location(), "bob", "bob").await;
+    assert_eq!(b.app(&cb, Kind::Navigate).await.status, 302);
+    let r = b.app("http://app.test/x", Kind::Navigate).await;
+    assert_eq!(r.status, 403);
+    assert!(
+        r.body
+            .starts_with("<!DOCTYPE html><title>403</title><h1>Access denied</h1>"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body
+            .contains("href=\"http://app.test/logout\">Log out</a>"),
+        "{}",
+        r.body
+    );
+
+    // RedirectTo for navigations only.
+    let mut c = Browser::new(&s, "redirecting");
+    let r = c.app("http://app.test/x", Kind::Navigate).await;
+    assert_eq!(
+        (r.status, r.location()),
+        (
+            302,
+            "https://status.example.test/login-required".to_string()
+        )
+    );
+    assert_eq!(c.app("http://app.test/x", Kind::Xhr).await.status, 401);
+}
