@@ -413,10 +413,19 @@ impl Middleware {
             .await
             .map_err(|e| e.to_string())?;
         let lifetime = old.exp.saturating_sub(old.iat).max(1);
-        let claims = match r.claims {
-            Some(c) => self.keep(c),
+        let mut claims = match r.claims {
+            Some(c) => c,
             None => old.claims,
         };
+        if self.cfg.provider.use_claims_from_userinfo
+            && let Some(d) = self.provider.current()
+        {
+            self.provider
+                .merge_userinfo(&d, &r.access_token, &mut claims)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let claims = self.keep(claims);
         // Assertions are evaluated again: a group removed at the IdP takes effect now.
         let authorized = authz::authorized(&self.cfg.assert_claims, &claims);
         tracing::debug!(middleware = %self.cfg.name, sub = %old.sub, authorized, "session refreshed");
@@ -600,6 +609,15 @@ impl Middleware {
                 now,
             )
             .await?;
+        let mut verified = verified;
+        if self.cfg.provider.use_claims_from_userinfo {
+            // Fetched once here and kept in the session, not on every request.
+            if let Some(d) = self.provider.current() {
+                self.provider
+                    .merge_userinfo(&d, &verified.access_token, &mut verified.claims)
+                    .await?;
+            }
+        }
         let authorized = authz::authorized(&self.cfg.assert_claims, &verified.claims);
         let sub = verified
             .claims

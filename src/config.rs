@@ -148,6 +148,8 @@ pub struct ProviderConfig {
     pub token_renewal_threshold: f64,
     /// How bearer tokens are validated.
     pub token_validation: TokenValidation,
+    /// Merge the UserInfo endpoint's claims into the session at login and refresh.
+    pub use_claims_from_userinfo: bool,
 }
 
 /// The `SessionCookie` block.
@@ -354,13 +356,10 @@ const PROVIDER_KEYS: &[&str] = &[
     "TokenRenewalThreshold",
     "CABundle",
     "TokenValidation",
-];
-
-const PROVIDER_LATER: &[&str] = &[
-    "ClientJwtPrivateKeyId",
-    "ClientJwtPrivateKey",
     "UseClaimsFromUserInfo",
 ];
+
+const PROVIDER_LATER: &[&str] = &["ClientJwtPrivateKeyId", "ClientJwtPrivateKey"];
 
 const COOKIE_KEYS: &[&str] = &["Path", "Domain", "Secure", "HttpOnly", "SameSite", "MaxAge"];
 const AUTHZ_KEYS: &[&str] = &["AssertClaims", "CheckOnEveryRequest"];
@@ -1117,6 +1116,7 @@ fn parse_provider(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<ProviderConf
     let validate_issuer = flag(&mut obj, "ValidateIssuer", true);
     let validate_audience = flag(&mut obj, "ValidateAudience", true);
     let insecure_skip_verify = flag(&mut obj, "InsecureSkipVerify", false);
+    let use_claims_from_userinfo = flag(&mut obj, "UseClaimsFromUserInfo", false);
     let valid_issuer = opt_string(&mut obj, "ValidIssuer", cx).filter(|s| !s.is_empty());
     let valid_audience = opt_string(&mut obj, "ValidAudience", cx).filter(|s| !s.is_empty());
     let ca_bundle_file = opt_string(&mut obj, "CABundleFile", cx)
@@ -1194,6 +1194,7 @@ fn parse_provider(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<ProviderConf
         ca_bundle,
         token_renewal_threshold,
         token_validation,
+        use_claims_from_userinfo,
     })
 }
 

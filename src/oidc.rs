@@ -62,6 +62,8 @@ pub struct Discovered {
     pub pkce_s256: bool,
     /// RFC 7662 introspection endpoint, when the IdP has one.
     pub introspection_endpoint: Option<Url>,
+    /// OIDC Core §5.3 UserInfo endpoint, when the IdP has one.
+    pub userinfo_endpoint: Option<Url>,
     jwks_uri: JsonWebKeySetUrl,
     jwks: CoreJsonWebKeySet,
     allowed_algs: Vec<CoreJwsSigningAlgorithm>,
@@ -236,6 +238,7 @@ impl Provider {
             .get("code_challenge_methods_supported")
             .and_then(Value::as_array)
             .is_some_and(|a| a.iter().any(|m| m == "S256"));
+        let userinfo_endpoint = metadata.userinfo_endpoint().map(|u| u.url().clone());
         let introspection_endpoint = raw
             .get("introspection_endpoint")
             .and_then(Value::as_str)
@@ -286,6 +289,7 @@ impl Provider {
             end_session_endpoint,
             pkce_s256,
             introspection_endpoint,
+            userinfo_endpoint,
             jwks_uri,
             jwks,
             allowed_algs,
@@ -421,6 +425,62 @@ impl Provider {
             cache.insert(key, (until, claims.clone()));
         }
         Ok(claims)
+    }
+
+    /// Merges the UserInfo response (OIDC Core §5.3) into `claims`. The response is discarded
+    /// when its `sub` differs from the token's (§5.3.2); the claims that make a token what it is
+    /// (`iss`, `aud`, `exp`, `iat`, `nbf`, `jti`, `azp`) are never taken from it. Signed
+    /// (`application/jwt`) responses are not supported and are ignored with a warning.
+    pub async fn merge_userinfo(
+        &self,
+        d: &Discovered,
+        access_token: &str,
+        claims: &mut Map<String, Value>,
+    ) -> Result<(), Error> {
+        let Some(url) = d.userinfo_endpoint.clone() else {
+            tracing::warn!("UseClaimsFromUserInfo is set but the IdP has no userinfo_endpoint");
+            return Ok(());
+        };
+        let resp = self
+            .http
+            .get(url)
+            .bearer_auth(access_token)
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| Error::IdpUnavailable(format!("userinfo: {e}")))?;
+        if !resp.status().is_success() {
+            return Err(Error::IdpUnavailable(format!(
+                "userinfo answered {}",
+                resp.status()
+            )));
+        }
+        let jwt = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/jwt"));
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| Error::IdpUnavailable(format!("userinfo: {e}")))?;
+        if jwt {
+            tracing::warn!("signed UserInfo responses are not supported; UserInfo claims ignored");
+            return Ok(());
+        }
+        let info: Map<String, Value> = serde_json::from_slice(&body)
+            .map_err(|e| Error::IdpUnavailable(format!("userinfo response: {e}")))?;
+        if info.get("sub") != claims.get("sub") {
+            tracing::warn!("UserInfo names another subject; its claims are ignored");
+            return Ok(());
+        }
+        const PROTECTED: [&str; 7] = ["iss", "aud", "exp", "iat", "nbf", "jti", "azp"];
+        for (k, v) in info {
+            if !PROTECTED.contains(&k.as_str()) {
+                claims.insert(k, v);
+            }
+        }
+        Ok(())
     }
 
     /// The authorization request URL (OIDC Core §3.1.2.1).

@@ -26,7 +26,10 @@ fn check_config_accepts_a_valid_file_and_warns_about_later_keys() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("middlewares.default.SessionStorageType"), "{err}");
+    assert!(
+        err.contains("middlewares.default.SessionStorageType"),
+        "{err}"
+    );
     // The env var may name the file instead of --config.
     let out = Command::new(BIN)
         .env("TRAEFIK_OIDC_SIDECAR_CONFIG", &p)

@@ -660,3 +660,51 @@ async fn error_pages_custom_file_redirect_and_default_buttons() {
     );
     assert_eq!(c.app("http://app.test/x", Kind::Xhr).await.status, 401);
 }
+
+#[tokio::test]
+async fn userinfo_claims_are_merged_once_at_login() {
+    let s = sidecar().await;
+    let mut b = Browser::new(&s, "userinfo");
+    b.login("http://app.test/", "alice").await;
+    let r = b.app("http://app.test/", Kind::Xhr).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-info"), Some("info-for-alice"), "{r:#?}");
+    assert_eq!(r.header("x-user"), Some("alice"));
+    // The ID token itself does not carry the claim: it came from UserInfo.
+    let codec = traefik_oidc_sidecar::session::CookieCodec::new(
+        &traefik_oidc_sidecar::config::Secret::new(SECRET),
+        "userinfo",
+        "TraefikOidcSidecar.userinfo",
+        traefik_oidc_sidecar::config::SessionCookieConfig {
+            path: "/".into(),
+            domain: None,
+            secure: false,
+            http_only: true,
+            same_site: traefik_oidc_sidecar::config::SameSite::Lax,
+            max_age: 0,
+        },
+    );
+    let header = b
+        .cookies(APP_HOST)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let session = codec
+        .open_session(&traefik_oidc_sidecar::session::RequestCookies::parse(
+            [header.as_str()].into_iter(),
+        ))
+        .unwrap();
+    let id_token = session.id_token.unwrap();
+    let payload = id_token.split('.').nth(1).unwrap();
+    use base64::Engine as _;
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    let payload = String::from_utf8(payload).unwrap();
+    assert!(
+        payload.contains("\"preferred_username\":\"alice\""),
+        "{payload}"
+    );
+    assert!(!payload.contains("userinfo_only"), "{payload}");
+}

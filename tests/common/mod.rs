@@ -196,6 +196,18 @@ middlewares:
       AssertClaims:
         - Name: email_verified
           AnyOf: ["true"]
+  userinfo:
+    Provider:
+      Url: {issuer}
+      ClientId: sidecar
+      ClientSecret: sidecar-secret
+      UseClaimsFromUserInfo: true
+    Secret: {SECRET}
+    Headers:
+      - Name: X-Info
+        Value: "{{{{ .claims.userinfo_only }}}}"
+      - Name: X-User
+        Value: "{{{{ .claims.preferred_username }}}}"
   open:
     Provider:
       Url: {issuer}

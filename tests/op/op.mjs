@@ -59,7 +59,7 @@ server.listen(Number(process.env.OP_PORT || 0), '127.0.0.1', () => {
     claims: {
       openid: ['sub'],
       email: ['email', 'email_verified'],
-      profile: ['name', 'preferred_username'],
+      profile: ['name', 'preferred_username', 'userinfo_only'],
       groups: ['groups'],
     },
     scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
@@ -68,8 +68,10 @@ server.listen(Number(process.env.OP_PORT || 0), '127.0.0.1', () => {
       if (!user) return undefined;
       return {
         accountId: id,
-        async claims() {
+        async claims(use) {
           return {
+            // Only the UserInfo endpoint has this one (tests UseClaimsFromUserInfo).
+            ...(use === 'userinfo' ? { userinfo_only: `info-for-${id}` } : {}),
             sub: id,
             email: user.email,
             email_verified: true,

@@ -1,0 +1,544 @@
+// The whole stack on loopback, shared by the end-to-end suite (run.mjs) and the demo (demo.mjs):
+//
+//   browser ──> Traefik entry point 127.0.0.1:<traefik>
+//                 Host(fa.localhost)      forwardAuth ──> sidecar /auth/default ──┐
+//                 Host(plugin.localhost)  our Yaegi plugin ──> sidecar ──────────┤──> whoami
+//                 Host(traefik.localhost) Traefik's API (read-only, for readiness checks)
+//   sidecar ──> the OpenID Provider (tests/op/op.mjs) on 127.0.0.1:<op>
+//
+// Every process is a child in its own process group. Their stdout/stderr go to
+// <artifactsDir>/<name>.log, their pids to <artifactsDir>/pids (so the calling shell script can
+// clean up even if Node dies hard), and stop() or the process exit kills them all.
+import { spawn, execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const PLUGIN_MODULE = 'github.com/traefik-oidc-sidecar/traefik-oidc-sidecar';
+/** Name of the local plugin in Traefik's static config (experimental.localPlugins.<name>). */
+export const PLUGIN_NAME = 'oidcsidecar';
+export const CLIENT_ID = 'sidecar';
+export const CLIENT_SECRET = 'sidecar-secret';
+/** Headers forwardAuth copies from a 2xx sidecar answer onto the upstream request. Cookie must be
+ * listed: the sidecar answers with the request's cookies minus its own session cookies, and only
+ * a listed name makes Traefik replace the browser's header with the sidecar's. */
+export const AUTH_RESPONSE_HEADERS = ['X-Forwarded-User', 'X-Forwarded-Email', 'X-Forwarded-Groups', 'Cookie'];
+/** forwardAuth deletes only the exact (canonical) names of authResponseHeaders from the client's
+ * request, so a client-sent X_Forwarded_User would reach the upstream, and upstreams that read
+ * '_' as '-' (PHP, CGI, some Node/Python stacks) would take it for the user. A regex makes
+ * forwardAuth delete every request header it matches (any spelling) before copying the sidecar's
+ * matching headers. Anchored, case-insensitive, '-' '_' '.' alike. */
+export const AUTH_RESPONSE_HEADERS_REGEX = '(?i)^x[-_.]forwarded[-_.](user|email|groups)$';
+/** The session cookie chunks of middleware `default` (the sidecar writes at most 8). forwardAuth
+ * drops every Set-Cookie of a 2xx auth answer unless its name is listed in
+ * addAuthCookiesToResponse; listing them lets a session the sidecar refreshed on an allowed
+ * request reach the browser. */
+export const SESSION_COOKIE_NAMES = Array.from({ length: 8 }, (_, i) => `TraefikOidcSidecar.default.session.${i}`);
+/** A documentation address (RFC 5737) standing for the load balancer that would sit in front
+ * of Traefik. Loopback is deliberately *not* trusted: on this machine the browser itself
+ * connects from 127.0.0.1, and it is the client whose X-Forwarded-* must not be believed. */
+export const TRUSTED_FRONT_PROXY = '192.0.2.10/32';
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers.
+
+export function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A port that was free a moment ago (the kernel picks it; we close the socket again). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** True when something accepts TCP connections on 127.0.0.1:port. */
+export function portInUse(port) {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host: '127.0.0.1', port });
+    sock.setTimeout(1000);
+    sock.on('connect', () => { sock.destroy(); resolve(true); });
+    sock.on('timeout', () => { sock.destroy(); resolve(false); });
+    sock.on('error', () => resolve(false));
+  });
+}
+
+/** One HTTP/1.1 request to 127.0.0.1 (a Host header can be set, unlike with fetch). */
+export function request({ port, path: p = '/', method = 'GET', headers = {}, timeoutMs = 5000 }) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: p, method, headers, agent: false }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`timeout after ${timeoutMs} ms: ${method} ${p}`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Polls fn until it returns a truthy value; throws the last error (or `what`) after timeoutMs. */
+export async function waitFor(what, fn, { timeoutMs = 30000, intervalMs = 200 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      if (e.fatal) throw e; // e.g. the process we wait for has exited: no point in waiting
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last.message}` : ''}`);
+    }
+    await sleep(intervalMs);
+  }
+}
+
+function yamlString(s) {
+  return JSON.stringify(String(s)); // JSON strings are valid YAML double-quoted scalars
+}
+
+// ---------------------------------------------------------------------------------------------
+// Binaries.
+
+/** The Traefik binary: TRAEFIK_BIN, else scripts/build-traefik.sh (cached after the first build). */
+export function resolveTraefik() {
+  if (process.env.TRAEFIK_BIN) return process.env.TRAEFIK_BIN;
+  const out = execFileSync('bash', [path.join(ROOT, 'scripts', 'build-traefik.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  return out.trim().split('\n').pop();
+}
+
+/** The sidecar binary: SIDECAR_BIN, else target/release, else target/debug. */
+export function resolveSidecar() {
+  const candidates = [
+    process.env.SIDECAR_BIN,
+    path.join(ROOT, 'target', 'release', 'traefik-oidc-sidecar'),
+    path.join(ROOT, 'target', 'debug', 'traefik-oidc-sidecar'),
+  ].filter(Boolean);
+  const found = candidates.find((p) => fs.existsSync(p));
+  if (!found) throw new Error(`no sidecar binary (tried ${candidates.join(', ')}); run cargo build --release --bin traefik-oidc-sidecar or set SIDECAR_BIN`);
+  return found;
+}
+
+/** The upstream: WHOAMI_BIN, else traefik/whoami in $GOPATH/bin, else the Node stand-in.
+ * (Never /usr/bin/whoami: that is coreutils' "print effective user name".) */
+export function resolveWhoami() {
+  if (process.env.WHOAMI_BIN) return { cmd: process.env.WHOAMI_BIN, args: [], kind: 'traefik/whoami' };
+  let gopath = path.join(os.homedir(), 'go');
+  try {
+    gopath = execFileSync('go', ['env', 'GOPATH'], { encoding: 'utf8' }).trim().split(path.delimiter)[0] || gopath;
+  } catch { /* no go: keep the default */ }
+  const bin = path.join(gopath, 'bin', 'whoami');
+  if (fs.existsSync(bin)) return { cmd: bin, args: [], kind: 'traefik/whoami' };
+  return { cmd: process.execPath, args: [path.join(ROOT, 'tests', 'e2e', 'whoami.mjs')], kind: 'Node stand-in (tests/e2e/whoami.mjs)' };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration generation.
+
+/** The sidecar's YAML configuration. */
+export function sidecarConfig({ sidecarPort, metricsPort, issuer, secret, logLevel = 'debug', renewalThreshold }) {
+  const refresh = renewalThreshold !== undefined;
+  return `# Generated by tests/e2e/stack.mjs
+listen: 127.0.0.1:${sidecarPort}
+metricsListen: 127.0.0.1:${metricsPort}
+logLevel: ${logLevel}
+middlewares:
+  default:
+    Provider:
+      Url: ${yamlString(issuer)}
+      ClientId: ${yamlString(CLIENT_ID)}
+      ClientSecret: ${yamlString(CLIENT_SECRET)}${refresh ? `
+      # Refresh the session once this fraction of the token lifetime has passed.
+      TokenRenewalThreshold: ${renewalThreshold}` : ''}
+    Secret: ${yamlString(secret)}
+    # groups: the OP releases the groups claim (X-Forwarded-Groups) only for this scope${refresh ? `
+    # offline_access: a refresh token, so sessions can be renewed` : ''}
+    Scopes: [openid, profile, email, groups${refresh ? ', offline_access' : ''}]
+    SessionCookie:
+      Secure: false   # plain-http localhost only; in production the cookie must be Secure
+`;
+}
+
+/** Traefik's static configuration. */
+export function traefikStaticConfig({ traefikPort, dynamicFile, accessLogFile, logLevel = 'DEBUG' }) {
+  return `# Generated by tests/e2e/stack.mjs
+global:
+  checkNewVersion: false
+  sendAnonymousUsage: false
+entryPoints:
+  web:
+    address: 127.0.0.1:${traefikPort}
+    forwardedHeaders:
+      # Only the (absent) front load balancer may set X-Forwarded-*; from anyone else, the
+      # browser included, Traefik drops them and sets its own, which is what the sidecar reads.
+      trustedIPs:
+        - ${TRUSTED_FRONT_PROXY}
+providers:
+  file:
+    filename: ${yamlString(dynamicFile)}
+    watch: false
+api:
+  dashboard: false
+log:
+  level: ${logLevel}
+  noColor: true
+accessLog:
+  filePath: ${yamlString(accessLogFile)}
+  fields:
+    headers:
+      defaultMode: drop
+experimental:
+  # Fail loudly: a plugin that does not load stops Traefik instead of leaving its routes dead.
+  abortOnPluginFailure: true
+  localPlugins:
+    ${PLUGIN_NAME}:
+      moduleName: ${PLUGIN_MODULE}
+`;
+}
+
+/** Traefik's dynamic configuration (file provider): both doors in front of whoami. */
+export function traefikDynamicConfig({ sidecarPort, whoamiPort }) {
+  const sidecar = `http://127.0.0.1:${sidecarPort}`;
+  return `# Generated by tests/e2e/stack.mjs
+http:
+  routers:
+    fa:
+      rule: "Host(\`fa.localhost\`)"
+      entryPoints: [web]
+      middlewares: [oidc-forwardauth]
+      service: whoami
+    plugin:
+      rule: "Host(\`plugin.localhost\`)"
+      entryPoints: [web]
+      middlewares: [oidc-plugin]
+      service: whoami
+    api:
+      rule: "Host(\`traefik.localhost\`)"
+      entryPoints: [web]
+      service: api@internal
+  middlewares:
+    oidc-forwardauth:
+      forwardAuth:
+        address: ${yamlString(`${sidecar}/auth/default`)}
+        trustForwardHeader: true
+        authResponseHeaders:
+${AUTH_RESPONSE_HEADERS.map((h) => `          - ${h}`).join('\n')}
+        authResponseHeadersRegex: ${yamlString(AUTH_RESPONSE_HEADERS_REGEX)}
+        maxResponseBodySize: 1048576
+        addAuthCookiesToResponse:
+${SESSION_COOKIE_NAMES.map((h) => `          - ${h}`).join('\n')}
+    oidc-plugin:
+      plugin:
+        ${PLUGIN_NAME}:
+          sidecarUrl: ${yamlString(sidecar)}
+          middleware: default
+          timeout: 5s
+  services:
+    whoami:
+      loadBalancer:
+        servers:
+          - url: ${yamlString(`http://127.0.0.1:${whoamiPort}`)}
+`;
+}
+
+/** Lays out plugins-local/src/<module>/ from the working tree (go.mod, .traefik.yml and the
+ * package directory), the way Traefik expects a local plugin under its working directory. */
+export function layoutLocalPlugin(workDir) {
+  const dest = path.join(workDir, 'plugins-local', 'src', ...PLUGIN_MODULE.split('/'));
+  fs.rmSync(dest, { recursive: true, force: true });
+  fs.mkdirSync(dest, { recursive: true });
+  for (const f of ['go.mod', '.traefik.yml']) {
+    fs.copyFileSync(path.join(ROOT, f), path.join(dest, f));
+  }
+  fs.cpSync(path.join(ROOT, 'traefik-plugin'), path.join(dest, 'traefik-plugin'), { recursive: true });
+  return dest;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes.
+
+class Proc {
+  constructor(name, cmd, args, { cwd, env, logFile, pidsFile, stdin = 'ignore' }) {
+    this.name = name;
+    this.logFile = logFile;
+    this.log = fs.createWriteStream(logFile, { flags: 'a' });
+    this.log.write(`# ${new Date().toISOString()} ${cmd} ${args.join(' ')}\n`);
+    this.child = spawn(cmd, args, { cwd, env, detached: true, stdio: [stdin, 'pipe', 'pipe'] });
+    this.pid = this.child.pid;
+    this.exited = false;
+    this.exitInfo = null;
+    this.exitPromise = new Promise((resolve) => {
+      this.child.on('exit', (code, signal) => {
+        this.exited = true;
+        this.exitInfo = { code, signal };
+        resolve(this.exitInfo);
+      });
+      this.child.on('error', (err) => {
+        this.exited = true;
+        this.exitInfo = { error: err.message };
+        this.log.write(`# spawn error: ${err.message}\n`);
+        resolve(this.exitInfo);
+      });
+    });
+    this.child.stdout.on('data', (d) => this.log.write(d));
+    this.child.stderr.on('data', (d) => this.log.write(d));
+    if (pidsFile && this.pid) fs.appendFileSync(pidsFile, `${this.pid} ${name}\n`);
+  }
+
+  /** The last lines of the log, for error messages. */
+  tail(lines = 25) {
+    try {
+      return fs.readFileSync(this.logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+    } catch {
+      return '';
+    }
+  }
+
+  assertRunning() {
+    if (this.exited) {
+      const err = new Error(`${this.name} exited (${JSON.stringify(this.exitInfo)}); last log lines:\n${this.tail()}`);
+      err.fatal = true;
+      throw err;
+    }
+  }
+
+  killGroup(signal) {
+    if (this.exited || !this.pid) return;
+    try {
+      process.kill(-this.pid, signal); // the whole process group: nothing it started survives
+    } catch {
+      try { process.kill(this.pid, signal); } catch { /* already gone */ }
+    }
+  }
+
+  async stop(graceMs = 5000) {
+    if (this.exited) return;
+    this.killGroup('SIGTERM');
+    const t = setTimeout(() => this.killGroup('SIGKILL'), graceMs);
+    await this.exitPromise;
+    clearTimeout(t);
+    this.log.end();
+  }
+}
+
+const live = new Set();
+process.on('exit', () => {
+  for (const p of live) p.killGroup('SIGKILL');
+});
+
+export class Stack {
+  /**
+   * @param {object} o
+   * @param {string} o.artifactsDir  logs and generated configs go here
+   * @param {number} [o.traefikPort] 0/undefined = a random free port
+   * @param {(msg: string) => void} [o.log]
+   * @param {string} [o.logLevel]   sidecar log level (debug)
+   * @param {string} [o.traefikLogLevel] DEBUG
+   * @param {number} [o.tokenTtl]   the OP's token lifetime in seconds (OP default: 3600)
+   * @param {number} [o.renewalThreshold] sidecar Provider.TokenRenewalThreshold; also asks for
+   *                                  offline_access so sessions carry a refresh token
+   */
+  constructor({ artifactsDir, traefikPort = 0, log = () => {}, logLevel = 'debug', traefikLogLevel = 'DEBUG', tokenTtl, renewalThreshold }) {
+    this.tokenTtl = tokenTtl;
+    this.renewalThreshold = renewalThreshold;
+    this.artifactsDir = artifactsDir;
+    this.requestedTraefikPort = traefikPort;
+    this.say = log;
+    this.logLevel = logLevel;
+    this.traefikLogLevel = traefikLogLevel;
+    this.procs = {};
+    fs.mkdirSync(artifactsDir, { recursive: true });
+    this.pidsFile = path.join(artifactsDir, 'pids');
+    fs.writeFileSync(this.pidsFile, '');
+  }
+
+  spawn(name, cmd, args, opts = {}) {
+    const p = new Proc(name, cmd, args, {
+      cwd: opts.cwd || ROOT,
+      env: { ...process.env, ...(opts.env || {}) },
+      logFile: path.join(this.artifactsDir, `${name}.log`),
+      pidsFile: this.pidsFile,
+      stdin: opts.stdin,
+    });
+    live.add(p);
+    p.exitPromise.then(() => live.delete(p));
+    this.procs[name] = p;
+    return p;
+  }
+
+  /** Starts everything and waits until every piece is ready. */
+  async start() {
+    const traefikBin = resolveTraefik();
+    const sidecarBin = resolveSidecar();
+    const whoami = resolveWhoami();
+    this.binaries = { traefik: traefikBin, sidecar: sidecarBin, whoami: whoami.kind === 'traefik/whoami' ? whoami.cmd : whoami.kind };
+
+    const traefikPort = this.requestedTraefikPort || await freePort();
+    if (this.requestedTraefikPort && await portInUse(traefikPort)) {
+      throw new Error(`port ${traefikPort} is already in use on 127.0.0.1 (set another one)`);
+    }
+    const [sidecarPort, metricsPort, whoamiPort] = [await freePort(), await freePort(), await freePort()];
+    this.ports = { traefik: traefikPort, sidecar: sidecarPort, metrics: metricsPort, whoami: whoamiPort };
+    this.urls = {
+      fa: `http://fa.localhost:${traefikPort}`,
+      plugin: `http://plugin.localhost:${traefikPort}`,
+      api: `http://traefik.localhost:${traefikPort}/api`,
+      sidecar: `http://127.0.0.1:${sidecarPort}`,
+      metrics: `http://127.0.0.1:${metricsPort}/metrics`,
+    };
+
+    await Promise.all([this.startOp(), this.startWhoami(whoami, whoamiPort)]);
+    await this.startSidecar(sidecarBin);
+    await this.startTraefik(traefikBin);
+    return this;
+  }
+
+  async startOp() {
+    const { fa, plugin } = this.urls;
+    const op = this.spawn('op', process.execPath, [path.join(ROOT, 'tests', 'op', 'op.mjs')], {
+      env: {
+        OP_PORT: '0',
+        OP_REDIRECT_URIS: [`${fa}/oidc/callback`, `${plugin}/oidc/callback`].join(','),
+        OP_POST_LOGOUT_REDIRECT_URIS: [`${fa}/`, `${plugin}/`].join(','),
+        OP_EXIT_ON_STDIN_CLOSE: '1', // if we die without cleaning up, the OP follows
+        ...(this.tokenTtl ? { OP_ID_TOKEN_TTL: String(this.tokenTtl) } : {}),
+      },
+      stdin: 'pipe',
+    });
+    this.issuer = await new Promise((resolve, reject) => {
+      let buf = '';
+      const timer = setTimeout(() => reject(new Error(`the OP printed no issuer within 20 s; log:\n${op.tail()}`)), 20000);
+      op.child.stdout.on('data', (d) => {
+        buf += d.toString('utf8');
+        for (const line of buf.split('\n').slice(0, -1)) {
+          try {
+            const j = JSON.parse(line);
+            if (j.issuer) { clearTimeout(timer); resolve(j.issuer); return; }
+          } catch { /* not the JSON line */ }
+        }
+      });
+      op.exitPromise.then(() => { clearTimeout(timer); reject(new Error(`the OP exited before it was ready; log:\n${op.tail()}`)); });
+    });
+    this.urls.issuer = this.issuer;
+    this.say(`OP ready: ${this.issuer}`);
+  }
+
+  async startWhoami(whoami, port) {
+    const p = this.spawn('whoami', whoami.cmd, [...whoami.args, '--port', String(port)]);
+    await waitFor('whoami', async () => {
+      p.assertRunning();
+      return (await request({ port, path: '/health', timeoutMs: 1000 })).status === 200;
+    }, { timeoutMs: 15000 });
+    this.say(`whoami ready on 127.0.0.1:${port} (${whoami.kind})`);
+  }
+
+  async startSidecar(bin) {
+    const configFile = path.join(this.artifactsDir, 'sidecar.yaml');
+    this.secret = crypto.randomBytes(32).toString('hex');
+    fs.writeFileSync(configFile, sidecarConfig({
+      sidecarPort: this.ports.sidecar,
+      metricsPort: this.ports.metrics,
+      issuer: this.issuer,
+      secret: this.secret,
+      logLevel: this.logLevel,
+      renewalThreshold: this.renewalThreshold,
+    }), { mode: 0o600 });
+    const p = this.spawn('sidecar', bin, ['--config', configFile], { env: { RUST_BACKTRACE: '1' } });
+    await waitFor('sidecar /readyz', async () => {
+      p.assertRunning();
+      return (await request({ port: this.ports.sidecar, path: '/readyz', timeoutMs: 1000 })).status === 200;
+    }, { timeoutMs: 30000 });
+    this.say(`sidecar ready: ${this.urls.sidecar} (${bin})`);
+  }
+
+  async startTraefik(bin) {
+    // Traefik's working directory: plugins-local/ must sit right under it.
+    this.traefikWorkDir = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-traefik-'));
+    layoutLocalPlugin(this.traefikWorkDir);
+    const dynamicFile = path.join(this.artifactsDir, 'traefik-dynamic.yml');
+    const staticFile = path.join(this.artifactsDir, 'traefik-static.yml');
+    fs.writeFileSync(dynamicFile, traefikDynamicConfig({ sidecarPort: this.ports.sidecar, whoamiPort: this.ports.whoami }));
+    fs.writeFileSync(staticFile, traefikStaticConfig({
+      traefikPort: this.ports.traefik,
+      dynamicFile,
+      accessLogFile: path.join(this.artifactsDir, 'traefik-access.log'),
+      logLevel: this.traefikLogLevel,
+    }));
+    const p = this.spawn('traefik', bin, [`--configFile=${staticFile}`], { cwd: this.traefikWorkDir });
+    const port = this.ports.traefik;
+
+    // 1. The entry point answers, and the file provider's routers are in the API.
+    const routers = await waitFor('Traefik routers fa@file and plugin@file', async () => {
+      p.assertRunning();
+      const r = await request({ port, path: '/api/http/routers', headers: { Host: 'traefik.localhost' }, timeoutMs: 2000 });
+      if (r.status !== 200) return false;
+      const list = JSON.parse(r.body);
+      const byName = Object.fromEntries(list.map((x) => [x.name, x]));
+      return byName['fa@file'] && byName['plugin@file'] ? byName : false;
+    }, { timeoutMs: 60000 });
+
+    // 2. Both routers and their middlewares are enabled (a plugin that failed to load shows here).
+    const problems = [];
+    for (const name of ['fa@file', 'plugin@file']) {
+      const r = routers[name];
+      if (r.status !== 'enabled') problems.push(`router ${name}: status ${r.status} ${JSON.stringify(r.error || [])}`);
+    }
+    const mws = JSON.parse((await request({ port, path: '/api/http/middlewares', headers: { Host: 'traefik.localhost' } })).body);
+    for (const m of mws) {
+      if (m.status && m.status !== 'enabled') problems.push(`middleware ${m.name}: status ${m.status} ${JSON.stringify(m.error || [])}`);
+    }
+    const pluginErrors = this.traefikPluginErrors();
+    if (problems.length || pluginErrors.length) {
+      throw new Error(`Traefik did not load the configuration cleanly:\n${[...problems, ...pluginErrors].join('\n')}`);
+    }
+
+    // 3. Each door answers through its middleware: not a 404 (router missing) nor a 5xx.
+    for (const host of ['fa.localhost', 'plugin.localhost']) {
+      const r = await waitFor(`${host} answering through its middleware`, async () => {
+        p.assertRunning();
+        const res = await request({ port, path: '/', headers: { Host: host, Accept: 'text/html' }, timeoutMs: 10000 });
+        return res.status === 404 || res.status >= 500 ? false : res;
+      }, { timeoutMs: 20000 }).catch((e) => {
+        throw new Error(`${e.message}\nTraefik plugin errors: ${this.traefikPluginErrors().join('\n') || '(none logged)'}`);
+      });
+      this.say(`Traefik ${host} answers ${r.status}${r.headers.location ? ` -> ${r.headers.location}` : ''}`);
+    }
+    this.say(`Traefik ready: ${this.urls.fa}/ and ${this.urls.plugin}/ (${bin})`);
+  }
+
+  /** Error-level lines of Traefik's log that mention plugins (load or runtime failures). */
+  traefikPluginErrors() {
+    let text = '';
+    try { text = fs.readFileSync(path.join(this.artifactsDir, 'traefik.log'), 'utf8'); } catch { return []; }
+    return text.split('\n').filter((l) => /\b(ERR|FTL|error|fatal)\b/i.test(l) && /plugin|yaegi|traefik-oidc-sidecar/i.test(l));
+  }
+
+  /** Stops the sidecar only (the "sidecar down" checks). */
+  async stopSidecar() {
+    await this.procs.sidecar?.stop();
+  }
+
+  /** Stops everything, Traefik first (it holds the client-facing port). */
+  async stop() {
+    for (const name of ['traefik', 'sidecar', 'whoami', 'op']) {
+      await this.procs[name]?.stop();
+    }
+    if (this.traefikWorkDir) fs.rmSync(this.traefikWorkDir, { recursive: true, force: true });
+  }
+}
