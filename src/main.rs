@@ -21,6 +21,10 @@ struct Cli {
     /// Override `listen` (ADDR:PORT).
     #[arg(long)]
     listen: Option<std::net::SocketAddr>,
+    /// Ask the running sidecar's /healthz on `listen` and exit 0 if it answers 200 (for
+    /// container health checks: the image has no shell or curl).
+    #[arg(long)]
+    health_check: bool,
 }
 
 fn main() -> ExitCode {
@@ -35,6 +39,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if cli.health_check {
+        let addr = cli.listen.unwrap_or(loaded.config.listen);
+        return match health_check(addr) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("unhealthy: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if cli.check_config {
         for w in &loaded.warnings {
             eprintln!("  warning: {w}");
@@ -95,6 +109,32 @@ async fn run(cfg: config::Config) -> Result<(), String> {
         .map_err(|e| format!("server: {e}"))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// GET /healthz on `addr` (an unspecified address means this host).
+fn health_check(mut addr: std::net::SocketAddr) -> Result<(), String> {
+    use std::io::{Read, Write};
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let timeout = std::time::Duration::from_secs(2);
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{addr}: {e}"))?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).map_err(|e| e.to_string())?;
+    if &head == b"HTTP/1.1 200" {
+        Ok(())
+    } else {
+        Err(format!("answered {}", String::from_utf8_lossy(&head)))
+    }
 }
 
 async fn shutdown_signal() {

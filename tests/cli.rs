@@ -131,6 +131,16 @@ fn serves_and_stops_on_sigterm() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(healthy, "never answered /healthz");
+    // The container health check asks the same endpoint through the binary itself.
+    let hc = Command::new(BIN)
+        .arg("--config")
+        .arg(&p)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--health-check")
+        .output()
+        .unwrap();
+    assert!(hc.status.success(), "{hc:?}");
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -142,4 +152,13 @@ fn serves_and_stops_on_sigterm() {
     );
     let status = child.wait().unwrap();
     assert!(status.success(), "graceful exit: {status:?}");
+    let hc = Command::new(BIN)
+        .arg("--config")
+        .arg(&p)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--health-check")
+        .output()
+        .unwrap();
+    assert!(!hc.status.success(), "a stopped sidecar is unhealthy");
 }
