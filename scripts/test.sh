@@ -25,6 +25,15 @@ cargo clippy --locked --all-targets -- -D warnings
 section "Rust: unit and integration tests (real oidc-provider)"
 cargo test --locked
 
+section "Examples: docker compose config"
+if docker compose version >/dev/null 2>&1; then
+  (cd examples/docker-compose && SESSION_SECRET=compose-config-check docker compose config -q) && echo "docker compose config: ok"
+elif command -v docker-compose >/dev/null 2>&1; then
+  (cd examples/docker-compose && SESSION_SECRET=compose-config-check docker-compose config -q) && echo "docker-compose config: ok"
+else
+  echo "skipped: no compose client here (CI installs one); the compose file is still parsed by tests/examples.rs"
+fi
+
 section "Go plugin shim: gofmt, go vet, go test, yaegi test, catalog load"
 bash scripts/test-plugin.sh
 
