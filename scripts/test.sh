@@ -41,7 +41,8 @@ if [ "${SKIP_E2E:-0}" = "1" ]; then
   section "End to end: skipped (SKIP_E2E=1)"
 else
   section "End to end: real Traefik + whoami + headless Chromium, both doors"
-  bash scripts/test-e2e.sh
+  # The debug binary `cargo test` just built: no second (release) build of the whole crate.
+  SIDECAR_BIN="${SIDECAR_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/debug/traefik-oidc-sidecar}" bash scripts/test-e2e.sh
 fi
 
 section "All suites passed in $(( $(date +%s) - started ))s"
