@@ -6,6 +6,16 @@
 // Environment: SIDECAR_BIN, TRAEFIK_BIN, WHOAMI_BIN (see stack.mjs), CHROMIUM (/usr/bin/chromium),
 // E2E_ARTIFACTS (tests/e2e/artifacts), E2E_TIMEOUT_S (whole-suite limit, 170).
 //
+// Per door (fa = Traefik's forwardAuth, plugin = our Yaegi shim): anonymous navigation goes to the
+// OP login page; demo/demo logs in and lands on the original URL; whoami gets the sidecar's
+// identity headers, no client-spoofed ones (X-Forwarded-User, X_Forwarded_User...), no
+// TraefikOidcSidecar* cookie but the application's own cookie; reload stays logged in; a session
+// due for renewal is refreshed and the new cookie reaches the browser; a websocket echoes;
+// /logout goes through the OP's end_session confirmation back to `/`, after which login is asked
+// again; alice gets comma-joined groups; fetch() without session gets 401 problem+json and a
+// websocket is refused; with the sidecar stopped both doors answer 5xx, never whoami. Also: the
+// examples in examples/traefik/ load in the same Traefik.
+//
 // Prints one PASS/FAIL/SKIP line per check and "N passed, N failed, N skipped" at the end; exits
 // non-zero on any failure. Logs of every process, the generated configs and a screenshot and
 // the HTML of the page of each failed browser check are kept in the artifacts directory.
@@ -13,7 +23,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { chromium } from 'playwright-core';
-import { ROOT, Stack, sleep } from './stack.mjs';
+import { ROOT, Stack, sleep, validateExampleConfig } from './stack.mjs';
 
 const started = Date.now();
 const ARTIFACTS = path.resolve(process.env.E2E_ARTIFACTS || path.join(ROOT, 'tests', 'e2e', 'artifacts'));
@@ -42,7 +52,7 @@ fs.mkdirSync(ARTIFACTS, { recursive: true });
 // Reporting.
 
 const results = [];
-let blocked = new Set(); // names of failed checks, for dependent checks to skip on
+const blocked = new Set(); // names of failed checks, for dependent checks to skip on
 
 function line(status, name, detail) {
   const secs = ((Date.now() - started) / 1000).toFixed(1).padStart(5);
@@ -235,6 +245,13 @@ async function main() {
       return `Chromium ${browser.version()}`;
     });
     if (!okBrowser) return;
+
+    // ----- The published examples load in this Traefik, with the plugin from this tree. -----
+    for (const staticName of ['traefik-local-plugin.yml', 'traefik.yml']) {
+      await check(`examples/traefik/${staticName} + dynamic.yml load in Traefik (both doors routed)`, () => validateExampleConfig({
+        traefikBin: stack.binaries.traefik, artifactsDir: ARTIFACTS, staticName,
+      }));
+    }
 
     // ----- Per door: login, headers, cookies, reload, websocket, logout, login again. -----
     for (const door of DOORS) {

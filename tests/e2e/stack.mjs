@@ -6,6 +6,9 @@
 //                 Host(traefik.localhost) Traefik's API (read-only, for readiness checks)
 //   sidecar ──> the OpenID Provider (tests/op/op.mjs) on 127.0.0.1:<op>
 //
+// validateExampleConfig() also starts Traefik on examples/traefik/ (rewritten only for local
+// addresses) to prove the published configuration loads with the plugin from this tree.
+//
 // Every process is a child in its own process group. Their stdout/stderr go to
 // <artifactsDir>/<name>.log, their pids to <artifactsDir>/pids (so the calling shell script can
 // clean up even if Node dies hard), and stop() or the process exit kills them all.
@@ -13,6 +16,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -517,7 +521,7 @@ export class Stack {
       }, { timeoutMs: 20000 }).catch((e) => {
         throw new Error(`${e.message}\nTraefik plugin errors: ${this.traefikPluginErrors().join('\n') || '(none logged)'}`);
       });
-      this.say(`Traefik ${host} answers ${r.status}${r.headers.location ? ` -> ${r.headers.location}` : ''}`);
+      this.say(`Traefik ${host} answers ${r.status}${r.headers.location ? ` -> ${r.headers.location.split('?')[0]}` : ''}`);
     }
     this.say(`Traefik ready: ${this.urls.fa}/ and ${this.urls.plugin}/ (${bin})`);
   }
@@ -541,4 +545,88 @@ export class Stack {
     }
     if (this.traefikWorkDir) fs.rmSync(this.traefikWorkDir, { recursive: true, force: true });
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// examples/traefik/: prove the published configuration loads in the same Traefik.
+
+/**
+ * Starts Traefik with examples/traefik/<staticName> and dynamic.yml, rewritten only where the
+ * example names things that do not exist here (listen addresses, the dynamic file's path, the
+ * sidecar's host name), and checks that both example routers answer through their middleware:
+ * a router whose middleware failed to load answers 404. The catalog form cannot download the
+ * plugin here, so it is checked with `plugins:` read as `localPlugins:` (same module).
+ * Returns a summary; throws with Traefik's log on failure.
+ */
+export async function validateExampleConfig({ traefikBin, artifactsDir, staticName }) {
+  const exDir = path.join(ROOT, 'examples', 'traefik');
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-example-'));
+  const logFile = path.join(artifactsDir, `example-${path.basename(staticName, '.yml')}.log`);
+  let proc;
+  try {
+    layoutLocalPlugin(work);
+    const [web, websecure, closed] = [await freePort(), await freePort(), await freePort()];
+    let dyn = fs.readFileSync(path.join(exDir, 'dynamic.yml'), 'utf8');
+    assert(dyn.includes('traefik-oidc-sidecar:4181'), 'dynamic.yml no longer names traefik-oidc-sidecar:4181');
+    dyn = dyn.replaceAll('traefik-oidc-sidecar:4181', `127.0.0.1:${closed}`); // refused at once
+    fs.writeFileSync(path.join(work, 'dynamic.yml'), dyn);
+    let st = fs.readFileSync(path.join(exDir, staticName), 'utf8');
+    for (const [from, to] of [['address: ":80"', `address: "127.0.0.1:${web}"`], ['address: ":443"', `address: "127.0.0.1:${websecure}"`], ['/etc/traefik/dynamic.yml', path.join(work, 'dynamic.yml')]]) {
+      assert(st.includes(from), `${staticName} no longer contains ${from}`);
+      st = st.replace(from, to);
+    }
+    if (/^\s+plugins:\s*$/m.test(st)) {
+      st = st.replace(/^(\s+)plugins:\s*$/m, '$1localPlugins:').replace(/^\s+version:.*$/m, '');
+    }
+    st += `\nlog:\n  level: DEBUG\n  noColor: true\n`;
+    fs.writeFileSync(path.join(work, 'traefik.yml'), st);
+
+    const log = fs.openSync(logFile, 'w');
+    proc = spawn(traefikBin, [`--configFile=${path.join(work, 'traefik.yml')}`], { cwd: work, detached: true, stdio: ['ignore', log, log] });
+    fs.closeSync(log);
+    let exited = null;
+    proc.on('exit', (code) => { exited = code; });
+    const errLines = () => fs.readFileSync(logFile, 'utf8').split('\n')
+      .filter((l) => / (ERR|FTL) /.test(l) && !/Error calling http:\/\/127\.0\.0\.1/.test(l));
+    const tail = () => {
+      const errs = errLines();
+      return errs.length ? errs.join('\n') : fs.readFileSync(logFile, 'utf8').split('\n').filter((l) => !/ DBG /.test(l)).slice(-15).join('\n');
+    };
+    const results = {};
+    for (const host of ['app.example.com', 'app-plugin.example.com']) {
+      results[host] = await waitFor(`${staticName}: ${host} answering through its middleware`, async () => {
+        if (exited !== null || errLines().length) {
+          const e = new Error(`Traefik ${exited !== null ? `exited (${exited})` : 'logged errors'} with ${staticName}:\n${tail()}`);
+          e.fatal = true;
+          throw e;
+        }
+        const r = await new Promise((resolve, reject) => {
+          const req = https.request({ host: '127.0.0.1', port: websecure, path: '/', servername: host, headers: { Host: host, Accept: 'text/html' }, rejectUnauthorized: false, agent: false }, (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode));
+          });
+          req.setTimeout(5000, () => req.destroy(new Error('timeout')));
+          req.on('error', reject);
+          req.end();
+        });
+        return r === 404 ? false : r;
+      }, { timeoutMs: 20000 }).catch((e) => { throw e.fatal ? e : new Error(`${e.message}\n${tail()}`); });
+    }
+    // The sidecar is unreachable here, so both doors must fail closed, never reach the app.
+    assert(results['app.example.com'] >= 500 && results['app-plugin.example.com'] >= 500,
+      `expected 5xx from both doors with no sidecar, got ${JSON.stringify(results)}`);
+    const errs = errLines();
+    assert(errs.length === 0, `Traefik logged errors with ${staticName}:\n${errs.join('\n')}`);
+    return `app.example.com ${results['app.example.com']}, app-plugin.example.com ${results['app-plugin.example.com']} (sidecar absent: fail closed)`;
+  } finally {
+    if (proc && proc.exitCode === null) {
+      try { process.kill(-proc.pid, 'SIGKILL'); } catch { /* gone */ }
+      await new Promise((r) => (proc.exitCode !== null ? r() : proc.on('exit', r)));
+    }
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+function assert(cond, msg) {
+  if (!cond) throw new Error(msg);
 }
