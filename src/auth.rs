@@ -330,7 +330,7 @@ impl Middleware {
         let prompt = match q.get("prompt") {
             None => None,
             Some(p @ ("none" | "login" | "consent" | "select_account")) => Some(p),
-            Some(_) => return Err(Error::BadCallback("unknown prompt value")),
+            Some(_) => return Err(Error::BadLogin("unknown prompt value")),
         };
         let r = self.login(fwd, cookies, now, prompt, false, return_to)?;
         Ok((r, Outcome::LoginRedirect))

@@ -39,6 +39,9 @@ pub enum Error {
     /// The callback request itself is malformed (no code, wrong `iss`…).
     #[error("bad callback: {0}")]
     BadCallback(&'static str),
+    /// A `LoginUri` request is malformed (an unknown `prompt`, a repeated parameter).
+    #[error("bad login request: {0}")]
+    BadLogin(&'static str),
     /// The IdP answered the authorization request with an `error=`.
     #[error("identity provider returned an error")]
     IdpError {
@@ -75,6 +78,7 @@ impl Error {
             | Error::BadRedirect
             | Error::BadState(_)
             | Error::BadCallback(_)
+            | Error::BadLogin(_)
             | Error::ExchangeRefused(_) => 400,
             Error::UnknownMiddleware => 404,
             Error::IdpUnavailable(_) => 503,
@@ -93,6 +97,7 @@ impl Error {
             Error::BadRedirect => "Redirect target not allowed",
             Error::BadState(_) => "Login expired or not started here",
             Error::BadCallback(_) => "Bad login callback",
+            Error::BadLogin(_) => "Bad login request",
             Error::IdpError { .. } => "Login failed at the identity provider",
             Error::ExchangeRefused(_) => "Login could not be completed",
             Error::InvalidIdToken(_) => "Login could not be verified",
@@ -121,6 +126,7 @@ impl Error {
                 "This login was not started in this browser or has expired. Start again.".into()
             }
             Error::BadCallback(_) => "The login callback is malformed.".into(),
+            Error::BadLogin(_) => "The login request is malformed.".into(),
             Error::IdpError { error, description } => match description {
                 Some(d) => format!("{error}: {d}"),
                 None => error.clone(),
@@ -180,6 +186,7 @@ mod tests {
             Error::BadRedirect,
             Error::BadState("x"),
             Error::BadCallback("x"),
+            Error::BadLogin("x"),
             Error::IdpError {
                 error: "e".into(),
                 description: None,
