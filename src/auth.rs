@@ -277,14 +277,7 @@ impl Middleware {
             }
         };
         match configured {
-            Some(ErrorPage::RedirectTo(u)) => {
-                let target = if u.starts_with('/') {
-                    format!("{origin}{u}")
-                } else {
-                    u.clone()
-                };
-                Reply::redirect(target)
-            }
+            Some(ErrorPage::RedirectTo(u)) => Reply::redirect(absolute_url(u, fwd)),
             Some(ErrorPage::Html(t)) => page_reply(status, t.render(&data)),
             None => page_reply(status, default_page(&data)),
         }
@@ -294,10 +287,24 @@ impl Middleware {
     /// request's own URL.
     fn return_url(&self, fwd: &Forwarded) -> String {
         match &self.cfg.post_login_redirect_uri {
-            Some(u) if u.starts_with('/') => format!("{}{u}", fwd.origin()),
-            Some(u) => u.clone(),
+            Some(u) => absolute_url(u, fwd),
             None => fwd.url(),
         }
+    }
+
+    /// A redirect target the client asked for: a same-host path or an exact entry of `allowed`
+    /// (anything else is a 400, never followed), made absolute.
+    fn client_target(
+        &self,
+        target: &str,
+        allowed: &[String],
+        fwd: &Forwarded,
+    ) -> Result<String, Error> {
+        let t = redirect::validate(target, allowed).map_err(|r| {
+            tracing::warn!(middleware = %self.cfg.name, reason = r.0, "redirect target refused");
+            Error::BadRedirect
+        })?;
+        Ok(absolute_url(&t, fwd))
     }
 
     /// `LoginUri`: always starts a login. `?redirect_uri=` must be a same-host path or listed in
@@ -311,17 +318,7 @@ impl Middleware {
     ) -> Result<(Reply, Outcome), Error> {
         let q = Query::parse(fwd.query.as_deref().unwrap_or(""))?;
         let return_to = match q.get("redirect_uri") {
-            Some(t) => {
-                let t = redirect::validate(t, &self.cfg.valid_post_login_redirect_uris).map_err(|r| {
-                    tracing::warn!(middleware = %self.cfg.name, reason = r.0, "login redirect refused");
-                    Error::BadRedirect
-                })?;
-                if t.starts_with('/') {
-                    format!("{}{t}", fwd.origin())
-                } else {
-                    t
-                }
-            }
+            Some(t) => self.client_target(t, &self.cfg.valid_post_login_redirect_uris, fwd)?,
             None => match &self.cfg.post_login_redirect_uri {
                 Some(_) => self.return_url(fwd),
                 None => format!("{}/", fwd.origin()),
@@ -697,17 +694,9 @@ impl Middleware {
         let asked = q
             .get("post_logout_redirect_uri")
             .or_else(|| q.get("redirect_uri"));
-        let target = match asked {
-            Some(t) => redirect::validate(t, &self.cfg.valid_post_logout_redirect_uris).map_err(|r| {
-                tracing::warn!(middleware = %self.cfg.name, reason = r.0, "logout redirect refused");
-                Error::BadRedirect
-            })?,
-            None => self.cfg.post_logout_redirect_uri.clone(),
-        };
-        let absolute = if target.starts_with('/') {
-            format!("{}{target}", fwd.origin())
-        } else {
-            target
+        let absolute = match asked {
+            Some(t) => self.client_target(t, &self.cfg.valid_post_logout_redirect_uris, fwd)?,
+            None => absolute_url(&self.cfg.post_logout_redirect_uri, fwd),
         };
         let session = self.codec.read_session(cookies, now);
         let mut set = self.codec.clear_session();
@@ -739,6 +728,17 @@ fn page_reply(status: u16, html: String) -> Reply {
         r.header("WWW-Authenticate", "Cookie realm=\"traefik-oidc-sidecar\"");
     }
     r
+}
+
+/// A configured or validated target made absolute on the request's origin when it is a path.
+/// (forwardAuth resolves a relative Location against the sidecar's own URL, so every Location
+/// the sidecar sends is absolute.)
+fn absolute_url(target: &str, fwd: &Forwarded) -> String {
+    if target.starts_with('/') {
+        format!("{}{target}", fwd.origin())
+    } else {
+        target.to_string()
+    }
 }
 
 /// What header templates may read from a session.

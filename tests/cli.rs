@@ -91,6 +91,17 @@ fn secrets_never_reach_the_output() {
     );
 }
 
+fn health_check(config: &std::path::Path, port: u16) -> std::process::Output {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--health-check")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn serves_and_stops_on_sigterm() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -132,14 +143,7 @@ fn serves_and_stops_on_sigterm() {
     }
     assert!(healthy, "never answered /healthz");
     // The container health check asks the same endpoint through the binary itself.
-    let hc = Command::new(BIN)
-        .arg("--config")
-        .arg(&p)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--health-check")
-        .output()
-        .unwrap();
+    let hc = health_check(&p, port);
     assert!(hc.status.success(), "{hc:?}");
     let pid = child.id().to_string();
     assert!(
@@ -152,13 +156,6 @@ fn serves_and_stops_on_sigterm() {
     );
     let status = child.wait().unwrap();
     assert!(status.success(), "graceful exit: {status:?}");
-    let hc = Command::new(BIN)
-        .arg("--config")
-        .arg(&p)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--health-check")
-        .output()
-        .unwrap();
+    let hc = health_check(&p, port);
     assert!(!hc.status.success(), "a stopped sidecar is unhealthy");
 }
