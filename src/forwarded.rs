@@ -187,7 +187,9 @@ fn bad(header: &'static str, reason: &'static str) -> Error {
     Error::BadForwarded { header, reason }
 }
 
-/// Exactly one value, not comma-joined.
+/// Exactly one value, not comma-joined. A request URI may contain commas (`?ids=1,2`), so for
+/// `X-Forwarded-Uri` only a comma that starts another origin-form target (`,/`) counts as a
+/// joined list; the other headers never contain a comma.
 fn single<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, Error> {
     let mut values = headers.get_all(name).iter();
     let first = values.next().ok_or(bad(name, "missing"))?;
@@ -195,7 +197,12 @@ fn single<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, Err
         return Err(bad(name, "given more than once"));
     }
     let s = first.to_str().map_err(|_| bad(name, "not ASCII"))?.trim();
-    if s.contains(',') {
+    let joined = if name == "X-Forwarded-Uri" {
+        s.contains(",/") || s.contains(", ") || s.ends_with(',')
+    } else {
+        s.contains(',')
+    };
+    if joined {
         return Err(bad(name, "holds a comma-separated list"));
     }
     if s.is_empty() {

@@ -556,6 +556,9 @@ impl Provider {
         let tokens = req.request_async(&self.http).await.map_err(|e| match e {
             RequestTokenError::ServerResponse(r) => Error::ExchangeRefused(r.error().to_string()),
             RequestTokenError::Request(e) => Error::IdpUnavailable(format!("token endpoint: {e}")),
+            // The IdP answered, but not with a token response we can read (a malformed ID
+            // token, garbage, a redirect): the login fails; it is not an outage.
+            RequestTokenError::Parse(e, _) => Error::InvalidIdToken(format!("token response: {e}")),
             other => Error::IdpUnavailable(format!("token endpoint: {other}")),
         })?;
         let id_token = tokens
@@ -614,6 +617,9 @@ impl Provider {
         let tokens = req.request_async(&self.http).await.map_err(|e| match e {
             RequestTokenError::ServerResponse(r) => Error::ExchangeRefused(r.error().to_string()),
             RequestTokenError::Request(e) => Error::IdpUnavailable(format!("token endpoint: {e}")),
+            // The IdP answered, but not with a token response we can read (a malformed ID
+            // token, garbage, a redirect): the login fails; it is not an outage.
+            RequestTokenError::Parse(e, _) => Error::InvalidIdToken(format!("token response: {e}")),
             other => Error::IdpUnavailable(format!("token endpoint: {other}")),
         })?;
         let mut out = Refreshed {

@@ -90,17 +90,19 @@ impl Rule {
     }
 }
 
-/// `host` of `host:port` or `[v6]:port`.
+/// `host` of `host:port` or `[v6]:port`, without a trailing dot (`admin.test.` is the same
+/// name as `admin.test` to DNS and to most upstreams).
 fn host_without_port(h: &str) -> &str {
     if h.starts_with('[') {
         return h
             .split_once(']')
             .map_or(h, |(v6, _)| v6.trim_start_matches('['));
     }
-    match h.rsplit_once(':') {
+    let host = match h.rsplit_once(':') {
         Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
         _ => h,
-    }
+    };
+    host.trim_end_matches('.')
 }
 
 struct Req<'a> {
@@ -204,6 +206,9 @@ pub fn normalize_path(path: &str) -> Option<String> {
                     out.push("");
                 }
             }
+            // `//` is one `/` to many upstreams (nginx merges slashes by default): an empty
+            // segment is dropped, except the last one (a trailing slash).
+            "" if n != last => {}
             s => out.push(s),
         }
     }
@@ -505,6 +510,17 @@ mod tests {
                 false,
             ),
             ("!PathPrefix(`/admin`)", "GET", "a.test", "/%61dmin", false),
+            ("!PathPrefix(`/admin`)", "GET", "a.test", "//admin", false),
+            (
+                "!PathPrefix(`/admin`)",
+                "GET",
+                "a.test",
+                "/.//admin/x",
+                false,
+            ),
+            ("!Host(`admin.test`)", "GET", "admin.test.", "/", false),
+            ("!Host(`admin.test`)", "GET", "admin.test.:80", "/", false),
+            ("Host(`admin.test`)", "GET", "admin.test.", "/", true),
             ("Path(`/health`)", "GET", "a.test", "/health", true),
             ("Path(`/health`)", "GET", "a.test", "/health/", false),
             ("Path(`/health`)", "GET", "a.test", "/Health", false),
@@ -627,7 +643,9 @@ mod tests {
             ("/..", None),
             ("/%2e%2e/x", None),
             ("/%zz", None),
-            ("/a//b", Some("/a//b")),
+            ("/a//b", Some("/a/b")),
+            ("//admin", Some("/admin")),
+            ("/.//admin/", Some("/admin/")),
         ];
         for (input, want) in cases {
             assert_eq!(normalize_path(input).as_deref(), want, "{input}");

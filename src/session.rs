@@ -368,7 +368,9 @@ impl CookieCodec {
         let mut out = vec![self.cookie(name, sealed, Some(FLOW_TTL as i64), "/", SameSite::Lax)];
 
         let prefix = self.flow_prefix();
-        let mut live: Vec<(u64, &str)> = Vec::new();
+        // (created, position in the request, name): browsers send older cookies first, so the
+        // position breaks ties between flows started within the same second.
+        let mut live: Vec<(u64, usize, &str)> = Vec::new();
         for (i, (n, v)) in req
             .pairs
             .iter()
@@ -384,13 +386,13 @@ impl CookieCodec {
                 None
             };
             match created {
-                Some(c) => live.push((c, n)),
+                Some(c) => live.push((c, i, n)),
                 None => out.push(self.removal(n.to_string(), "/")),
             }
         }
         // Keep the newest MAX_FLOWS - 1 beside the new one.
-        live.sort_by_key(|l| std::cmp::Reverse(l.0));
-        for (_, n) in live.into_iter().skip(MAX_FLOWS - 1) {
+        live.sort_by_key(|l| std::cmp::Reverse((l.0, l.1)));
+        for (_, _, n) in live.into_iter().skip(MAX_FLOWS - 1) {
             out.push(self.removal(n.to_string(), "/"));
         }
         Ok(out)

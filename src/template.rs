@@ -479,10 +479,13 @@ pub fn identity_headers(
             DEFAULT_HEADERS[1],
             s("email").unwrap_or_default().to_string(),
         );
+        // Comma-joined: a group name that itself holds a comma would read as several groups
+        // to an upstream that splits the header, so such a name is left out.
         let groups = match claims.get("groups") {
             Some(Value::Array(a)) => a
                 .iter()
                 .filter_map(Value::as_str)
+                .filter(|g| !g.contains(','))
                 .collect::<Vec<_>>()
                 .join(","),
             Some(Value::String(g)) => g.clone(),
