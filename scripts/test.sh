@@ -3,10 +3,11 @@
 #   1. Rust: cargo fmt --check, clippy -D warnings, unit tests and the integration tests that run
 #      the sidecar against the real OpenID Provider (npm oidc-provider, tests/op);
 #   2. the Go plugin shim: gofmt, go vet, go test, yaegi test (Traefik's interpreter), catalog load;
-#   3. end to end: a real Traefik v3 with whoami upstream, both doors (forwardAuth and the plugin),
-#      driven by headless Chromium.
-# Usage: ./scripts/test.sh            (everything)
-#        SKIP_E2E=1 ./scripts/test.sh (skip the Traefik + Chromium suite)
+#   3. fuzzing: every cargo-fuzz target for a few seconds (scripts/fuzz-smoke.sh);
+#   4. end to end: a real Traefik v3 with a whoami upstream, both doors (forwardAuth and the
+#      plugin), driven by headless Chromium.
+# Usage: ./scripts/test.sh                        (everything)
+#        SKIP_E2E=1 SKIP_FUZZ=1 ./scripts/test.sh (skip the slow suites while iterating)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,13 @@ cargo clippy --locked --all-targets -- -D warnings
 
 section "Rust: unit and integration tests (real oidc-provider)"
 cargo test --locked
+
+if [ "${SKIP_FUZZ:-0}" = "1" ]; then
+  section "Fuzzing: skipped (SKIP_FUZZ=1)"
+else
+  section "Fuzzing: every cargo-fuzz target, bounded (FUZZ_SECONDS=${FUZZ_SECONDS:-10} each)"
+  FUZZ_SECONDS="${FUZZ_SECONDS:-10}" bash scripts/fuzz-smoke.sh
+fi
 
 section "Examples: docker compose config"
 if docker compose version >/dev/null 2>&1; then
