@@ -202,19 +202,9 @@ impl Provider {
             "{}/.well-known/openid-configuration",
             self.cfg.url.trim_end_matches('/')
         );
-        let raw: Value = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| format!("GET {url}: {e}"))?
-            .bytes()
-            .await
-            .map_err(|e| format!("discovery document: {e}"))
-            .and_then(|b| {
-                serde_json::from_slice(&b).map_err(|e| format!("discovery document: {e}"))
-            })?;
+        let (_, body) = fetch(self.http.get(&url), "discovery").await?;
+        let raw: Value =
+            serde_json::from_slice(&body).map_err(|e| format!("discovery document: {e}"))?;
         let metadata: ProviderMetadataWithLogout =
             serde_json::from_value(raw.clone()).map_err(|e| format!("discovery document: {e}"))?;
         let discovered_issuer = metadata.issuer().as_str().to_string();
@@ -369,20 +359,9 @@ impl Provider {
             enc(&self.cfg.client_id),
             self.cfg.client_secret.as_ref().map(|s| enc(s.expose())),
         );
-        let resp = req
-            .send()
+        let (_, body) = fetch(req, "introspection")
             .await
-            .map_err(|e| Error::IdpUnavailable(format!("introspection: {e}")))?;
-        if !resp.status().is_success() {
-            return Err(Error::IdpUnavailable(format!(
-                "introspection answered {}",
-                resp.status()
-            )));
-        }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| Error::IdpUnavailable(format!("introspection: {e}")))?;
+            .map_err(Error::IdpUnavailable)?;
         let claims: Map<String, Value> = serde_json::from_slice(&body)
             .map_err(|e| Error::IdpUnavailable(format!("introspection response: {e}")))?;
         if claims.get("active") != Some(&Value::Bool(true)) {
@@ -441,29 +420,15 @@ impl Provider {
             tracing::warn!("UseClaimsFromUserInfo is set but the IdP has no userinfo_endpoint");
             return Ok(());
         };
-        let resp = self
+        let req = self
             .http
             .get(url)
             .bearer_auth(access_token)
-            .header("Accept", "application/json")
-            .send()
+            .header("Accept", "application/json");
+        let (content_type, body) = fetch(req, "userinfo")
             .await
-            .map_err(|e| Error::IdpUnavailable(format!("userinfo: {e}")))?;
-        if !resp.status().is_success() {
-            return Err(Error::IdpUnavailable(format!(
-                "userinfo answered {}",
-                resp.status()
-            )));
-        }
-        let jwt = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.starts_with("application/jwt"));
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| Error::IdpUnavailable(format!("userinfo: {e}")))?;
+            .map_err(Error::IdpUnavailable)?;
+        let jwt = content_type.starts_with("application/jwt");
         if jwt {
             tracing::warn!("signed UserInfo responses are not supported; UserInfo claims ignored");
             return Ok(());
@@ -553,14 +518,7 @@ impl Provider {
         for r in x.resources {
             req = req.add_extra_param("resource", r.clone());
         }
-        let tokens = req.request_async(&self.http).await.map_err(|e| match e {
-            RequestTokenError::ServerResponse(r) => Error::ExchangeRefused(r.error().to_string()),
-            RequestTokenError::Request(e) => Error::IdpUnavailable(format!("token endpoint: {e}")),
-            // The IdP answered, but not with a token response we can read (a malformed ID
-            // token, garbage, a redirect): the login fails; it is not an outage.
-            RequestTokenError::Parse(e, _) => Error::InvalidIdToken(format!("token response: {e}")),
-            other => Error::IdpUnavailable(format!("token endpoint: {other}")),
-        })?;
+        let tokens = req.request_async(&self.http).await.map_err(token_error)?;
         let id_token = tokens
             .id_token()
             .ok_or_else(|| Error::InvalidIdToken("no id_token in the token response".into()))?;
@@ -614,14 +572,7 @@ impl Provider {
         for r in resources {
             req = req.add_extra_param("resource", r.clone());
         }
-        let tokens = req.request_async(&self.http).await.map_err(|e| match e {
-            RequestTokenError::ServerResponse(r) => Error::ExchangeRefused(r.error().to_string()),
-            RequestTokenError::Request(e) => Error::IdpUnavailable(format!("token endpoint: {e}")),
-            // The IdP answered, but not with a token response we can read (a malformed ID
-            // token, garbage, a redirect): the login fails; it is not an outage.
-            RequestTokenError::Parse(e, _) => Error::InvalidIdToken(format!("token response: {e}")),
-            other => Error::IdpUnavailable(format!("token endpoint: {other}")),
-        })?;
+        let tokens = req.request_async(&self.http).await.map_err(token_error)?;
         let mut out = Refreshed {
             claims: None,
             id_token: None,
@@ -757,6 +708,50 @@ pub struct Exchange<'a> {
     pub nonce: &'a str,
     /// RFC 8707 resource indicators (sent again at the token endpoint, §2.2).
     pub resources: &'a [String],
+}
+
+/// What a failed token request (code exchange or refresh) means for the user.
+fn token_error<E: std::error::Error + 'static>(
+    e: RequestTokenError<
+        E,
+        openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
+    >,
+) -> Error {
+    match e {
+        RequestTokenError::ServerResponse(r) => Error::ExchangeRefused(r.error().to_string()),
+        RequestTokenError::Request(e) => Error::IdpUnavailable(format!("token endpoint: {e}")),
+        // The IdP answered, but not with a token response we can read (a malformed ID token,
+        // garbage, a redirect): the login fails; it is not an outage.
+        RequestTokenError::Parse(e, _) => Error::InvalidIdToken(format!("token response: {e}")),
+        other => Error::IdpUnavailable(format!("token endpoint: {other}")),
+    }
+}
+
+/// Largest IdP answer we read (discovery, introspection, UserInfo): a hostile or broken IdP
+/// must not make the sidecar buffer without bound.
+const MAX_IDP_BODY: usize = 1024 * 1024;
+
+/// Sends `req`, requires a 2xx, and reads the body up to [`MAX_IDP_BODY`]. Returns the
+/// content type and the body; errors name `what` and never include the body.
+async fn fetch(req: reqwest::RequestBuilder, what: &str) -> Result<(String, Vec<u8>), String> {
+    let mut resp = req.send().await.map_err(|e| format!("{what}: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(format!("{what} answered {}", resp.status()));
+    }
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("{what}: {e}"))? {
+        if body.len() + chunk.len() > MAX_IDP_BODY {
+            return Err(format!("{what}: answer larger than {MAX_IDP_BODY} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((content_type, body))
 }
 
 /// The PEM bytes of an inline `CABundle`: PEM text, or `base64:` followed by base64 of it.
