@@ -190,3 +190,34 @@ async fn opaque_tokens_are_introspected() {
         Some("Bearer error=\"invalid_token\"")
     );
 }
+
+#[tokio::test]
+async fn introspection_results_are_cached_for_a_bounded_time() {
+    // A dedicated OP we can stop: after it is gone, a token introspected once still passes (the
+    // cache answers), while a token never seen before cannot be checked (503, never 200).
+    let mut op = Op::start(0);
+    let s = Sidecar::start(&yaml(&op.issuer)).await;
+    s.wait_ready(15).await;
+    let seen = machine_token(&op.issuer, None).await;
+    let unseen = machine_token(&op.issuer, None).await;
+    let mut b = Browser::new(&s, "intro");
+    assert_eq!(
+        b.app_with("http://app.test/api", Kind::Xhr, &[("X-Api-Token", &seen)])
+            .await
+            .status,
+        200
+    );
+    op.stop();
+    let r = b
+        .app_with("http://app.test/api", Kind::Xhr, &[("X-Api-Token", &seen)])
+        .await;
+    assert_eq!(r.status, 200, "served from the cache: {r:#?}");
+    let r = b
+        .app_with(
+            "http://app.test/api",
+            Kind::Xhr,
+            &[("X-Api-Token", &unseen)],
+        )
+        .await;
+    assert_eq!(r.status, 503, "{r:#?}");
+}

@@ -708,3 +708,35 @@ async fn userinfo_claims_are_merged_once_at_login() {
     );
     assert!(!payload.contains("userinfo_only"), "{payload}");
 }
+
+#[tokio::test]
+async fn sessions_survive_a_sidecar_restart_with_the_same_secret() {
+    let yaml = config_yaml(shared_op(), "");
+    let first = Sidecar::start(&yaml).await;
+    first.wait_ready(15).await;
+    let mut b = Browser::new(&first, "default");
+    b.login(HOME, "alice").await;
+    let cookies = b.cookies(APP_HOST);
+    drop(first);
+    // A new process (new keys in memory, nothing shared but the configuration).
+    let second = Sidecar::start(&yaml).await;
+    second.wait_ready(15).await;
+    let mut again = Browser::new(&second, "default");
+    for (k, v) in &cookies {
+        again.set_cookie(APP_HOST, k, v);
+    }
+    let r = again.app(HOME, Kind::Xhr).await;
+    assert_eq!(
+        (r.status, r.header("x-forwarded-user")),
+        (200, Some("alice"))
+    );
+    // Another Secret (a rotation) logs everyone out.
+    let rotated =
+        Sidecar::start(&yaml.replace(SECRET, "a-rotated-secret-of-at-least-32-bytes-long")).await;
+    rotated.wait_ready(15).await;
+    let mut after = Browser::new(&rotated, "default");
+    for (k, v) in &cookies {
+        after.set_cookie(APP_HOST, k, v);
+    }
+    assert_eq!(after.app(HOME, Kind::Xhr).await.status, 401);
+}
