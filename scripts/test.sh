@@ -24,7 +24,10 @@ section "Rust: cargo clippy --all-targets -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 
 section "Rust: unit and integration tests (real oidc-provider)"
-cargo test --locked
+cargo test --locked -- --skip soak_at_saturation
+
+section "Soak: the real binary at saturation for ${SOAK_SECONDS:-60} s (statuses, memory)"
+SOAK_SECONDS="${SOAK_SECONDS:-60}" cargo test --locked --test soak -- --nocapture
 
 if [ "${SKIP_FUZZ:-0}" = "1" ]; then
   section "Fuzzing: skipped (SKIP_FUZZ=1)"

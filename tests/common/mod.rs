@@ -343,6 +343,11 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(sidecar: &Sidecar, middleware: &str) -> Browser {
+        Browser::at(sidecar.addr, middleware)
+    }
+
+    /// A browser for a sidecar at `addr` (e.g. the real binary started as a process).
+    pub fn at(addr: SocketAddr, middleware: &str) -> Browser {
         Browser {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -350,7 +355,7 @@ impl Browser {
                 .build()
                 .unwrap(),
             jars: BTreeMap::new(),
-            sidecar: sidecar.addr.to_string(),
+            sidecar: addr.to_string(),
             middleware: middleware.to_string(),
         }
     }
