@@ -1,0 +1,689 @@
+//! Micro-benchmarks of the `/auth` hot path, plus the session-cookie size report.
+//!
+//! `cargo bench --bench hot_path` first prints how large the session cookie of a Keycloak-like
+//! login gets (50 groups, realm and client roles, long names; also written to
+//! `target/bench/cookie_size.json`), then runs the criterion groups:
+//! - `session`: `RequestCookies::parse` + `CookieCodec::read_session` (AES-GCM open + JSON decode)
+//!   for a small session (the test OP's alice) and for the Keycloak-like ones;
+//! - `authz`: `ClaimAssertion::holds` on 50 groups and on nested role claims;
+//! - `template`: `template::identity_headers`, default headers and custom templates;
+//! - `forwarded`: `forwarded::parse` of Traefik's `X-Forwarded-*` headers;
+//! - `decision`: `Middleware::handle` for a valid session (everything `/auth` does between the
+//!   HTTP layer's extraction and its response mapping).
+//!
+//! Everything is built through the crate's public API from a YAML configuration, exactly as the
+//! binary builds it, so the benchmark follows the code when fields are added.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::future::Future;
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use http::{HeaderMap, HeaderValue};
+use serde_json::{Map, Value, json};
+use traefik_oidc_sidecar::auth::Middleware;
+use traefik_oidc_sidecar::authz::ClaimAssertion;
+use traefik_oidc_sidecar::config::{self, Env, MiddlewareConfig};
+use traefik_oidc_sidecar::forwarded::{self, Cidr};
+use traefik_oidc_sidecar::session::{CookieCodec, RequestCookies, Session};
+use traefik_oidc_sidecar::template::{self, DEFAULT_CLAIMS, Data, HeaderRule, Pass};
+
+/// Fixed "now" so every run seals the same sessions.
+const NOW: u64 = 1_800_000_000;
+const SECRET: &str = "benchmark-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+
+// ---------------------------------------------------------------------------------------------
+// Inputs
+// ---------------------------------------------------------------------------------------------
+
+/// The middleware configuration the sidecar would load (defaults for everything cookie-related,
+/// `Secure: true` as in production).
+fn middleware_config() -> MiddlewareConfig {
+    middleware_config_with("")
+}
+
+/// The same middleware with `extra` YAML lines added to its block (indented by four spaces).
+fn middleware_config_with(extra: &str) -> MiddlewareConfig {
+    let yaml = format!(
+        r#"
+middlewares:
+  default:
+    Provider:
+      Url: https://sso.corp.example.com/realms/engineering-production
+      ClientId: traefik-oidc-sidecar-production
+      ClientSecret: not-used-by-the-benchmarks
+    Secret: {SECRET}
+    Scopes: [openid, profile, email, groups]
+"#
+    ) + extra;
+    let loaded = config::parse(&yaml, &Env::process()).unwrap_or_else(|p| panic!("config: {p:?}"));
+    loaded
+        .config
+        .middlewares
+        .get("default")
+        .cloned()
+        .expect("middleware `default`")
+}
+
+fn codec(cfg: &MiddlewareConfig) -> CookieCodec {
+    CookieCodec::new(
+        &cfg.secret,
+        &cfg.name,
+        &cfg.cookie_name_prefix,
+        cfg.session_cookie.clone(),
+    )
+}
+
+/// A deterministic base64url string of `n` characters (stands in for signatures and ids).
+fn b64ish(seed: u64, n: usize) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            A[(x % 64) as usize] as char
+        })
+        .collect()
+}
+
+fn uuid(seed: u64) -> String {
+    let h = b64ish(seed, 32)
+        .bytes()
+        .map(|b| b"0123456789abcdef"[(b % 16) as usize] as char)
+        .collect::<String>();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// ID token claims of a realistic Keycloak user: full group paths (50 groups), realm roles,
+/// client roles of three clients, long names and the usual protocol claims.
+fn keycloak_claims() -> Map<String, Value> {
+    let units = [
+        "platform-infrastructure",
+        "data-engineering",
+        "customer-experience",
+        "security-operations",
+        "developer-productivity",
+    ];
+    let groups: Vec<String> = (0..50)
+        .map(|i| {
+            format!(
+                "/corp/engineering/{}/team-{}-{:02}",
+                units[i % units.len()],
+                [
+                    "kubernetes-operators",
+                    "observability",
+                    "release-engineering",
+                    "on-call"
+                ][i % 4],
+                i
+            )
+        })
+        .collect();
+    let realm_roles: Vec<String> = [
+        "offline_access",
+        "uma_authorization",
+        "default-roles-engineering-production",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain((0..12).map(|i| {
+        format!(
+            "app-{}-editor",
+            ["grafana", "argocd", "vault", "jenkins"][i % 4]
+        ) + &format!("-{i:02}")
+    }))
+    .collect();
+    let client_roles: Vec<String> = (0..10)
+        .map(|i| {
+            format!(
+                "traefik-route-{}-access",
+                ["admin", "metrics", "logs", "billing", "support"][i % 5]
+            ) + &format!("-{i}")
+        })
+        .collect();
+    let iss = "https://sso.corp.example.com/realms/engineering-production";
+    let v = json!({
+        "exp": NOW + 300,
+        "iat": NOW,
+        "auth_time": NOW - 5,
+        "jti": uuid(1),
+        "iss": iss,
+        "aud": "traefik-oidc-sidecar-production",
+        "sub": uuid(2),
+        "typ": "ID",
+        "azp": "traefik-oidc-sidecar-production",
+        "nonce": b64ish(3, 43),
+        "session_state": uuid(4),
+        "at_hash": b64ish(5, 22),
+        "acr": "1",
+        "sid": uuid(4),
+        "email_verified": true,
+        "name": "Maximiliane Alexandra von Hohenstein-Wittelsbach",
+        "given_name": "Maximiliane Alexandra",
+        "family_name": "von Hohenstein-Wittelsbach",
+        "preferred_username": "maximiliane.vonhohenstein-wittelsbach",
+        "email": "maximiliane.alexandra.vonhohenstein-wittelsbach@engineering.corp.example.com",
+        "locale": "de",
+        "groups": groups,
+        "realm_access": { "roles": realm_roles },
+        "resource_access": {
+            "traefik-oidc-sidecar-production": { "roles": client_roles },
+            "account": { "roles": ["manage-account", "manage-account-links", "view-profile"] },
+            "grafana": { "roles": ["viewer", "editor", "dashboard-admin"] }
+        }
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!(),
+    }
+}
+
+/// An RS256 ID token carrying `claims` (the signature is random: only its size matters).
+fn id_token(claims: &Map<String, Value>) -> String {
+    let header = json!({"alg": "RS256", "typ": "JWT", "kid": b64ish(7, 43)});
+    format!(
+        "{}.{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(Value::Object(claims.clone()).to_string().as_bytes()),
+        b64ish(8, 342)
+    )
+}
+
+/// A Keycloak refresh token (an HS512 JWT of its own).
+fn refresh_token() -> String {
+    let iss = "https://sso.corp.example.com/realms/engineering-production";
+    let header = json!({"alg": "HS512", "typ": "JWT", "kid": uuid(9)});
+    let body = json!({
+        "exp": NOW + 1800, "iat": NOW, "jti": uuid(10), "iss": iss, "aud": iss, "sub": uuid(2),
+        "typ": "Refresh", "azp": "traefik-oidc-sidecar-production", "nonce": b64ish(3, 43),
+        "session_state": uuid(4), "scope": "openid profile email groups", "sid": uuid(4)
+    });
+    format!(
+        "{}.{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(body.to_string().as_bytes()),
+        b64ish(11, 86)
+    )
+}
+
+/// The claims of the test OP's `alice` (what the load benchmark's session holds).
+fn alice_claims() -> Map<String, Value> {
+    match json!({
+        "sub": "alice", "email": "alice@example.test", "email_verified": true, "name": "Alice Admin",
+        "preferred_username": "alice", "groups": ["admins", "users"],
+        "iss": "http://127.0.0.1:40000", "aud": "sidecar", "iat": NOW, "exp": NOW + 3600,
+        "nonce": b64ish(12, 43), "at_hash": b64ish(13, 22), "auth_time": NOW, "sid": uuid(14)
+    }) {
+        Value::Object(m) => m,
+        _ => unreachable!(),
+    }
+}
+
+/// Keeps what the sidecar keeps with default headers and no assertions: `sub` and the default
+/// headers' claims (auth.rs builds `kept_claims` from the same public constant).
+fn default_headers_only(all: &Map<String, Value>) -> Map<String, Value> {
+    all.iter()
+        .filter(|(k, _)| k.as_str() == "sub" || DEFAULT_CLAIMS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// A session as the callback writes it. Built from JSON so fields added later with a serde
+/// default do not break the benchmark.
+fn session(
+    sub: &str,
+    claims: Map<String, Value>,
+    id_token: Option<String>,
+    refresh: Option<String>,
+) -> Session {
+    serde_json::from_value(json!({
+        "sub": sub,
+        "claims": claims,
+        "iat": NOW,
+        "exp": NOW + 3600,
+        "id_token": id_token,
+        "refresh_token": refresh,
+        "authorized": true,
+        "challenged": false,
+    }))
+    .expect("Session from JSON")
+}
+
+/// The `Cookie` header a browser sends after receiving `set` (plus two unrelated cookies).
+fn cookie_header(set: &[String]) -> String {
+    let mut parts = vec!["_ga=GA1.2.1234567890.1700000000".to_string()];
+    for s in set {
+        let c = cookie::Cookie::parse(s.clone()).expect("Set-Cookie parses");
+        parts.push(format!("{}={}", c.name(), c.value()));
+    }
+    parts.push("locale=de-DE".to_string());
+    parts.join("; ")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cookie size report
+// ---------------------------------------------------------------------------------------------
+
+struct SizeRow {
+    case: &'static str,
+    claims_json: usize,
+    session_json: usize,
+    sealed: usize,
+    chunks: usize,
+    set_cookie: usize,
+    cookie_header: usize,
+    id_token_kept: bool,
+}
+
+fn size_row(case: &'static str, codec: &CookieCodec, s: &Session) -> SizeRow {
+    let set = codec
+        .write_session(s, &RequestCookies::default(), NOW)
+        .unwrap_or_else(|e| panic!("{case}: write_session: {e}"));
+    let values: Vec<String> = set
+        .iter()
+        .map(|v| {
+            cookie::Cookie::parse(v.clone())
+                .expect("parses")
+                .value()
+                .to_string()
+        })
+        .collect();
+    let header = set
+        .iter()
+        .map(|v| {
+            let c = cookie::Cookie::parse(v.clone()).expect("parses");
+            format!("{}={}", c.name(), c.value())
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let back = codec
+        .read_session(
+            &RequestCookies::parse([header.as_str()].into_iter()),
+            NOW + 1,
+        )
+        .unwrap_or_else(|| panic!("{case}: the written session does not read back"));
+    SizeRow {
+        case,
+        claims_json: Value::Object(s.claims.clone()).to_string().len(),
+        session_json: serde_json::to_string(s).expect("json").len(),
+        sealed: values.iter().map(String::len).sum(),
+        chunks: set.len(),
+        set_cookie: set.iter().map(String::len).max().unwrap_or(0),
+        cookie_header: header.len(),
+        id_token_kept: back.id_token.is_some(),
+    }
+}
+
+fn cookie_size_report() {
+    let cfg = middleware_config();
+    let codec = codec(&cfg);
+    let all = keycloak_claims();
+    let idt = id_token(&all);
+    let rt = refresh_token();
+    let dflt = default_headers_only(&all);
+    let sub = all["sub"].as_str().unwrap_or_default().to_string();
+    let alice = alice_claims();
+    let rows = [
+        size_row(
+            "keycloak, all claims kept (an assertion on a root wildcard), + ID token + refresh token",
+            &codec,
+            &session(&sub, all.clone(), Some(idt.clone()), Some(rt.clone())),
+        ),
+        size_row(
+            "keycloak, all claims kept, no tokens",
+            &codec,
+            &session(&sub, all.clone(), None, None),
+        ),
+        size_row(
+            "keycloak, default headers only (sub, preferred_username, email, groups), + ID token + refresh token",
+            &codec,
+            &session(&sub, dflt.clone(), Some(idt.clone()), Some(rt.clone())),
+        ),
+        size_row(
+            "keycloak, default headers only, + refresh token, no ID token",
+            &codec,
+            &session(&sub, dflt.clone(), None, Some(rt.clone())),
+        ),
+        size_row(
+            "keycloak, default headers only, no tokens",
+            &codec,
+            &session(&sub, dflt.clone(), None, None),
+        ),
+        size_row(
+            "test OP alice, default headers only, + ID token (the load benchmark's session)",
+            &codec,
+            &session(
+                "alice",
+                default_headers_only(&alice),
+                Some(id_token(&alice)),
+                None,
+            ),
+        ),
+    ];
+    println!(
+        "\nSession cookie size (Keycloak-like user: 50 groups, {} realm roles, 3 clients' roles; ID token {} B, refresh token {} B, all claims {} B of JSON)",
+        all["realm_access"]["roles"].as_array().map_or(0, Vec::len),
+        idt.len(),
+        rt.len(),
+        Value::Object(all.clone()).to_string().len()
+    );
+    println!(
+        "| case | claims JSON B | session JSON B | sealed B (all chunks) | chunks | largest Set-Cookie B | Cookie header B | ID token kept |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---|");
+    let mut json_rows = Vec::new();
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.case,
+            r.claims_json,
+            r.session_json,
+            r.sealed,
+            r.chunks,
+            r.set_cookie,
+            r.cookie_header,
+            if r.id_token_kept { "yes" } else { "no" }
+        );
+        json_rows.push(json!({
+            "case": r.case, "claims_json_bytes": r.claims_json, "session_json_bytes": r.session_json,
+            "sealed_bytes": r.sealed, "chunks": r.chunks, "largest_set_cookie_bytes": r.set_cookie,
+            "cookie_header_bytes": r.cookie_header, "id_token_kept": r.id_token_kept,
+        }));
+    }
+    let dir = std::env::var("BENCH_OUT")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench").to_string());
+    let _ = std::fs::create_dir_all(&dir);
+    let out = json!({
+        "id_token_bytes": idt.len(), "refresh_token_bytes": rt.len(),
+        "all_claims_json_bytes": Value::Object(all).to_string().len(), "rows": json_rows,
+    });
+    let path = format!("{dir}/cookie_size.json");
+    match std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&out).unwrap_or_default(),
+    ) {
+        Ok(()) => println!("(written to {path})\n"),
+        Err(e) => println!("(could not write {path}: {e})\n"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Benchmarks
+// ---------------------------------------------------------------------------------------------
+
+fn bench_session(c: &mut Criterion) {
+    let cfg = middleware_config();
+    let codec = codec(&cfg);
+    let all = keycloak_claims();
+    let alice = alice_claims();
+    let sub = all["sub"].as_str().unwrap_or_default().to_string();
+    let cases = [
+        (
+            "alice+id_token",
+            session(
+                "alice",
+                default_headers_only(&alice),
+                Some(id_token(&alice)),
+                None,
+            ),
+        ),
+        (
+            "keycloak_default+tokens",
+            session(
+                &sub,
+                default_headers_only(&all),
+                Some(id_token(&all)),
+                Some(refresh_token()),
+            ),
+        ),
+        (
+            "keycloak_all+tokens",
+            session(
+                &sub,
+                all.clone(),
+                Some(id_token(&all)),
+                Some(refresh_token()),
+            ),
+        ),
+    ];
+    let mut g = c.benchmark_group("session/parse+read_session");
+    for (name, s) in &cases {
+        let set = codec
+            .write_session(s, &RequestCookies::default(), NOW)
+            .expect("write");
+        let header = cookie_header(&set);
+        g.throughput(Throughput::Bytes(header.len() as u64));
+        g.bench_with_input(
+            BenchmarkId::from_parameter(format!("{name}/{}chunk", set.len())),
+            &header,
+            |b, h| {
+                b.iter(|| {
+                    let req = RequestCookies::parse([black_box(h.as_str())].into_iter());
+                    let s = codec.read_session(&req, NOW + 1);
+                    assert!(s.is_some());
+                    s
+                })
+            },
+        );
+    }
+    g.finish();
+
+    // What a refresh (and the callback) pays to write the session back.
+    let mut g = c.benchmark_group("session/write_session");
+    for (name, s) in &cases {
+        g.bench_with_input(BenchmarkId::from_parameter(name), s, |b, s| {
+            b.iter(|| codec.write_session(black_box(s), &RequestCookies::default(), NOW))
+        });
+    }
+    g.finish();
+}
+
+fn bench_authz(c: &mut Criterion) {
+    let all = keycloak_claims();
+    let last_group = all["groups"][49].as_str().unwrap_or_default().to_string();
+    let cases = [
+        (
+            "groups_anyof_hit_last_of_50",
+            ClaimAssertion::new("groups", vec!["/nope".into(), last_group.clone()], vec![])
+                .expect("path"),
+        ),
+        (
+            "groups_anyof_miss_of_50",
+            ClaimAssertion::new("groups", vec!["admins".into()], vec![]).expect("path"),
+        ),
+        (
+            "realm_access.roles_allof_2",
+            ClaimAssertion::new(
+                "realm_access.roles",
+                vec![],
+                vec!["offline_access".into(), "app-vault-editor-02".into()],
+            )
+            .expect("path"),
+        ),
+        (
+            "resource_access.client.roles",
+            ClaimAssertion::new(
+                "resource_access['traefik-oidc-sidecar-production'].roles",
+                vec!["traefik-route-admin-access-0".into()],
+                vec![],
+            )
+            .expect("path"),
+        ),
+        (
+            "presence_email",
+            ClaimAssertion::new("email", vec![], vec![]).expect("path"),
+        ),
+    ];
+    let mut g = c.benchmark_group("authz/holds");
+    for (name, a) in &cases {
+        // Sanity: the "hit" cases hold, the "miss" case does not.
+        let expect = !name.contains("miss");
+        assert_eq!(a.holds(&all), expect, "{name}");
+        g.bench_function(*name, |b| b.iter(|| a.holds(black_box(&all))));
+    }
+    g.finish();
+}
+
+fn bench_template(c: &mut Criterion) {
+    let all = keycloak_claims();
+    let dflt = default_headers_only(&all);
+    // Custom headers exactly as a user writes them, parsed by the config loader.
+    let custom: Vec<HeaderRule> = middleware_config_with(concat!(
+        "    Headers:\n",
+        "      - { Name: X-Auth-Name, Value: \"{{ .claims.name }}\" }\n",
+        "      - { Name: X-Auth-User, Value: \"{{ .claims.preferred_username }}\" }\n",
+        "      - { Name: X-Auth-Groups, Value: \"{{ .claims.groups }}\" }\n",
+        "      - { Name: X-Auth-Roles, Value: \"{{ .claims.realm_access.roles }}\" }\n",
+    ))
+    .headers;
+    assert_eq!(custom.len(), 4);
+    let alice = default_headers_only(&alice_claims());
+    let mut g = c.benchmark_group("template/identity_headers");
+    g.bench_function("default_rules/alice", |b| {
+        b.iter(|| {
+            template::identity_headers(&[], &Data::claims(black_box(&alice)), Pass::Authorized)
+        })
+    });
+    g.bench_function("default_rules/keycloak_50_groups", |b| {
+        b.iter(|| {
+            template::identity_headers(&[], &Data::claims(black_box(&dflt)), Pass::Authorized)
+        })
+    });
+    g.bench_function("4_templates/keycloak", |b| {
+        b.iter(|| {
+            template::identity_headers(&custom, &Data::claims(black_box(&all)), Pass::Authorized)
+        })
+    });
+    g.finish();
+}
+
+fn traefik_headers(cookie: Option<&str>) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in [
+        ("x-forwarded-method", "GET"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "grafana.corp.example.com"),
+        (
+            "x-forwarded-uri",
+            "/d/k8s-cluster/kubernetes-cluster?orgId=1&refresh=30s&var-ns=prod",
+        ),
+        ("x-forwarded-for", "203.0.113.9"),
+        ("x-forwarded-port", "443"),
+        ("x-real-ip", "203.0.113.9"),
+        (
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        ),
+        ("sec-fetch-mode", "navigate"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0",
+        ),
+    ] {
+        h.insert(k, HeaderValue::from_static(v));
+    }
+    if let Some(c) = cookie {
+        h.insert("cookie", HeaderValue::from_str(c).expect("cookie value"));
+    }
+    h
+}
+
+fn bench_forwarded(c: &mut Criterion) {
+    let trusted = Cidr::default_trusted();
+    let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let headers = traefik_headers(None);
+    assert!(forwarded::parse(peer, &trusted, &headers).is_ok());
+    c.bench_function("forwarded/parse", |b| {
+        b.iter(|| forwarded::parse(black_box(peer), &trusted, black_box(&headers)))
+    });
+}
+
+/// Polls a future that never waits (the valid-session path does no I/O) to completion.
+fn ready<F: Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("the valid-session path waited on something"),
+    }
+}
+
+fn bench_decision(c: &mut Criterion) {
+    let cfg = middleware_config();
+    let codec = codec(&cfg);
+    let mw = Middleware::new(cfg).expect("middleware");
+    let trusted = Cidr::default_trusted();
+    let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let all = keycloak_claims();
+    let alice = alice_claims();
+    let sub = all["sub"].as_str().unwrap_or_default().to_string();
+    let cases = [
+        (
+            "alice+id_token",
+            session(
+                "alice",
+                default_headers_only(&alice),
+                Some(id_token(&alice)),
+                None,
+            ),
+        ),
+        (
+            "keycloak_default+tokens",
+            session(
+                &sub,
+                default_headers_only(&all),
+                Some(id_token(&all)),
+                Some(refresh_token()),
+            ),
+        ),
+    ];
+    let mut g = c.benchmark_group("decision/forwarded+handle_valid_session");
+    for (name, s) in &cases {
+        let set = codec
+            .write_session(s, &RequestCookies::default(), NOW)
+            .expect("write");
+        let headers = traefik_headers(Some(&cookie_header(&set)));
+        let fwd = forwarded::parse(peer, &trusted, &headers).expect("forwarded");
+        let reply = ready(mw.handle(&fwd, &headers, NOW + 1));
+        assert_eq!(reply.status, 200, "{reply:?}");
+        g.bench_function(*name, |b| {
+            b.iter(|| {
+                let fwd = forwarded::parse(peer, &trusted, black_box(&headers)).expect("forwarded");
+                ready(mw.handle(&fwd, &headers, NOW + 1))
+            })
+        });
+    }
+    g.finish();
+}
+
+fn main() {
+    cookie_size_report();
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .configure_from_args();
+    bench_session(&mut c);
+    bench_authz(&mut c);
+    bench_template(&mut c);
+    bench_forwarded(&mut c);
+    bench_decision(&mut c);
+    c.final_summary();
+}

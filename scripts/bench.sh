@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Benchmarks traefik-oidc-sidecar (separate from the test command). See BENCHMARKS.md.
+#
+#   scripts/bench.sh                 full run (about 15 minutes): criterion micro-benchmarks,
+#                                    session cookie sizes, /auth load vs oauth2-proxy and a bare
+#                                    axum server, the login paths, and Traefik forwardAuth vs the
+#                                    plugin shim
+#   BENCH_SMOKE=1 scripts/bench.sh   the same steps with tiny durations (CI: < 4 minutes on a
+#                                    warm cache); numbers from it mean nothing
+#
+# Fails (non-zero) when a step breaks or any measured system answers an unexpected status or
+# drops a connection. Raw numbers and tables go to target/bench/<run>/ (target/bench/latest and
+# latest-smoke point at the newest runs). Knobs: BENCH_DURATION, BENCH_ROUNDS, BENCH_CONNS (see bench/run.mjs),
+# TRAEFIK_BIN (a Traefik binary to use instead of the cached one).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo="$PWD"
+
+smoke="${BENCH_SMOKE:-0}"
+started=$(date +%s)
+section() { printf '\n==> [%ss] %s\n' "$(( $(date +%s) - started ))" "$*"; }
+
+stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+if [ "$smoke" = "1" ]; then run="smoke-$stamp"; link=latest-smoke; else run="$stamp"; link=latest; fi
+export BENCH_OUT="$repo/target/bench/$run"
+mkdir -p "$BENCH_OUT"
+ln -sfn "$run" "$repo/target/bench/$link"
+
+section "Tools: wrk, node, go, cargo"
+if ! command -v wrk >/dev/null; then
+  # Debian's wrk installs in seconds; `cargo install oha` takes minutes (BENCHMARKS.md).
+  apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+fi
+for t in wrk node npm go cargo; do
+  command -v "$t" >/dev/null || { echo "bench: $t is required" >&2; exit 1; }
+done
+
+section "Test OpenID Provider dependencies (tests/op)"
+if [ ! -d tests/op/node_modules/oidc-provider ]; then
+  (cd tests/op && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+section "Release builds: the sidecar, bench/bare-axum, the criterion bench"
+cargo build --release --locked --bin traefik-oidc-sidecar
+CARGO_TARGET_DIR="$repo/target" cargo build --release --locked --manifest-path bench/bare-axum/Cargo.toml
+if [ "$smoke" = "1" ]; then
+  # Smoke: the criterion bench runs once per benchmark in test mode, in the debug profile that
+  # `cargo test` has already built (no second optimized build of the crate).
+  cargo test --locked --bench hot_path --no-run
+else
+  cargo bench --locked --bench hot_path --no-run
+fi
+export SIDECAR_BIN="$repo/target/release/traefik-oidc-sidecar"
+export BARE_BIN="$repo/target/release/bare-axum"
+
+gobin="$(go env GOPATH)/bin"
+section "oauth2-proxy v7.15.6"
+export OAUTH2_PROXY_BIN="$gobin/oauth2-proxy"
+if ! go version -m "$OAUTH2_PROXY_BIN" 2>/dev/null | grep -q 'oauth2-proxy/v7[[:space:]]*v7.15.6'; then
+  go install github.com/oauth2-proxy/oauth2-proxy/v7@v7.15.6
+fi
+
+section "Traefik's upstream: whoami v1.11.0, else bare-axum"
+export UPSTREAM_BIN UPSTREAM_KIND
+if [ -x "$gobin/whoami" ] || timeout 180 go install github.com/traefik/whoami@v1.11.0 2>"$BENCH_OUT/whoami-install.log"; then
+  UPSTREAM_BIN="$gobin/whoami"; UPSTREAM_KIND=whoami
+else
+  echo "bench: whoami cannot be installed ($(tail -n1 "$BENCH_OUT/whoami-install.log")); using bare-axum as the upstream"
+  UPSTREAM_BIN="$BARE_BIN"; UPSTREAM_KIND=bare-axum
+fi
+
+section "Traefik binary"
+export TRAEFIK_BIN="${TRAEFIK_BIN:-}" TRAEFIK_SKIP_REASON="" TRAEFIK_VERSION=""
+cache_dir="${XDG_CACHE_HOME:-$HOME/.cache}/traefik-oidc-sidecar"
+if [ -z "$TRAEFIK_BIN" ]; then
+  # The pinned v3.6.24 first, then whatever scripts/build-traefik.sh caches.
+  for cand in "$cache_dir/traefik-v3.6.24" $(ls -1t "$cache_dir"/traefik-v3.* 2>/dev/null | grep -v '\.tmp\.' || true); do
+    if [ -x "$cand" ] && "$cand" version >/dev/null 2>&1; then TRAEFIK_BIN="$cand"; break; fi
+  done
+fi
+if [ -z "$TRAEFIK_BIN" ]; then
+  if [ ! -f scripts/build-traefik.sh ]; then
+    TRAEFIK_SKIP_REASON="no Traefik binary in $cache_dir and no scripts/build-traefik.sh to build one"
+  elif [ "$smoke" = "1" ]; then
+    TRAEFIK_SKIP_REASON="no Traefik binary cached in $cache_dir (the smoke run does not spend minutes building one: run scripts/build-traefik.sh)"
+  else
+    TRAEFIK_BIN="$(bash scripts/build-traefik.sh | tail -n1)" || TRAEFIK_BIN=""
+    [ -n "$TRAEFIK_BIN" ] || TRAEFIK_SKIP_REASON="scripts/build-traefik.sh failed"
+  fi
+fi
+if [ -n "$TRAEFIK_BIN" ]; then
+  TRAEFIK_VERSION="$("$TRAEFIK_BIN" version 2>/dev/null | awk '/^Version:/ {print $2}')"
+  echo "bench: Traefik $TRAEFIK_VERSION at $TRAEFIK_BIN"
+else
+  echo "bench: part 3 will be SKIPPED: $TRAEFIK_SKIP_REASON"
+fi
+
+section "Machine"
+{
+  echo "nproc: $(nproc)"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+  echo "mem: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+  echo "kernel: $(uname -r)"
+  echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "rustc: $(rustc --version)"
+  echo "wrk: $(wrk -v 2>&1 | head -n1)"
+  echo "node: $(node --version)  go: $(go env GOVERSION)"
+} | tee "$BENCH_OUT/machine.txt"
+
+section "Load benchmark (bench/run.mjs)"
+node bench/run.mjs 2>&1 | tee "$BENCH_OUT/load.txt"
+
+section "Micro-benchmarks and cookie sizes (criterion bench hot_path)"
+if [ "$smoke" = "1" ]; then
+  cargo test --locked --bench hot_path 2>&1 | tee "$BENCH_OUT/criterion.txt"
+else
+  cargo bench --locked --bench hot_path 2>&1 | tee "$BENCH_OUT/criterion.txt"
+fi
+
+echo "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$BENCH_OUT/machine.txt"
+section "Done in $(( $(date +%s) - started ))s: $BENCH_OUT (target/bench/$link)"
