@@ -798,16 +798,7 @@ fn parse_middleware(
         true,
         cx,
     );
-    let valid_post_logout_redirect_uris = match obj.get("ValidPostLogoutRedirectUris") {
-        Some((p, v)) => {
-            let list = cx.string_list(v, &p).unwrap_or_default();
-            for (i, u) in list.iter().enumerate() {
-                check_path_or_url(u, &format!("{p}[{i}]"), true, cx);
-            }
-            list
-        }
-        None => Vec::new(),
-    };
+    let valid_post_logout_redirect_uris = url_list(&mut obj, "ValidPostLogoutRedirectUris", cx);
 
     let cookie_name_prefix = opt_string(&mut obj, "CookieNamePrefix", cx)
         .unwrap_or_else(|| format!("TraefikOidcSidecar.{name}"));
@@ -862,16 +853,7 @@ fn parse_middleware(
     if let Some(u) = &post_login_redirect_uri {
         check_path_or_url(u, &join(path, "PostLoginRedirectUri"), true, cx);
     }
-    let valid_post_login_redirect_uris = match obj.get("ValidPostLoginRedirectUris") {
-        Some((p, v)) => {
-            let list = cx.string_list(v, &p).unwrap_or_default();
-            for (i, u) in list.iter().enumerate() {
-                check_path_or_url(u, &format!("{p}[{i}]"), true, cx);
-            }
-            list
-        }
-        None => Vec::new(),
-    };
+    let valid_post_login_redirect_uris = url_list(&mut obj, "ValidPostLoginRedirectUris", cx);
     let (page_unauthenticated, page_unauthorized) = match obj.get("ErrorPages") {
         Some((p, v)) => parse_error_pages(v, &p, cx),
         None => (None, None),
@@ -1050,6 +1032,18 @@ fn parse_authorization_params(v: &Value, path: &str, cx: &mut Cx<'_>) -> Vec<(St
         }
     }
     out
+}
+
+/// A list of redirect targets: each a path or an absolute http(s) URL.
+fn url_list(obj: &mut Obj<'_>, key: &str, cx: &mut Cx<'_>) -> Vec<String> {
+    let Some((p, v)) = obj.get(key) else {
+        return Vec::new();
+    };
+    let list = cx.string_list(v, &p).unwrap_or_default();
+    for (i, u) in list.iter().enumerate() {
+        check_path_or_url(u, &format!("{p}[{i}]"), true, cx);
+    }
+    list
 }
 
 fn opt_string(obj: &mut Obj<'_>, key: &str, cx: &mut Cx<'_>) -> Option<String> {
