@@ -175,16 +175,24 @@ class Jar {
       const i = pair.indexOf('=');
       const name = pair.slice(0, i).trim();
       const value = pair.slice(i + 1).trim();
-      const a = attrs.map((x) => x.trim().toLowerCase());
-      const expired = a.some((x) => x === 'max-age=0' || x.startsWith('max-age=-'))
-        || a.some((x) => x.startsWith('expires=') && Date.parse(x.slice(8)) < Date.now());
-      if (expired) jar.delete(name); else jar.set(name, value);
+      const a = attrs.map((x) => x.trim());
+      const lower = a.map((x) => x.toLowerCase());
+      const expired = lower.some((x) => x === 'max-age=0' || x.startsWith('max-age=-'))
+        || lower.some((x) => x.startsWith('expires=') && Date.parse(x.slice(8)) < Date.now());
+      const pathAttr = a.find((x) => x.toLowerCase().startsWith('path='));
+      const cookiePath = pathAttr ? pathAttr.slice(5) || '/' : '/';
+      if (expired) jar.delete(name); else jar.set(name, { value, path: cookiePath });
     }
     this.hosts.set(host, jar);
   }
-  header(host) {
+  // The Cookie header for a request to `path`: like a browser, cookies set with another Path
+  // (the sidecar's logout-hint cookies) are sent only where the path matches (RFC 6265 §5.1.4).
+  header(host, path = '/') {
     const jar = this.hosts.get(host);
-    return jar && jar.size ? [...jar].map(([k, v]) => `${k}=${v}`).join('; ') : undefined;
+    if (!jar) return undefined;
+    const matches = (p) => path === p || (path.startsWith(p) && (p.endsWith('/') || path[p.length] === '/'));
+    const sent = [...jar].filter(([, c]) => matches(c.path)).map(([k, c]) => `${k}=${c.value}`);
+    return sent.length ? sent.join('; ') : undefined;
   }
 }
 
@@ -193,7 +201,7 @@ const resolveUrl = (base, loc) => new URL(loc, base).toString();
 
 async function browse(jar, method, url, opts = {}) {
   const host = hostOf(url);
-  const cookie = jar.header(host);
+  const cookie = jar.header(host, new URL(url).pathname);
   const headers = { Accept: 'text/html', ...(opts.headers || {}) };
   if (cookie) headers.Cookie = cookie;
   const r = await request(method, url, { ...opts, headers });
@@ -262,7 +270,7 @@ async function sidecarLogin(sidecar, user, { prepareOnly = false } = {}) {
 async function finishCallback(sidecar, pending) {
   const { jar, uri } = pending;
   const r = await request('GET', `http://${sidecar.addr}/auth/default`, {
-    headers: forwardedHeaders(uri, jar.header(APP_HOST)),
+    headers: forwardedHeaders(uri, jar.header(APP_HOST, uri.split('?')[0])),
   });
   expectStatus(r, 302, 'sidecar callback');
   if (!r.setCookies.some((c) => c.includes('.session.0='))) throw new Error('callback set no session cookie');
@@ -841,7 +849,7 @@ async function main() {
 
   // One login per system.
   const login = await sidecarLogin(sidecar, USER);
-  const scCookie = login.jar.header(APP_HOST);
+  const scCookie = login.jar.header(APP_HOST, '/dashboard');
   const check = await request('GET', `http://${sidecar.addr}/auth/default`, { headers: forwardedHeaders('/dashboard?tab=1', scCookie) });
   expectStatus(check, 200, 'sidecar /auth with the session');
   if (check.headers['x-forwarded-user'] !== USER) throw new Error(`sidecar X-Forwarded-User is ${check.headers['x-forwarded-user']}`);

@@ -39,6 +39,9 @@ pub struct Middleware {
     kept_claims: BTreeSet<String>,
     /// Whether a header template prints the access token (only then is it kept).
     keep_access_token: bool,
+    /// Whether a header template prints the ID token. Only then is it kept in the session;
+    /// otherwise it goes into the logout-hint cookies, which only the logout path receives.
+    keep_id_token: bool,
     /// Refreshes in flight or just finished, by SHA-256 of the refresh token they redeemed.
     refreshes: tokio::sync::Mutex<HashMap<[u8; 32], (u64, RefreshCell)>>,
 }
@@ -68,6 +71,7 @@ impl Middleware {
             &cfg.secret,
             &cfg.name,
             &cfg.cookie_name_prefix,
+            &cfg.logout_uri,
             cfg.session_cookie.clone(),
         );
         // Keep only the claims something reads: the cookie stays small and the session holds
@@ -83,17 +87,17 @@ impl Middleware {
             // A wildcard at the root reads everything.
             kept.insert(a.root_claim().unwrap_or("*").to_string());
         }
-        let cfg_keeps_access_token = cfg
-            .headers
-            .iter()
-            .any(|h| h.template.uses_token(TokenField::Access));
+        let uses = |t| cfg.headers.iter().any(|h| h.template.uses_token(t));
+        let keep_access_token = uses(TokenField::Access);
+        let keep_id_token = uses(TokenField::Id);
         Ok(Middleware {
             cfg,
             provider,
             counters: Arc::new(Counters::default()),
             codec,
             kept_claims: kept,
-            keep_access_token: cfg_keeps_access_token,
+            keep_access_token,
+            keep_id_token,
             refreshes: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
@@ -352,10 +356,11 @@ impl Middleware {
     ) -> Result<(Reply, Outcome), Error> {
         let mut set_cookies = Vec::new();
         let session = match self.codec.open_session(cookies) {
-            Some(s) if self.due_for_refresh(&s, now) => match self.refresh(s.clone(), now).await {
+            Some(s) if self.due_for_refresh(&s, now) => match self.refresh((*s).clone(), now).await
+            {
                 Ok(new) => {
                     set_cookies = self.codec.write_session(&new, cookies, now)?;
-                    Some(new)
+                    Some(Arc::new(new))
                 }
                 Err(e) => {
                     tracing::info!(middleware = %self.cfg.name, error = %e, "session refresh failed");
@@ -431,7 +436,13 @@ impl Middleware {
             claims,
             iat: now,
             exp: r.expires_at.unwrap_or(now + lifetime),
-            id_token: r.id_token.or(old.id_token),
+            // Without an `.idToken` template the hint cookie keeps the login's ID token: an OP
+            // accepts an expired ID token as `id_token_hint` (RP-Initiated Logout 1.0 §2).
+            id_token: if self.keep_id_token {
+                r.id_token.or(old.id_token)
+            } else {
+                None
+            },
             refresh_token: r.refresh_token.or(Some(rt)),
             access_token: self.keep_access_token.then_some(r.access_token),
             authorized,
@@ -446,25 +457,26 @@ impl Middleware {
         nav: bool,
         public: bool,
         now: u64,
-        session: Option<Session>,
+        session: Option<Arc<Session>>,
     ) -> Result<(Reply, Outcome), Error> {
         if public {
             tracing::debug!(middleware = %self.cfg.name, path = %fwd.path, "bypass rule matched");
             return Ok((
-                self.pass(cookies, session.as_ref().map(session_data), Pass::Public),
+                self.pass(cookies, session.as_deref().map(session_data), Pass::Public),
                 Outcome::Bypassed,
             ));
         }
         // CheckOnEveryRequest: evaluate the assertions on the session's claims now instead of
         // trusting the decision made at login.
-        let session = session.map(|mut s| {
+        let authorized = |s: &Session| {
             if self.cfg.check_on_every_request {
-                s.authorized = authz::authorized(&self.cfg.assert_claims, &s.claims);
+                authz::authorized(&self.cfg.assert_claims, &s.claims)
+            } else {
+                s.authorized
             }
-            s
-        });
+        };
         match session {
-            Some(s) if s.authorized => {
+            Some(s) if authorized(&s) => {
                 tracing::debug!(middleware = %self.cfg.name, sub = %s.sub, path = %fwd.path, "allowed");
                 Ok((
                     self.pass(cookies, Some(session_data(&s)), Pass::Authorized),
@@ -630,7 +642,7 @@ impl Middleware {
             claims: self.keep(verified.claims),
             iat: now,
             exp: verified.expires_at,
-            id_token: Some(verified.id_token),
+            id_token: self.keep_id_token.then(|| verified.id_token.clone()),
             refresh_token: verified.refresh_token,
             access_token: self.keep_access_token.then_some(verified.access_token),
             authorized,
@@ -639,6 +651,10 @@ impl Middleware {
         // Every session chunk is written afresh, so a cookie planted before login is replaced
         // (no session fixation).
         let mut set = self.codec.write_session(&session, cookies, now)?;
+        // The ID token is only the logout hint: outside the session, in cookies only the logout
+        // path receives (unless a template prints it, and the session holds it).
+        let hint = (!self.keep_id_token).then_some(verified.id_token.as_str());
+        set.extend(self.codec.write_hint(hint)?);
         set.push(clear_flow);
         let target = self.return_target(&flow.return_to, fwd);
         tracing::info!(middleware = %self.cfg.name, sub = %sub, expires_in = session.exp.saturating_sub(now), refreshable = session.refresh_token.is_some(), "login complete");
@@ -699,7 +715,9 @@ impl Middleware {
             None => absolute_url(&self.cfg.post_logout_redirect_uri, fwd),
         };
         let session = self.codec.read_session(cookies, now);
+        let hint_cookie = self.codec.read_hint(cookies);
         let mut set = self.codec.clear_session();
+        set.extend(self.codec.clear_hint());
         set.extend(self.codec.clear_flows(cookies));
         // Without a loaded discovery there is no end_session_endpoint to visit; the local
         // session is cleared either way, which is what the user asked for.
@@ -709,7 +727,10 @@ impl Middleware {
             .and_then(|d| d.end_session_endpoint.clone())
         {
             Some(es) => {
-                let hint = session.as_ref().and_then(|s| s.id_token.as_deref());
+                let hint = session
+                    .as_ref()
+                    .and_then(|s| s.id_token.as_deref())
+                    .or(hint_cookie.as_deref());
                 self.provider.end_session_url(&es, hint, &absolute)
             }
             None => absolute,

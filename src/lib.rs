@@ -16,6 +16,7 @@ pub mod error;
 pub mod forwarded;
 pub mod metrics;
 pub mod oidc;
+pub mod opened;
 pub mod pages;
 pub mod redirect;
 pub mod reply;

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -34,21 +34,23 @@ pub fn metrics_router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+// The whole request is taken rather than the `HeaderMap` extractor, which clones every header
+// (4.5 % of a valid-session check in the benchmark profile); the body is never read.
 async fn auth_default(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    req: Request,
 ) -> Response {
-    auth(&app, app.default_middleware_name(), peer, &headers).await
+    auth(&app, app.default_middleware_name(), peer, req.headers()).await
 }
 
 async fn auth_named(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    req: Request,
 ) -> Response {
-    auth(&app, Some(name.as_str()), peer, &headers).await
+    auth(&app, Some(name.as_str()), peer, req.headers()).await
 }
 
 async fn auth(app: &App, name: Option<&str>, peer: SocketAddr, headers: &HeaderMap) -> Response {

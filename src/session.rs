@@ -14,22 +14,39 @@
 //! callback whose state has no cookie in this browser is refused (login CSRF, OIDC Core §3.1.2.1).
 
 use std::fmt;
+use std::sync::Arc;
 
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::generic_array::GenericArray;
+use aes_gcm::aead::{AeadInPlace, KeyInit};
 use base64::Engine as _;
-use cookie::{Cookie, CookieJar, Key};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use cookie::{Cookie, Key};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
 use crate::config::{SameSite, Secret, SessionCookieConfig};
 use crate::error::Error;
+use crate::opened::Opened;
 
 /// Largest number of session chunks we accept or write. Bounding it makes a forged cookie set
 /// cheap to refuse: we never look further than this.
 pub const MAX_CHUNKS: usize = 8;
 /// Bytes of sealed value per chunk: browsers cap a cookie near 4096 bytes with its name and
-/// attributes, so this leaves room for both.
+/// attributes, so this leaves room for both. A multiple of 4 (see [`split`]).
 pub const CHUNK_SIZE: usize = 3500;
+const _: () = assert!(
+    CHUNK_SIZE.is_multiple_of(4),
+    "chunks must split base64 on quantum boundaries"
+);
+/// Largest number of logout-hint chunks.
+pub const MAX_HINT_CHUNKS: usize = 3;
+/// Longest ID token kept as the logout hint, in bytes (see [`CookieCodec::write_hint`]).
+pub const MAX_HINT_LEN: usize = 8192;
+/// Nonce and tag lengths of AES-256-GCM as sealed here.
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
 /// Lifetime of a login flow, in seconds.
 pub const FLOW_TTL: u64 = 600;
 /// Login flows kept per browser; starting another drops the oldest.
@@ -165,9 +182,24 @@ impl<'a> RequestCookies<'a> {
 
 /// Seals, opens, names and expires one middleware's cookies.
 pub struct CookieCodec {
-    key: Key,
+    cipher: Aes256Gcm,
     prefix: String,
+    /// `<prefix>.session`: the associated data of the session, whichever chunk carries it.
+    session_base: String,
+    /// `<prefix>.session.0` … `<prefix>.session.8`: built once, read on every request (the one
+    /// past [`MAX_CHUNKS`] is only looked for, to refuse an over-long set).
+    chunk_names: Vec<String>,
+    /// `<prefix>.hint`: associated data of the logout-hint cookies.
+    hint_base: String,
+    /// `<prefix>.hint.0` … `<prefix>.hint.2`.
+    hint_names: Vec<String>,
+    /// `<prefix>.flow.`
+    flow_prefix: String,
+    /// Path of the logout-hint cookies: the logout path, so browsers send them nowhere else.
+    logout_path: String,
     attrs: SessionCookieConfig,
+    /// Sessions opened recently, by sealed value.
+    opened: Opened<Session>,
 }
 
 impl fmt::Debug for CookieCodec {
@@ -180,35 +212,38 @@ impl fmt::Debug for CookieCodec {
 
 impl CookieCodec {
     /// A codec for `middleware`, keyed from `secret` (at least 32 bytes, checked at load).
+    /// `logout_path` is the middleware's `LogoutUri`, where the logout-hint cookies are sent.
     pub fn new(
         secret: &Secret,
         middleware: &str,
         prefix: &str,
+        logout_path: &str,
         attrs: SessionCookieConfig,
     ) -> Self {
-        // HKDF (the crate's key expansion) over Secret plus the middleware name: two middlewares
-        // sharing a Secret still get unrelated keys.
+        // HKDF (the cookie crate's key expansion) over Secret plus the middleware name: two
+        // middlewares sharing a Secret still get unrelated keys. The encryption half is the key
+        // the crate's private jar would use, so sessions sealed by earlier versions still open.
         let mut master = Vec::with_capacity(secret.expose().len() + 64);
         master.extend_from_slice(secret.expose().as_bytes());
         master.extend_from_slice(b"\0traefik-oidc-sidecar/v1/");
         master.extend_from_slice(middleware.as_bytes());
+        let key = Key::derive_from(&master);
         CookieCodec {
-            key: Key::derive_from(&master),
+            cipher: Aes256Gcm::new(GenericArray::from_slice(key.encryption())),
             prefix: prefix.to_string(),
+            session_base: format!("{prefix}.session"),
+            chunk_names: (0..=MAX_CHUNKS)
+                .map(|i| format!("{prefix}.session.{i}"))
+                .collect(),
+            hint_base: format!("{prefix}.hint"),
+            hint_names: (0..MAX_HINT_CHUNKS)
+                .map(|i| format!("{prefix}.hint.{i}"))
+                .collect(),
+            flow_prefix: format!("{prefix}.flow."),
+            logout_path: logout_path.to_string(),
             attrs,
+            opened: Opened::default(),
         }
-    }
-
-    fn session_base(&self) -> String {
-        format!("{}.session", self.prefix)
-    }
-
-    fn chunk_name(&self, i: usize) -> String {
-        format!("{}.session.{i}", self.prefix)
-    }
-
-    fn flow_prefix(&self) -> String {
-        format!("{}.flow.", self.prefix)
     }
 
     /// Whether a cookie name belongs to this middleware (stripped before the upstream).
@@ -235,43 +270,89 @@ impl CookieCodec {
         out
     }
 
-    fn seal(&self, name: &str, plaintext: String) -> Option<String> {
-        let mut jar = CookieJar::new();
-        jar.private_mut(&self.key)
-            .add(Cookie::new(name.to_string(), plaintext));
-        jar.get(name).map(|c| c.value().to_string())
+    /// Seals `plaintext` for the cookie (or chunk set) named `aad`: base64 of
+    /// nonce ‖ ciphertext ‖ tag, the cookie crate's private-jar layout. A fresh random 96-bit
+    /// nonce per seal (NIST SP 800-38D §8.2.2); the name as associated data, so a value moved to
+    /// another cookie name does not open.
+    fn seal(&self, aad: &str, plaintext: &[u8]) -> Option<String> {
+        let nonce: [u8; NONCE_LEN] = rand::random();
+        let mut buf = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
+        buf.extend_from_slice(&nonce);
+        buf.extend_from_slice(plaintext);
+        let tag = self
+            .cipher
+            .encrypt_in_place_detached(
+                GenericArray::from_slice(&nonce),
+                aad.as_bytes(),
+                &mut buf[NONCE_LEN..],
+            )
+            .ok()?;
+        buf.extend_from_slice(&tag);
+        Some(BASE64.encode(buf))
     }
 
-    fn open(&self, name: &str, sealed: &str) -> Option<String> {
-        let jar = CookieJar::new();
-        jar.private(&self.key)
-            .decrypt(Cookie::new(name.to_string(), sealed.to_string()))
-            .map(|c| c.value().to_string())
+    /// Opens what [`CookieCodec::seal`] made, given as the pieces of its base64 in order (the
+    /// chunks of a session). Each piece but the last is a multiple of 4 characters, so pieces
+    /// decode one after the other into one buffer, without first joining the strings.
+    fn open<'v>(&self, aad: &str, pieces: impl Iterator<Item = &'v str>) -> Option<Vec<u8>> {
+        let mut data = Vec::new();
+        for p in pieces {
+            BASE64.decode_vec(p, &mut data).ok()?;
+        }
+        if data.len() < NONCE_LEN + TAG_LEN {
+            return None;
+        }
+        let (nonce, rest) = data.split_at_mut(NONCE_LEN);
+        let (ciphertext, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+        self.cipher
+            .decrypt_in_place_detached(
+                GenericArray::from_slice(nonce),
+                aad.as_bytes(),
+                ciphertext,
+                GenericArray::from_slice(tag),
+            )
+            .ok()?;
+        let end = data.len() - TAG_LEN;
+        data.truncate(end);
+        data.drain(..NONCE_LEN);
+        unpack(data)
     }
 
     /// The valid, unexpired session of this request, if any.
-    pub fn read_session(&self, req: &RequestCookies<'_>, now: u64) -> Option<Session> {
+    pub fn read_session(&self, req: &RequestCookies<'_>, now: u64) -> Option<Arc<Session>> {
         self.open_session(req).filter(|s| s.exp > now)
     }
 
     /// The session of this request if it opens, expired or not (an expired session with a
-    /// refresh token can still be refreshed).
-    pub fn open_session(&self, req: &RequestCookies<'_>) -> Option<Session> {
-        let mut sealed = String::new();
-        for i in 0..=MAX_CHUNKS {
-            match req.unique(&self.chunk_name(i)) {
-                Some(_) if i == MAX_CHUNKS => return None,
-                Some(v) => sealed.push_str(v),
-                None if i == 0 => return None,
+    /// refresh token can still be refreshed). Sessions opened recently come from memory
+    /// (see [`crate::opened`]).
+    pub fn open_session(&self, req: &RequestCookies<'_>) -> Option<Arc<Session>> {
+        let mut chunks: [&str; MAX_CHUNKS] = [""; MAX_CHUNKS];
+        let mut n = 0;
+        for name in &self.chunk_names {
+            match req.unique(name) {
+                Some(_) if n == MAX_CHUNKS => return None,
+                Some(v) => chunks[n] = v,
                 None => break,
             }
+            n += 1;
         }
-        let json = self.open(&self.session_base(), &sealed)?;
-        serde_json::from_str(&json).ok()
+        if n == 0 {
+            return None;
+        }
+        let chunks = &chunks[..n];
+        if let Some(s) = self.opened.get(chunks) {
+            return Some(s);
+        }
+        let json = self.open(&self.session_base, chunks.iter().copied())?;
+        let session: Arc<Session> = Arc::new(serde_json::from_slice(&json).ok()?);
+        self.opened.insert(chunks, session.clone());
+        Some(session)
     }
 
     /// `Set-Cookie` values writing `session`, and expiring chunks the request had beyond the new
-    /// count. If the session is too large, the ID token (only a logout hint) is left out.
+    /// count. If the session is too large, the ID token (kept only for `.idToken` templates) is
+    /// left out.
     pub fn write_session(
         &self,
         session: &Session,
@@ -301,10 +382,10 @@ impl CookieCodec {
         };
         let mut out: Vec<String> = chunks
             .into_iter()
-            .enumerate()
-            .map(|(i, v)| {
+            .zip(&self.chunk_names)
+            .map(|(v, name)| {
                 self.cookie(
-                    self.chunk_name(i),
+                    name.clone(),
                     v,
                     max_age,
                     &self.attrs.path,
@@ -313,42 +394,111 @@ impl CookieCodec {
             })
             .collect();
         let written = out.len();
-        for i in written..MAX_CHUNKS {
-            let name = self.chunk_name(i);
-            if req.all(&name).next().is_some() {
-                out.push(self.removal(name, &self.attrs.path));
+        for name in &self.chunk_names[written..MAX_CHUNKS] {
+            if req.all(name).next().is_some() {
+                out.push(self.removal(name.clone(), &self.attrs.path));
             }
         }
         Ok(out)
     }
 
     fn chunks(&self, session: &Session) -> Result<Vec<String>, Error> {
-        let json = serde_json::to_string(session).map_err(|e| Error::Internal(e.to_string()))?;
+        let json = serde_json::to_vec(session).map_err(|e| Error::Internal(e.to_string()))?;
+        // Even if it deflated into few enough chunks, a session we would refuse to inflate must
+        // not be written: the browser would come back with it forever.
+        if json.len() > MAX_PLAINTEXT {
+            return Err(Error::Internal(format!(
+                "session is {} bytes of JSON (max {MAX_PLAINTEXT}); assert on fewer claims",
+                json.len()
+            )));
+        }
         let sealed = self
-            .seal(&self.session_base(), json)
+            .seal(&self.session_base, &pack(json))
             .ok_or_else(|| Error::Internal("sealing failed".into()))?;
-        // The sealed value is base64, so byte offsets are character boundaries.
-        Ok(sealed
-            .as_bytes()
-            .chunks(CHUNK_SIZE)
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-            .collect())
+        Ok(split(&sealed))
     }
 
     /// `Set-Cookie` values expiring every session chunk (present or not: a chunk the browser did
     /// not send for this path may still exist).
     pub fn clear_session(&self) -> Vec<String> {
-        (0..MAX_CHUNKS)
-            .map(|i| self.removal(self.chunk_name(i), &self.attrs.path))
+        self.chunk_names[..MAX_CHUNKS]
+            .iter()
+            .map(|n| self.removal(n.clone(), &self.attrs.path))
             .collect()
     }
 
     /// `Set-Cookie` values expiring the session chunks this request carries.
     pub fn clear_present_session(&self, req: &RequestCookies<'_>) -> Vec<String> {
-        (0..MAX_CHUNKS)
-            .map(|i| self.chunk_name(i))
+        self.chunk_names[..MAX_CHUNKS]
+            .iter()
             .filter(|n| req.all(n).next().is_some())
-            .map(|n| self.removal(n, &self.attrs.path))
+            .map(|n| self.removal(n.clone(), &self.attrs.path))
+            .collect()
+    }
+
+    /// `Set-Cookie` values storing the ID token as the logout hint, in cookies whose `Path` is
+    /// the logout path: the browser sends them with the logout request only, so the token does
+    /// not weigh on every request the way it would inside the session. Every hint chunk not
+    /// written is expired (the browser does not send them here, so we cannot know which exist).
+    /// A token over [`MAX_HINT_LEN`] bytes is not kept: it would make the logout redirect's URL
+    /// longer than many servers accept; logout then goes without `id_token_hint`.
+    pub fn write_hint(&self, id_token: Option<&str>) -> Result<Vec<String>, Error> {
+        let chunks = match id_token.filter(|t| t.len() <= MAX_HINT_LEN) {
+            Some(t) => {
+                let sealed = self
+                    .seal(&self.hint_base, &pack(t.as_bytes().to_vec()))
+                    .ok_or_else(|| Error::Internal("sealing failed".into()))?;
+                Some(split(&sealed)).filter(|c| c.len() <= MAX_HINT_CHUNKS)
+            }
+            None => None,
+        }
+        .unwrap_or_default();
+        let max_age = (self.attrs.max_age > 0).then_some(self.attrs.max_age);
+        let written = chunks.len();
+        let mut out: Vec<String> = chunks
+            .into_iter()
+            .zip(&self.hint_names)
+            .map(|(v, name)| {
+                self.cookie(
+                    name.clone(),
+                    v,
+                    max_age,
+                    &self.logout_path,
+                    self.attrs.same_site,
+                )
+            })
+            .collect();
+        out.extend(
+            self.hint_names[written..]
+                .iter()
+                .map(|n| self.removal(n.clone(), &self.logout_path)),
+        );
+        Ok(out)
+    }
+
+    /// The ID token kept by [`CookieCodec::write_hint`], when this request carries it.
+    pub fn read_hint(&self, req: &RequestCookies<'_>) -> Option<String> {
+        let mut chunks: [&str; MAX_HINT_CHUNKS] = [""; MAX_HINT_CHUNKS];
+        let mut n = 0;
+        for name in &self.hint_names {
+            match req.unique(name) {
+                Some(v) => chunks[n] = v,
+                None => break,
+            }
+            n += 1;
+        }
+        if n == 0 {
+            return None;
+        }
+        let token = self.open(&self.hint_base, chunks[..n].iter().copied())?;
+        String::from_utf8(token).ok()
+    }
+
+    /// `Set-Cookie` values expiring every logout-hint cookie.
+    pub fn clear_hint(&self) -> Vec<String> {
+        self.hint_names
+            .iter()
+            .map(|n| self.removal(n.clone(), &self.logout_path))
             .collect()
     }
 
@@ -360,26 +510,26 @@ impl CookieCodec {
         now: u64,
     ) -> Result<Vec<String>, Error> {
         let id = flow_id(&flow.state).ok_or_else(|| Error::Internal("state too short".into()))?;
-        let name = format!("{}{id}", self.flow_prefix());
-        let json = serde_json::to_string(flow).map_err(|e| Error::Internal(e.to_string()))?;
+        let name = format!("{}{id}", self.flow_prefix);
+        let json = serde_json::to_vec(flow).map_err(|e| Error::Internal(e.to_string()))?;
         let sealed = self
-            .seal(&name, json)
+            .seal(&name, &json)
             .ok_or_else(|| Error::Internal("sealing failed".into()))?;
         let mut out = vec![self.cookie(name, sealed, Some(FLOW_TTL as i64), "/", SameSite::Lax)];
 
-        let prefix = self.flow_prefix();
+        let prefix = &self.flow_prefix;
         // (created, position in the request, name): browsers send older cookies first, so the
         // position breaks ties between flows started within the same second.
         let mut live: Vec<(u64, usize, &str)> = Vec::new();
         for (i, (n, v)) in req
             .pairs
             .iter()
-            .filter(|(n, _)| n.starts_with(&prefix))
+            .filter(|(n, _)| n.starts_with(prefix.as_str()))
             .enumerate()
         {
             let created = if i < MAX_FLOW_SCAN {
-                self.open(n, v)
-                    .and_then(|j| serde_json::from_str::<Flow>(&j).ok())
+                self.open(n, std::iter::once(*v))
+                    .and_then(|j| serde_json::from_slice::<Flow>(&j).ok())
                     .map(|f| f.created)
                     .filter(|c| c + FLOW_TTL > now)
             } else {
@@ -407,13 +557,13 @@ impl CookieCodec {
         now: u64,
     ) -> Result<(Flow, String), Error> {
         let id = flow_id(state).ok_or(Error::BadState("malformed state"))?;
-        let name = format!("{}{id}", self.flow_prefix());
+        let name = format!("{}{id}", self.flow_prefix);
         let sealed = req
             .unique(&name)
             .ok_or(Error::BadState("no flow cookie for this state"))?;
         let flow: Flow = self
-            .open(&name, sealed)
-            .and_then(|j| serde_json::from_str(&j).ok())
+            .open(&name, std::iter::once(sealed))
+            .and_then(|j| serde_json::from_slice(&j).ok())
             .ok_or(Error::BadState("flow cookie does not open"))?;
         // Constant-time: the comparison must not reveal how much of a guessed state matched.
         if !bool::from(flow.state.as_bytes().ct_eq(state.as_bytes())) {
@@ -427,10 +577,9 @@ impl CookieCodec {
 
     /// `Set-Cookie` values expiring every flow cookie of this request.
     pub fn clear_flows(&self, req: &RequestCookies<'_>) -> Vec<String> {
-        let prefix = self.flow_prefix();
         req.pairs
             .iter()
-            .filter(|(n, _)| n.starts_with(&prefix))
+            .filter(|(n, _)| n.starts_with(&self.flow_prefix))
             .map(|(n, _)| self.removal(n.to_string(), "/"))
             .collect()
     }
@@ -475,6 +624,56 @@ impl CookieCodec {
     }
 }
 
+/// Marks a deflated plaintext. An uncompressed one is JSON (or an ID token) and never starts
+/// with this byte, so both forms, and sessions sealed before compression existed, open alike.
+const DEFLATED: u8 = 0x01;
+/// Plaintexts shorter than this are sealed as they are: the saving would be a few hundred bytes
+/// of a single cookie, and inflating costs more than decoding them.
+const COMPRESS_FROM: usize = 1024;
+/// Largest plaintext we inflate to. Only our own sealed (authenticated) values are inflated, so
+/// this is a backstop, not the defence against a deflate bomb.
+const MAX_PLAINTEXT: usize = 256 * 1024;
+
+/// Compresses a plaintext worth compressing (raw deflate, RFC 1951) and marks it.
+///
+/// Compressing before encrypting leaks the compressed length (CRIME-style attacks). Here that
+/// needs an attacker who injects guesses next to a secret in the same session and reads the
+/// cookie's length: the claims come from the IdP, and the only secrets in a session are the
+/// user's own tokens, so there is nothing to learn that the user does not already hold.
+fn pack(plaintext: Vec<u8>) -> Vec<u8> {
+    if plaintext.len() < COMPRESS_FROM {
+        return plaintext;
+    }
+    let z = miniz_oxide::deflate::compress_to_vec(&plaintext, 6);
+    if z.len() + 1 >= plaintext.len() {
+        return plaintext;
+    }
+    let mut out = Vec::with_capacity(z.len() + 1);
+    out.push(DEFLATED);
+    out.extend_from_slice(&z);
+    out
+}
+
+/// Undoes [`pack`].
+fn unpack(plaintext: Vec<u8>) -> Option<Vec<u8>> {
+    match plaintext.split_first() {
+        Some((&DEFLATED, z)) => {
+            miniz_oxide::inflate::decompress_to_vec_with_limit(z, MAX_PLAINTEXT).ok()
+        }
+        _ => Some(plaintext),
+    }
+}
+
+/// Splits a sealed value into cookie-sized chunks. It is base64, so byte offsets are character
+/// boundaries, and [`CHUNK_SIZE`] is a multiple of 4, so every chunk but the last decodes alone.
+fn split(sealed: &str) -> Vec<String> {
+    sealed
+        .as_bytes()
+        .chunks(CHUNK_SIZE)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect()
+}
+
 /// The part of `state` that names its flow cookie; `None` for a state we could not have made.
 fn flow_id(state: &str) -> Option<&str> {
     if state.len() < FLOW_ID_LEN || state.len() > 128 {
@@ -515,14 +714,25 @@ mod tests {
             &Secret::new("0123456789abcdef0123456789abcdef!"),
             mw,
             prefix,
+            "/logout",
             attrs(),
         )
+    }
+
+    /// Random base64 text: deflate saves only about a quarter of it.
+    fn noise(bytes: usize) -> String {
+        let mut out = String::new();
+        while out.len() < bytes {
+            out.push_str(&random_token());
+        }
+        out.truncate(bytes);
+        out
     }
 
     fn session(claim_bytes: usize) -> Session {
         let mut claims = Map::new();
         claims.insert("sub".into(), Value::String("u1".into()));
-        claims.insert("blob".into(), Value::String("x".repeat(claim_bytes)));
+        claims.insert("blob".into(), Value::String(noise(claim_bytes)));
         Session {
             sub: "u1".into(),
             claims,
@@ -549,7 +759,8 @@ mod tests {
     #[test]
     fn session_round_trip_and_chunk_counts() {
         let c = codec("default", "P");
-        for (bytes, chunks) in [(10, 1), (4000, 2), (12000, 5)] {
+        // Sealed size ≈ 4/3 × (nonce + deflated JSON + tag); the random claim deflates to ~3/4.
+        for (bytes, chunks) in [(10, 1), (2000, 1), (4000, 2), (12000, 4)] {
             let s = session(bytes);
             let set = c
                 .write_session(&s, &RequestCookies::default(), 1000)
@@ -560,16 +771,131 @@ mod tests {
             }
             let header = browser(&set);
             let req = RequestCookies::parse([header.as_str()].into_iter());
-            assert_eq!(c.read_session(&req, 1500), Some(s.clone()));
+            assert_eq!(c.read_session(&req, 1500).as_deref(), Some(&s));
             assert_eq!(c.read_session(&req, 2000), None, "expired");
         }
+    }
+
+    #[test]
+    fn repetitive_claims_are_deflated_into_fewer_chunks() {
+        let c = codec("default", "P");
+        let mut s = session(0);
+        let groups: Vec<Value> = (0..200)
+            .map(|i| {
+                Value::String(format!(
+                    "/corp/engineering/platform-infrastructure/team-{i:03}"
+                ))
+            })
+            .collect();
+        s.claims.insert("groups".into(), Value::Array(groups));
+        let json = serde_json::to_vec(&s).unwrap();
+        assert!(json.len() > 2 * CHUNK_SIZE, "{} bytes of JSON", json.len());
+        let set = c
+            .write_session(&s, &RequestCookies::default(), 1000)
+            .unwrap();
+        assert_eq!(set.len(), 1, "deflated into one chunk");
+        let header = browser(&set);
+        let req = RequestCookies::parse([header.as_str()].into_iter());
+        assert_eq!(c.read_session(&req, 1500).as_deref(), Some(&s));
+    }
+
+    #[test]
+    fn a_session_opened_again_comes_from_memory() {
+        let c = codec("default", "P");
+        let set = c
+            .write_session(&session(6000), &RequestCookies::default(), 1000)
+            .unwrap();
+        assert!(set.len() > 1);
+        let header = browser(&set);
+        let req = RequestCookies::parse([header.as_str()].into_iter());
+        let first = c.open_session(&req).unwrap();
+        let again = c.open_session(&req).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        // The expiry is still checked on the remembered session.
+        assert!(c.read_session(&req, 1500).is_some());
+        assert!(c.read_session(&req, 2000).is_none());
+        // Same chunks in another codec (another middleware): not remembered there, not opened.
+        assert!(codec("other", "P").open_session(&req).is_none());
+    }
+
+    #[test]
+    fn pack_and_unpack() {
+        for (name, plain, deflated) in [
+            ("short JSON stays as is", br#"{"sub":"u"}"#.to_vec(), false),
+            (
+                "long repetitive JSON is deflated",
+                format!("{{\"g\":\"{}\"}}", "ab".repeat(2000)).into_bytes(),
+                true,
+            ),
+            (
+                "incompressible stays as is",
+                (0..4000).map(|_| rand::random::<u8>()).collect(),
+                false,
+            ),
+        ] {
+            let packed = pack(plain.clone());
+            assert_eq!(packed.first() == Some(&DEFLATED), deflated, "{name}");
+            assert_eq!(unpack(packed), Some(plain), "{name}");
+        }
+        // Beyond MAX_PLAINTEXT nothing is inflated (a backstop: only authenticated values get here).
+        let bomb = pack(vec![b'{'; MAX_PLAINTEXT + 1]);
+        assert!(bomb.len() < 1024);
+        assert_eq!(unpack(bomb), None);
+    }
+
+    #[test]
+    fn sessions_sealed_by_the_private_jar_still_open() {
+        // Version 0.1 sealed with cookie's private jar; the layout and key are unchanged.
+        let c = codec("default", "P");
+        let s = session(10);
+        let mut master = b"0123456789abcdef0123456789abcdef!".to_vec();
+        master.extend_from_slice(b"\0traefik-oidc-sidecar/v1/default");
+        let mut jar = cookie::CookieJar::new();
+        jar.private_mut(&Key::derive_from(&master))
+            .add(Cookie::new("P.session", serde_json::to_string(&s).unwrap()));
+        let sealed = jar.get("P.session").unwrap().value().to_string();
+        let header = format!("P.session.0={sealed}");
+        let req = RequestCookies::parse([header.as_str()].into_iter());
+        assert_eq!(c.read_session(&req, 1500).as_deref(), Some(&s));
+    }
+
+    #[test]
+    fn logout_hint_lives_on_the_logout_path() {
+        let c = codec("default", "P");
+        let token = format!("eyJ{}", noise(4000));
+        let set = c.write_hint(Some(&token)).unwrap();
+        assert_eq!(set.len(), MAX_HINT_CHUNKS, "{set:#?}");
+        for v in &set {
+            let parsed = Cookie::parse(v.clone()).unwrap();
+            assert_eq!(parsed.path(), Some("/logout"), "{v}");
+            assert!(v.len() < 4096);
+        }
+        assert_eq!(set.iter().filter(|v| v.contains("Max-Age=0")).count(), 1);
+        let header = browser(&set);
+        let req = RequestCookies::parse([header.as_str()].into_iter());
+        assert_eq!(c.read_hint(&req).as_deref(), Some(token.as_str()));
+        // The hint is not a session, and a session chunk is not a hint (the name is bound in).
+        assert_eq!(c.read_session(&req, 1500), None);
+        let moved = header.replace("P.hint.", "P.session.");
+        let req = RequestCookies::parse([moved.as_str()].into_iter());
+        assert_eq!(c.read_session(&req, 1500), None);
+        // Too long to be a URL parameter, or absent: every hint cookie is expired.
+        for t in [None, Some("x".repeat(MAX_HINT_LEN + 1))] {
+            let set = c.write_hint(t.as_deref()).unwrap();
+            assert_eq!(set.len(), MAX_HINT_CHUNKS);
+            assert!(
+                set.iter()
+                    .all(|v| v.contains("Max-Age=0") && v.contains("Path=/logout"))
+            );
+        }
+        assert_eq!(c.clear_hint().len(), MAX_HINT_CHUNKS);
     }
 
     #[test]
     fn oversized_session_drops_id_token_then_fails() {
         let c = codec("default", "P");
         let mut s = session(10);
-        s.id_token = Some("t".repeat(CHUNK_SIZE * MAX_CHUNKS));
+        s.id_token = Some(noise(CHUNK_SIZE * MAX_CHUNKS));
         let set = c
             .write_session(&s, &RequestCookies::default(), 1000)
             .unwrap();
@@ -580,11 +906,19 @@ mod tests {
         assert_eq!(back.id_token, None);
         assert!(
             c.write_session(
-                &session(CHUNK_SIZE * MAX_CHUNKS),
+                &session(CHUNK_SIZE * MAX_CHUNKS * 4 / 3),
                 &RequestCookies::default(),
                 1000
             )
             .is_err()
+        );
+        // Repetitive claims that deflate into one chunk but exceed what we would inflate.
+        let mut big = session(0);
+        big.claims
+            .insert("blob".into(), Value::String("ab".repeat(MAX_PLAINTEXT)));
+        assert!(
+            c.write_session(&big, &RequestCookies::default(), 1000)
+                .is_err()
         );
     }
 
@@ -636,6 +970,7 @@ mod tests {
             &Secret::new("another-secret-another-secret-another"),
             "default",
             "P",
+            "/logout",
             attrs(),
         );
         assert_eq!(other_secret.read_session(&req, 1500), None);

@@ -114,6 +114,7 @@ async fn bearer_tokens_are_validated_on_every_request_and_never_redirect() {
         &Secret::new(SECRET),
         "jwt",
         "TraefikOidcSidecar.jwt",
+        "/logout",
         SessionCookieConfig {
             path: "/".into(),
             domain: None,
@@ -129,10 +130,15 @@ async fn bearer_tokens_are_validated_on_every_request_and_never_redirect() {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join("; ");
+    let cookies = RequestCookies::parse([header.as_str()].into_iter());
+    let session = codec.open_session(&cookies).expect("a session");
+    assert_eq!(
+        session.id_token, None,
+        "no template prints it: not in the session"
+    );
     let id_token = codec
-        .open_session(&RequestCookies::parse([header.as_str()].into_iter()))
-        .and_then(|s| s.id_token)
-        .expect("the session keeps the ID token");
+        .read_hint(&cookies)
+        .expect("the logout-hint cookie keeps the ID token");
     let h = format!("Bearer {id_token}");
     let r = Browser::new(&s, "jwt")
         .app_with("http://app.test/api", Kind::Xhr, &[("Authorization", &h)])

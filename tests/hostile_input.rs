@@ -974,10 +974,11 @@ async fn huge_claims_never_exceed_eight_chunks() {
     assert_eq!(out.status, 302);
     assert!(!query(&out.location()).contains_key("id_token_hint"));
 
-    // ~12 KB of groups (a claim the headers read): several chunks, each a browser can store.
+    // ~16 KB of random group names (a claim the headers read; random so that deflate cannot
+    // fold them into one chunk): several chunks, each a browser can store.
     let (r, mut a) = f
         .login("default", |m| {
-            let g: Vec<String> = (0..600).map(|i| format!("group-{i:05}")).collect();
+            let g: Vec<String> = (0..600).map(|i| format!("group-{i}-{}", noise())).collect();
             m.insert("groups".into(), json!(g));
         })
         .await;
@@ -1061,12 +1062,17 @@ async fn deeply_nested_claims_do_not_crash_or_pass_as_groups() {
 // ---------------------------------------------------------------------------------------------
 // Cookies.
 
+/// 16 random base64 characters: group names that deflate cannot shrink much.
+fn noise() -> String {
+    traefik_oidc_sidecar::session::random_token()[..16].to_string()
+}
+
 #[tokio::test]
 async fn tampered_truncated_reordered_or_missing_chunks_fail() {
     let f = fake().await;
     let (r, a) = f
         .login("default", |m| {
-            let g: Vec<String> = (0..500).map(|i| format!("group-{i:05}")).collect();
+            let g: Vec<String> = (0..500).map(|i| format!("group-{i}-{}", noise())).collect();
             m.insert("groups".into(), json!(g));
         })
         .await;

@@ -80,6 +80,7 @@ async fn session_is_refreshed_after_the_threshold_and_concurrent_requests_share_
         &Secret::new(SECRET),
         "default",
         "TraefikOidcSidecar.default",
+        "/logout",
         SessionCookieConfig {
             path: "/".into(),
             domain: None,
@@ -111,7 +112,7 @@ async fn session_is_refreshed_after_the_threshold_and_concurrent_requests_share_
         let session = codec
             .open_session(&RequestCookies::parse([header.as_str()].into_iter()))
             .expect("the new session opens");
-        set_cookie_values.insert(session.refresh_token.expect("refreshable"));
+        set_cookie_values.insert(session.refresh_token.clone().expect("refreshable"));
     }
     assert_eq!(
         set_cookie_values.len(),

@@ -157,8 +157,17 @@ async fn unauthorized_challenge_redirects_once_with_prompt_login_then_403() {
 async fn logout_clears_session_and_goes_through_end_session() {
     let s = sidecar().await;
     let mut b = Browser::new(&s, "default");
-    b.login(HOME, "alice").await;
-    assert_eq!(b.app(HOME, Kind::Navigate).await.status, 200);
+    let cb = b.login(HOME, "alice").await;
+    // The ID token travels in its own cookie, sent to the logout path only.
+    let hint = cb
+        .all("set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with("TraefikOidcSidecar.default.hint.0="))
+        .expect("a logout-hint cookie");
+    assert!(hint.contains("Path=/logout"), "{hint}");
+    let r = b.app(HOME, Kind::Navigate).await;
+    assert_eq!(r.status, 200);
+    assert!(!r.header("cookie").unwrap_or("").contains("hint"), "{r:#?}");
 
     let r = b.app("http://app.test/logout", Kind::Navigate).await;
     assert_eq!(r.status, 302);
@@ -675,6 +684,7 @@ async fn userinfo_claims_are_merged_once_at_login() {
         &traefik_oidc_sidecar::config::Secret::new(SECRET),
         "userinfo",
         "TraefikOidcSidecar.userinfo",
+        "/logout",
         traefik_oidc_sidecar::config::SessionCookieConfig {
             path: "/".into(),
             domain: None,
@@ -690,12 +700,14 @@ async fn userinfo_claims_are_merged_once_at_login() {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join("; ");
-    let session = codec
-        .open_session(&traefik_oidc_sidecar::session::RequestCookies::parse(
-            [header.as_str()].into_iter(),
-        ))
-        .unwrap();
-    let id_token = session.id_token.unwrap();
+    let cookies =
+        traefik_oidc_sidecar::session::RequestCookies::parse([header.as_str()].into_iter());
+    let session = codec.open_session(&cookies).unwrap();
+    assert_eq!(
+        session.id_token, None,
+        "the ID token is the logout hint, not in the session"
+    );
+    let id_token = codec.read_hint(&cookies).unwrap();
     let payload = id_token.split('.').nth(1).unwrap();
     use base64::Engine as _;
     let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD

@@ -34,6 +34,7 @@ fn codec() -> CookieCodec {
         &m.secret,
         &m.name,
         &m.cookie_name_prefix,
+        &m.logout_uri,
         m.session_cookie.clone(),
     )
 }

@@ -337,6 +337,9 @@ pub enum Kind {
 pub struct Browser {
     http: reqwest::Client,
     jars: BTreeMap<String, BTreeMap<String, String>>,
+    /// `Path` of the cookies set with one other than `/`, by (host, name): like a browser, the
+    /// jar sends them only to matching paths (the logout hint goes to the logout path only).
+    paths: BTreeMap<(String, String), String>,
     sidecar: String,
     pub middleware: String,
 }
@@ -355,6 +358,7 @@ impl Browser {
                 .build()
                 .unwrap(),
             jars: BTreeMap::new(),
+            paths: BTreeMap::new(),
             sidecar: addr.to_string(),
             middleware: middleware.to_string(),
         }
@@ -377,17 +381,18 @@ impl Browser {
         }
     }
 
-    fn cookie_header(&self, host: &str) -> Option<String> {
+    fn cookie_header(&self, host: &str, path: &str) -> Option<String> {
         let jar = self.jars.get(host)?;
-        if jar.is_empty() {
-            return None;
-        }
-        Some(
-            jar.iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
+        let sent: Vec<String> = jar
+            .iter()
+            .filter(|(k, _)| {
+                self.paths
+                    .get(&(host.to_string(), k.to_string()))
+                    .is_none_or(|p| path_matches(path, p))
+            })
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        (!sent.is_empty()).then(|| sent.join("; "))
     }
 
     fn absorb(&mut self, host: &str, headers: &[(String, String)]) {
@@ -400,10 +405,16 @@ impl Browser {
                 || c.expires_datetime()
                     .is_some_and(|t| t < cookie::time::OffsetDateTime::now_utc());
             let jar = self.jars.entry(host.to_string()).or_default();
+            let key = (host.to_string(), c.name().to_string());
             if expired {
                 jar.remove(c.name());
+                self.paths.remove(&key);
             } else {
                 jar.insert(c.name().to_string(), c.value().to_string());
+                match c.path().filter(|p| *p != "/") {
+                    Some(p) => self.paths.insert(key, p.to_string()),
+                    None => self.paths.remove(&key),
+                };
             }
         }
     }
@@ -468,7 +479,8 @@ impl Browser {
                 .header("Sec-Fetch-Mode", "cors")
                 .header("Accept", "application/json"),
         };
-        if let Some(c) = self.cookie_header(host) {
+        let path = uri.split('?').next().unwrap_or("/");
+        if let Some(c) = self.cookie_header(host, path) {
             req = req.header("Cookie", c);
         }
         for (k, v) in extra {
@@ -492,7 +504,7 @@ impl Browser {
         let u = reqwest::Url::parse(url).unwrap();
         let host = Self::host_of(&u);
         let mut req = self.http.get(u.clone()).header("Accept", "text/html");
-        if let Some(c) = self.cookie_header(&host) {
+        if let Some(c) = self.cookie_header(&host, u.path()) {
             req = req.header("Cookie", c);
         }
         let r = Self::finish(req.send().await.unwrap()).await;
@@ -512,7 +524,7 @@ impl Browser {
             .post(u.clone())
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body(body);
-        if let Some(c) = self.cookie_header(&host) {
+        if let Some(c) = self.cookie_header(&host, u.path()) {
             req = req.header("Cookie", c);
         }
         let r = Self::finish(req.send().await.unwrap()).await;
@@ -561,6 +573,13 @@ impl Browser {
         );
         self.app(&callback, Kind::Navigate).await
     }
+}
+
+/// RFC 6265 §5.1.4 path-match.
+fn path_matches(request: &str, cookie: &str) -> bool {
+    request == cookie
+        || (request.starts_with(cookie)
+            && (cookie.ends_with('/') || request.as_bytes().get(cookie.len()) == Some(&b'/')))
 }
 
 /// Resolves a possibly relative Location against the request URL.
