@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 use crate::error::Error;
 
@@ -131,6 +131,15 @@ impl Forwarded {
     }
 }
 
+// Header names as constants: looking one up by `&str` parses and lower-cases the name on every
+// request.
+const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+const SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
+const X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with");
+
 /// Longest request target we accept; browsers and Traefik stop far below this.
 const MAX_URI: usize = 8192;
 
@@ -139,11 +148,11 @@ pub fn parse(peer: IpAddr, trusted: &[Cidr], headers: &HeaderMap) -> Result<Forw
     if !trusted.iter().any(|c| c.contains(peer)) {
         return Err(Error::UntrustedPeer);
     }
-    let method = single(headers, "X-Forwarded-Method")?;
+    let method = single(headers, &X_FORWARDED_METHOD, "X-Forwarded-Method")?;
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
         return Err(bad("X-Forwarded-Method", "not an HTTP method"));
     }
-    let proto = match single(headers, "X-Forwarded-Proto")?
+    let proto = match single(headers, &X_FORWARDED_PROTO, "X-Forwarded-Proto")?
         .to_ascii_lowercase()
         .as_str()
     {
@@ -153,11 +162,11 @@ pub fn parse(peer: IpAddr, trusted: &[Cidr], headers: &HeaderMap) -> Result<Forw
         "https" | "wss" => Proto::Https,
         _ => return Err(bad("X-Forwarded-Proto", "must be http or https")),
     };
-    let host = single(headers, "X-Forwarded-Host")?.to_ascii_lowercase();
+    let host = single(headers, &X_FORWARDED_HOST, "X-Forwarded-Host")?.to_ascii_lowercase();
     if !valid_host(&host) {
         return Err(bad("X-Forwarded-Host", "not a valid host[:port]"));
     }
-    let uri = single(headers, "X-Forwarded-Uri")?;
+    let uri = single(headers, &X_FORWARDED_URI, "X-Forwarded-Uri")?;
     if uri.len() > MAX_URI {
         return Err(bad("X-Forwarded-Uri", "too long"));
     }
@@ -190,8 +199,12 @@ fn bad(header: &'static str, reason: &'static str) -> Error {
 /// Exactly one value, not comma-joined. A request URI may contain commas (`?ids=1,2`), so for
 /// `X-Forwarded-Uri` only a comma that starts another origin-form target (`,/`) counts as a
 /// joined list; the other headers never contain a comma.
-fn single<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, Error> {
-    let mut values = headers.get_all(name).iter();
+fn single<'h>(
+    headers: &'h HeaderMap,
+    key: &HeaderName,
+    name: &'static str,
+) -> Result<&'h str, Error> {
+    let mut values = headers.get_all(key).iter();
     let first = values.next().ok_or(bad(name, "missing"))?;
     if values.next().is_some() {
         return Err(bad(name, "given more than once"));
@@ -227,15 +240,15 @@ pub fn is_navigation(method: &str, headers: &HeaderMap) -> bool {
     if method != "GET" && method != "HEAD" {
         return false;
     }
-    if let Some(mode) = headers.get("sec-fetch-mode") {
+    if let Some(mode) = headers.get(&SEC_FETCH_MODE) {
         // Fetch metadata is authoritative when present (W3C Fetch Metadata Request Headers).
         return mode.as_bytes().eq_ignore_ascii_case(b"navigate");
     }
-    if headers.contains_key("x-requested-with") {
+    if headers.contains_key(&X_REQUESTED_WITH) {
         return false;
     }
     headers
-        .get("accept")
+        .get(http::header::ACCEPT)
         .and_then(|a| a.to_str().ok())
         .is_some_and(prefers_html)
 }

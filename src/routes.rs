@@ -97,23 +97,24 @@ async fn metrics_text(State(app): State<Arc<App>>) -> Response {
 /// Maps a domain reply to an HTTP response. A header that cannot be encoded turns the whole
 /// answer into a 500: dropping it silently could change the meaning (a lost Set-Cookie).
 pub fn to_response(reply: Reply) -> Response {
-    match build(&reply) {
+    let status = reply.status;
+    match build(reply) {
         Some(r) => r,
         None => {
-            tracing::error!(status = reply.status, "reply has an invalid header");
+            tracing::error!(status, "reply has an invalid header");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
 }
 
-fn build(reply: &Reply) -> Option<Response> {
+fn build(reply: Reply) -> Option<Response> {
     let status = StatusCode::from_u16(reply.status).ok()?;
-    let mut resp = match &reply.body {
+    let mut resp = match reply.body {
         Body::Empty => status.into_response(),
         Body::Html(h) => (
             status,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            h.clone(),
+            h,
         )
             .into_response(),
         Body::Problem { title, detail } => {
@@ -132,10 +133,65 @@ fn build(reply: &Reply) -> Option<Response> {
         }
     };
     let h = resp.headers_mut();
-    for (n, v) in &reply.headers {
-        let name = HeaderName::from_bytes(n.as_bytes()).ok()?;
-        let value = HeaderValue::from_str(v).ok()?;
-        h.append(name, value);
+    for (n, v) in reply.headers {
+        // The value's bytes move into the header (still validated: no control characters).
+        let value = HeaderValue::from_maybe_shared(axum::body::Bytes::from(v)).ok()?;
+        h.append(header_name(&n)?, value);
     }
     Some(resp)
+}
+
+/// The names the sidecar sends on every answer, without parsing them again each time.
+fn header_name(n: &str) -> Option<HeaderName> {
+    const KNOWN: [(&str, HeaderName); 8] = [
+        ("Cookie", header::COOKIE),
+        ("Set-Cookie", header::SET_COOKIE),
+        ("Location", header::LOCATION),
+        ("Cache-Control", header::CACHE_CONTROL),
+        ("WWW-Authenticate", header::WWW_AUTHENTICATE),
+        (
+            "X-Forwarded-User",
+            HeaderName::from_static("x-forwarded-user"),
+        ),
+        (
+            "X-Forwarded-Email",
+            HeaderName::from_static("x-forwarded-email"),
+        ),
+        (
+            "X-Forwarded-Groups",
+            HeaderName::from_static("x-forwarded-groups"),
+        ),
+    ];
+    match KNOWN.iter().find(|(k, _)| *k == n) {
+        Some((_, name)) => Some(name.clone()),
+        None => HeaderName::from_bytes(n.as_bytes()).ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_map_to_responses() {
+        // (header value, answered status): UTF-8 claims (a user called José) travel as raw
+        // bytes, as Go's net/http and traefik-oidc-auth send them; control characters cannot.
+        for (value, status) in [
+            ("alice", 200),
+            ("José Müller", 200),
+            ("a\r\nSet-Cookie: x=1", 500),
+            ("a\u{7f}", 500),
+        ] {
+            let mut r = Reply::new(200, Body::Empty);
+            r.header("X-Forwarded-User", value);
+            r.header("X-Custom-Name", "v");
+            let resp = to_response(r);
+            assert_eq!(resp.status().as_u16(), status, "{value:?}");
+            if status == 200 {
+                let h = resp.headers();
+                assert_eq!(h["x-forwarded-user"].as_bytes(), value.as_bytes());
+                assert_eq!(h["x-custom-name"], "v");
+            }
+        }
+    }
 }
