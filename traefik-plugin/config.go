@@ -65,11 +65,12 @@ func CreateConfig() *Config {
 
 // settings is a validated Config, ready for the request path.
 type settings struct {
-	authURL     string          // {SidecarUrl}/auth/{escaped Middleware}
-	timeout     time.Duration   // whole round trip
-	copyHeaders []string        // canonical names copied from a 2xx sidecar response
-	stripNames  map[string]bool // normalised names removed from the request on a 2xx
-	headerRegex *regexp.Regexp  // nil when AuthResponseHeadersRegex is empty
+	authURL     string           // {SidecarUrl}/auth/{escaped Middleware}
+	timeout     time.Duration    // whole round trip
+	copyHeaders []string         // canonical names copied from a 2xx sidecar response
+	stripNames  map[string]bool  // normalised names removed from the request on a 2xx
+	headerRegex *regexp.Regexp   // nil when AuthResponseHeadersRegex is empty
+	classes     map[string]uint8 // precomputed classify answers by exact header name (headers.go)
 }
 
 // validate checks a Config and derives the request-path settings. Every problem is a
@@ -140,6 +141,8 @@ func validate(cfg *Config) (*settings, error) {
 		s.headerRegex = re
 	}
 
+	// Last: the table caches classify, which reads the settings above.
+	s.classes = s.headerClasses()
 	return s, nil
 }
 

@@ -1,6 +1,12 @@
 // This file owns the header rules of the shim: which headers go to the sidecar, which come
 // back to the client or the upstream, and how header names are compared so that a client
 // cannot slip an identity header past the shim under another spelling.
+//
+// Traefik runs the shim under Yaegi, where every interpreted statement, loop iteration and
+// function call costs hundreds of nanoseconds, while calls into the compiled standard library
+// (http.Header.Clone, strings.*) run at native speed. So the request path makes one pass over
+// the client's header names and looks each name up in a table built by New (see
+// headerClasses); the name-folding rules run per request only for names the table lacks.
 
 package traefikoidcsidecar
 
@@ -41,16 +47,21 @@ var hopHeaders = []string{
 // removeHopHeaders deletes the hop-by-hop headers from h, including every header that the
 // Connection header names.
 func removeHopHeaders(h http.Header) {
-	for _, value := range h.Values("Connection") {
+	removeConnectionTokens(h, h.Values("Connection"))
+	for _, name := range hopHeaders {
+		h.Del(name)
+	}
+}
+
+// removeConnectionTokens deletes from h the headers that Connection header values name.
+func removeConnectionTokens(h http.Header, connection []string) {
+	for _, value := range connection {
 		for _, name := range strings.Split(value, ",") {
 			name = strings.TrimSpace(name)
 			if name != "" {
 				h.Del(name)
 			}
 		}
-	}
-	for _, name := range hopHeaders {
-		h.Del(name)
 	}
 }
 
@@ -60,8 +71,8 @@ func removeHopHeaders(h http.Header) {
 // header, so a spoofed X_Forwarded_User could otherwise reach an upstream as the user name.
 //
 // Compiled standard-library calls instead of a byte loop: under Yaegi every interpreted loop
-// iteration is expensive, and this runs for every header several times per request (the
-// benchmarks measured the loop as the shim's hot spot).
+// iteration is expensive. The request path calls this only for names missing from the
+// precomputed table (see classify).
 func normalizeName(name string) string {
 	return nameSeparators.Replace(strings.ToLower(name))
 }
@@ -95,71 +106,40 @@ func isToken(name string) bool {
 	return true
 }
 
-// deleteSpellings removes from h every header whose normalised name is in names.
-func deleteSpellings(h http.Header, names map[string]bool) {
-	var doomed []string
-	for key := range h {
-		if names[normalizeName(key)] {
-			doomed = append(doomed, key)
-		}
-	}
-	for _, key := range doomed {
-		delete(h, key)
-	}
-}
-
-// deleteOtherSpellings removes every spelling of canonical from h except canonical itself.
-func deleteOtherSpellings(h http.Header, canonical string) {
-	want := normalizeName(canonical)
-	var doomed []string
-	for key := range h {
-		if key != canonical && normalizeName(key) == want {
-			doomed = append(doomed, key)
-		}
-	}
-	for _, key := range doomed {
-		delete(h, key)
-	}
-}
-
-// copyValues returns a copy of values, so that the request and the sidecar response never
-// share a backing array.
-func copyValues(values []string) []string {
-	out := make([]string, len(values))
-	copy(out, values)
-	return out
-}
-
 // protectedHeaders (normalised) are never removed from the request or copied onto it as
 // identity headers: they describe the message itself (its body, its cookies, its host), so a
 // broad regex such as ".*" must not turn the sidecar's empty-body response metadata into the
 // upstream request's, nor drop the client's. Cookie has its own rule in copyToUpstream.
-var protectedHeaders = map[string]bool{
-	"cookie":           true,
-	"set-cookie":       true,
-	"host":             true,
-	"date":             true,
-	"content-type":     true,
-	"content-encoding": true,
-	"content-length":   true,
-	"content-range":    true,
-	"content-language": true,
-	"content-location": true,
+// newProtectedNames adds the hop-by-hop headers, which cannot carry identity either.
+var protectedHeaders = newProtectedNames(
+	"Cookie",
+	"Set-Cookie",
+	"Host",
+	"Date",
+	"Content-Type",
+	"Content-Encoding",
+	"Content-Length",
+	"Content-Range",
+	"Content-Language",
+	"Content-Location",
+)
+
+// newProtectedNames returns the normalised names of the given headers and of hopHeaders.
+func newProtectedNames(names ...string) map[string]bool {
+	out := map[string]bool{}
+	for _, name := range names {
+		out[normalizeName(name)] = true
+	}
+	for _, name := range hopHeaders {
+		out[normalizeName(name)] = true
+	}
+	return out
 }
 
 // isProtected reports whether a header name may not be an identity header: a protected
 // header or a hop-by-hop one, in any spelling.
 func isProtected(name string) bool {
-	n := normalizeName(name)
-	if protectedHeaders[n] {
-		return true
-	}
-	for _, h := range hopHeaders {
-		if normalizeName(h) == n {
-			return true
-		}
-	}
-	return false
+	return protectedHeaders[normalizeName(name)]
 }
 
 // matchesRegex reports whether the identity-header regex selects a header name. A name is
@@ -172,44 +152,178 @@ func matchesRegex(s *settings, name string) bool {
 	return s.headerRegex.MatchString(name) || s.headerRegex.MatchString(canonicalName(normalizeName(name)))
 }
 
+// What the shim does with a header name, as bits. classify computes them; New precomputes them
+// for common names (headerClasses), so that a request usually costs one map lookup per header.
+const (
+	// classKnown is set on every result, so that 0 means "not in the table" and a name with no
+	// rule at all is exactly classKnown.
+	classKnown uint8 = 1 << iota
+	// classHop: a hop-by-hop header in its canonical spelling. Not sent to the sidecar (the
+	// same names http.Header.Del would remove).
+	classHop
+	// classForwardedAlt: another spelling of an X-Forwarded-* header the shim computes
+	// (X_Forwarded_Host, x.forwarded.uri, x-forwarded-for). Not sent to the sidecar, where it
+	// could contradict the shim's value; the canonical spelling itself is not in this class.
+	classForwardedAlt
+	// classIdentity: an identity header in any spelling (the configured and the default
+	// names). Removed from the upstream request on a 2xx, so only the sidecar's value arrives.
+	classIdentity
+	// classRegex: selected by authResponseHeadersRegex. Removed from the upstream request on a
+	// 2xx, and copied from the sidecar's 2xx answer.
+	classRegex
+	// classCookieAlt: a spelling of Cookie other than Cookie itself. Removed from the upstream
+	// request on a 2xx: the upstream gets exactly the sidecar's Cookie answer.
+	classCookieAlt
+)
+
+// Class masks of the two places a client header name can be dropped.
+const (
+	notToSidecar  = classHop | classForwardedAlt
+	notToUpstream = classIdentity | classRegex | classCookieAlt
+)
+
+// forwardedHeaders are the X-Forwarded-* headers the shim computes for the sidecar, by
+// normalised name.
+var forwardedHeaders = map[string]string{
+	normalizeName(headerXForwardedFor):    headerXForwardedFor,
+	normalizeName(headerXForwardedMethod): headerXForwardedMethod,
+	normalizeName(headerXForwardedProto):  headerXForwardedProto,
+	normalizeName(headerXForwardedHost):   headerXForwardedHost,
+	normalizeName(headerXForwardedURI):    headerXForwardedURI,
+}
+
+// isHopHeader reports whether name is one of hopHeaders, spelled exactly as listed.
+func isHopHeader(name string) bool {
+	for _, hop := range hopHeaders {
+		if name == hop {
+			return true
+		}
+	}
+	return false
+}
+
+// classify returns the classes of a header name, exactly as spelled in the request or the
+// sidecar response. It is the one definition of the header rules; headerClasses only caches
+// its answers.
+func (s *settings) classify(name string) uint8 {
+	class := classKnown
+	if isHopHeader(name) {
+		class |= classHop
+	}
+	n := normalizeName(name)
+	if canonical, ok := forwardedHeaders[n]; ok && name != canonical {
+		class |= classForwardedAlt
+	}
+	if s.stripNames[n] {
+		class |= classIdentity
+	}
+	if matchesRegex(s, name) {
+		class |= classRegex
+	}
+	if n == "cookie" && name != "Cookie" {
+		class |= classCookieAlt
+	}
+	return class
+}
+
+// commonHeaderNames are names found on most requests (browsers, Traefik's entrypoint, tracing)
+// and on the sidecar's answers, in the canonical spelling Go's server gives them. New
+// classifies them once, so that they cost a map lookup per request instead of classify. The
+// list only saves time: a name missing from it gets the same answer from classify.
+var commonHeaderNames = []string{
+	"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Cache-Control",
+	"Content-Type", "Cookie", "Dnt", "Forwarded", "If-Match", "If-Modified-Since",
+	"If-None-Match", "If-Range", "If-Unmodified-Since", "Origin", "Pragma", "Priority",
+	"Proxy-Authorization", "Range", "Referer", "Sec-Ch-Ua", "Sec-Ch-Ua-Mobile",
+	"Sec-Ch-Ua-Platform", "Sec-Fetch-Dest", "Sec-Fetch-Mode", "Sec-Fetch-Site",
+	"Sec-Fetch-User", "Sec-Gpc", "Sec-Purpose", "Sec-Websocket-Extensions", "Sec-Websocket-Key",
+	"Sec-Websocket-Protocol", "Sec-Websocket-Version", "Upgrade-Insecure-Requests",
+	"User-Agent", "Via", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Method",
+	"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Proto", "X-Forwarded-Server",
+	"X-Forwarded-Uri", "X-Real-Ip", "X-Request-Id", "X-Requested-With", "Traceparent",
+	"Tracestate", "Baggage",
+	// The sidecar's answers.
+	"Date", "Set-Cookie", "Location", "Www-Authenticate", "Vary", "X-Content-Type-Options",
+}
+
+// headerClasses precomputes classify for the hop-by-hop, common, default identity and
+// configured names. It runs in New, after stripNames, copyHeaders and headerRegex are set; the
+// table is read-only afterwards, so requests share it without locking.
+func (s *settings) headerClasses() map[string]uint8 {
+	classes := map[string]uint8{}
+	lists := [][]string{hopHeaders, commonHeaderNames, DefaultAuthResponseHeaders(), s.copyHeaders}
+	for _, names := range lists {
+		for _, name := range names {
+			classes[name] = s.classify(name)
+		}
+	}
+	return classes
+}
+
 // sidecarRequestHeaders builds the headers of the sidecar request from the client request:
 // everything the client sent except hop-by-hop headers, then the X-Forwarded-* set computed
-// as Traefik's forwardAuth computes it.
-func sidecarRequestHeaders(req *http.Request) http.Header {
-	h := make(http.Header, len(req.Header)+5)
-	for key, values := range req.Header {
-		h[key] = copyValues(values)
+// as Traefik's forwardAuth computes it; uri is req.URL.RequestURI(). In the same pass over the
+// client's header names it returns the names to remove from the request before it goes
+// upstream (identity headers in any spelling, regex matches, other spellings of Cookie), which
+// copyToUpstream applies only if the sidecar allows the request.
+func sidecarRequestHeaders(s *settings, req *http.Request, uri string) (http.Header, []string) {
+	h := req.Header.Clone()
+	var notUpstream []string
+	classes := s.classes
+	for key := range req.Header {
+		// Most names are in the table with no rule at all and cost this one lookup. The rest
+		// is written out here rather than in a helper: under Yaegi a function call per
+		// header would cost more than the lookup itself.
+		if classes[key] == classKnown {
+			continue
+		}
+		class := classes[key]
+		if class == 0 {
+			class = s.classify(key)
+		}
+		// A second spelling of an X-Forwarded-* header (X_Forwarded_Host) must not be able to
+		// contradict the value the shim sets: the sidecar reads each as exactly one value.
+		if class&notToSidecar != 0 {
+			delete(h, key)
+		}
+		if class&notToUpstream != 0 {
+			notUpstream = append(notUpstream, key)
+		}
 	}
-	removeHopHeaders(h)
-
-	// The sidecar reads each of these as exactly one value; a second spelling (X_Forwarded_Host)
-	// must not be able to contradict the value the shim sets.
-	for _, name := range []string{headerXForwardedFor, headerXForwardedMethod, headerXForwardedProto, headerXForwardedHost, headerXForwardedURI} {
-		deleteOtherSpellings(h, name)
+	// Headers the Connection header names are hop-by-hop too (Connection itself is gone).
+	if connection := req.Header["Connection"]; len(connection) > 0 {
+		removeConnectionTokens(h, connection)
 	}
 
 	// X-Forwarded-For: the chain so far plus the client, as forwardAuth does. Traefik's
 	// entrypoint has already dropped a chain sent by an untrusted client.
 	if clientIP, _, err := net.SplitHostPort(req.RemoteAddr); err == nil {
-		if prior, ok := h[headerXForwardedFor]; ok && len(prior) > 0 {
+		if prior := h[headerXForwardedFor]; len(prior) > 0 {
 			clientIP = strings.Join(prior, ", ") + ", " + clientIP
 		}
-		h.Set(headerXForwardedFor, clientIP)
+		h[headerXForwardedFor] = []string{clientIP}
 	}
 
 	// Method, host and URI always describe this very request: the decision must be about what
-	// Traefik routed and will send upstream, not about what a header claims.
-	h.Set(headerXForwardedMethod, req.Method)
-	h.Set(headerXForwardedHost, req.Host)
-	h.Set(headerXForwardedURI, req.URL.RequestURI())
-	h.Set(headerXForwardedProto, forwardedProto(req))
+	// Traefik routed and will send upstream, not about what a header claims. Assigned directly
+	// rather than with h.Set: the names are canonical constants, and a compiled call costs
+	// more than the assignment under Yaegi.
+	h[headerXForwardedMethod] = []string{req.Method}
+	h[headerXForwardedHost] = []string{req.Host}
+	h[headerXForwardedURI] = []string{uri}
+	// A single http or https, which Traefik's entrypoint sets, is already in h as the client
+	// request had it, and is what forwardedProto would return; anything else (including a
+	// value removed above because Connection named it) is left to forwardedProto.
+	if proto := h[headerXForwardedProto]; len(proto) != 1 || (proto[0] != "http" && proto[0] != "https") {
+		h[headerXForwardedProto] = []string{forwardedProto(req)}
+	}
 
 	// Go's client would otherwise send its own User-Agent; the sidecar should see the
 	// client's, or none, as with forwardAuth.
 	if _, ok := h["User-Agent"]; !ok {
 		h["User-Agent"] = []string{""}
 	}
-	return h
+	return h, notUpstream
 }
 
 // forwardedProto returns the X-Forwarded-Proto value for the sidecar. Like forwardAuth, the
@@ -219,7 +333,7 @@ func sidecarRequestHeaders(req *http.Request) http.Header {
 // websocket handshakes ws or wss; the handshake itself is HTTP(S) and the sidecar accepts only
 // http and https, so those two are mapped. Without an incoming value the TLS state decides.
 func forwardedProto(req *http.Request) string {
-	values := req.Header.Values(headerXForwardedProto)
+	values := req.Header[headerXForwardedProto]
 	if len(values) == 0 {
 		if req.TLS != nil {
 			return "https"
@@ -241,42 +355,45 @@ func forwardedProto(req *http.Request) string {
 
 // copyToUpstream applies a 2xx sidecar answer to the upstream request: identity headers are
 // replaced by the sidecar's, and the request's cookies by the sidecar's Cookie header.
-func copyToUpstream(s *settings, req *http.Request, resp http.Header) {
-	// Remove every client-sent spelling of an identity header first, so that only the
-	// sidecar's values can reach the upstream.
-	deleteSpellings(req.Header, s.stripNames)
-	if s.headerRegex != nil {
-		var doomed []string
-		for key := range req.Header {
-			if matchesRegex(s, key) {
-				doomed = append(doomed, key)
-			}
-		}
-		for _, key := range doomed {
-			delete(req.Header, key)
-		}
+// notUpstream comes from sidecarRequestHeaders.
+func copyToUpstream(s *settings, req *http.Request, resp http.Header, notUpstream []string) {
+	// Remove every client-sent spelling of an identity header (and of Cookie) first, so that
+	// only the sidecar's values can reach the upstream.
+	for _, key := range notUpstream {
+		delete(req.Header, key)
 	}
 
+	// The values are copied so that the request and the sidecar response never share a
+	// backing array.
 	for _, name := range s.copyHeaders {
 		if values := resp[name]; len(values) > 0 {
-			req.Header[name] = copyValues(values)
+			req.Header[name] = append([]string(nil), values...)
 		}
 	}
 	if s.headerRegex != nil {
 		for key, values := range resp {
-			if matchesRegex(s, key) {
-				req.Header[key] = copyValues(values)
+			class := s.classes[key]
+			if class == 0 {
+				class = s.classify(key)
+			}
+			if class&classRegex != 0 {
+				req.Header[key] = append([]string(nil), values...)
 			}
 		}
 	}
 
 	// The sidecar answers with the request's cookies minus its own session cookies, so the
 	// upstream never sees (and can never leak) the session. No Cookie header from the
-	// sidecar means no cookies are left for the upstream.
-	cookies := nonEmpty(resp["Cookie"])
-	deleteOtherSpellings(req.Header, "Cookie")
+	// sidecar means no cookies are left for the upstream. The usual single value is checked
+	// inline; nonEmpty handles lists.
+	cookies := resp["Cookie"]
+	if len(cookies) == 1 && strings.TrimSpace(cookies[0]) != "" {
+		req.Header["Cookie"] = []string{cookies[0]}
+		return
+	}
+	cookies = nonEmpty(cookies)
 	if len(cookies) == 0 {
-		req.Header.Del("Cookie")
+		delete(req.Header, "Cookie")
 	} else {
 		req.Header["Cookie"] = cookies
 	}
@@ -298,10 +415,8 @@ func nonEmpty(values []string) []string {
 // verbatim rather than resolved against the sidecar URL as forwardAuth does by default: the
 // sidecar builds public URLs itself, and its internal address must not reach browsers.
 func copyToClient(dst, src http.Header) {
-	framing := http.Header{}
-	for key, values := range src {
-		framing[key] = values
-	}
+	// A compiled deep copy, so the values below need no further copying.
+	framing := src.Clone()
 	removeHopHeaders(framing)
 	for key, values := range framing {
 		if key == "Set-Cookie" {
@@ -311,6 +426,6 @@ func copyToClient(dst, src http.Header) {
 			}
 			continue
 		}
-		dst[key] = copyValues(values)
+		dst[key] = values
 	}
 }

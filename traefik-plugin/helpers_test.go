@@ -1,5 +1,6 @@
 // This file owns the test doubles shared by the shim's tests: a fake sidecar (a real
-// httptest server that records what it was sent) and a recording upstream handler. The tests
+// httptest server that records what it was sent), an in-memory sidecar transport for tests
+// that need many requests or answers no HTTP server sends, and a recording upstream handler. The tests
 // run under `go test` and under `yaegi test`, so they stay within what Yaegi v0.16.1 handles
 // (no generics, no range-over-int, no parallel subtests capturing loop variables).
 
@@ -77,6 +78,55 @@ func allow(pairs ...string) func(w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(http.StatusOK)
 	}
+}
+
+// memorySidecar is an http.RoundTripper that answers the shim's sidecar requests in memory
+// with status and a copy of header (and body, if any), recording the last request's headers.
+type memorySidecar struct {
+	status int
+	header http.Header
+	body   string
+	seen   http.Header
+}
+
+func (s *memorySidecar) RoundTrip(req *http.Request) (*http.Response, error) {
+	s.seen = req.Header.Clone()
+	resp := &http.Response{
+		Status:        http.StatusText(s.status),
+		StatusCode:    s.status,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        s.header.Clone(),
+		Body:          http.NoBody,
+		ContentLength: 0,
+		Request:       req,
+	}
+	if s.body != "" {
+		resp.Body = io.NopCloser(strings.NewReader(s.body))
+		resp.ContentLength = int64(len(s.body))
+	}
+	return resp, nil
+}
+
+// newMemoryShim builds the middleware with sidecar as its transport; edit may change the
+// config. The field is assigned rather than set in a composite literal: Yaegi v0.16.1 refuses
+// an interpreted type as an http.RoundTripper field of a literal http.Client.
+func newMemoryShim(t testing.TB, sidecar *memorySidecar, next http.Handler, edit func(c *Config)) *shim {
+	t.Helper()
+	cfg := CreateConfig()
+	cfg.SidecarUrl = "http://sidecar.invalid:4181"
+	if edit != nil {
+		edit(cfg)
+	}
+	h, err := New(context.Background(), next, cfg, "memory@file")
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	m := h.(*shim)
+	var transport http.RoundTripper = sidecar
+	m.client = &http.Client{Transport: transport, CheckRedirect: noRedirect, Timeout: m.cfg.timeout}
+	return m
 }
 
 // upstream records the requests that got through the shim.

@@ -51,10 +51,11 @@ func noRedirect(req *http.Request, via []*http.Request) error {
 // shim is one middleware instance. Its fields are read-only after New, so ServeHTTP is safe
 // for concurrent use.
 type shim struct {
-	name   string
-	next   http.Handler
-	client *http.Client
-	cfg    *settings
+	name       string
+	next       http.Handler
+	client     *http.Client
+	cfg        *settings
+	sidecarReq *http.Request // GET {authURL} without headers or context; copied per request
 }
 
 // New validates config and returns the middleware. It makes no network call: Traefik and the
@@ -67,6 +68,11 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	if err != nil {
 		return nil, fmt.Errorf("traefik-oidc-sidecar %s: %w", name, err)
 	}
+	// Parsed once here instead of by http.NewRequest on every request.
+	sidecarReq, err := http.NewRequest(http.MethodGet, s.authURL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("traefik-oidc-sidecar %s: sidecarUrl: %w", name, err)
+	}
 	return &shim{
 		name: name,
 		next: next,
@@ -75,61 +81,84 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 			CheckRedirect: noRedirect,
 			Timeout:       s.timeout,
 		},
-		cfg: s,
+		cfg:        s,
+		sidecarReq: sidecarReq,
 	}, nil
 }
 
 // ServeHTTP asks the sidecar about req. Only a 2xx answer calls the upstream; every other
 // outcome, including any error, answers the client here (fail closed).
+//
+// Traefik interprets this code with Yaegi, which allocates every local value and temporary
+// of a function each time the function is called, and charges hundreds of nanoseconds per
+// statement, while the compiled standard-library calls it makes run at native speed. So the
+// allowed path keeps statements and calls few (one pass over the header names in
+// sidecarRequestHeaders, a prebuilt request template, direct map assignments), and whatever
+// serves only denials and errors lives in functions of its own (refuse, unavailable).
 func (m *shim) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
+	uri := req.URL.RequestURI()
+
 	// No body: the sidecar decides on headers alone, and reading the body here would break
 	// streaming uploads and could let a large upload through before the decision.
-	sidecarReq, err := http.NewRequestWithContext(req.Context(), http.MethodGet, m.cfg.authURL, nil)
-	if err != nil {
-		m.unavailable(rw, req, "cannot build the sidecar request", err)
-		return
-	}
-	sidecarReq.Header = sidecarRequestHeaders(req)
+	// WithContext makes a shallow copy of the template New built, whose URL nothing modifies.
+	sidecarReq := m.sidecarReq.WithContext(req.Context())
+	var notUpstream []string
+	sidecarReq.Header, notUpstream = sidecarRequestHeaders(m.cfg, req, uri)
 
 	resp, err := m.client.Do(sidecarReq)
 	if err != nil {
 		m.unavailable(rw, req, "sidecar request failed", err)
 		return
 	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		m.refuse(rw, req, resp)
+		return
+	}
+	// The sidecar's 2xx has an empty body (Content-Length: 0, which Go's client turns into
+	// http.NoBody). Any other body is read, capped, only so that a broken one fails closed.
+	if resp.ContentLength != 0 {
+		if _, err := readCapped(resp.Body, maxSidecarBody); err != nil {
+			resp.Body.Close()
+			m.unavailable(rw, req, "cannot read the sidecar response", err)
+			return
+		}
+	}
+	resp.Body.Close()
+
+	copyToUpstream(m.cfg, req, resp.Header, notUpstream)
+	// Refreshed session cookies go to the browser. They are added before next runs,
+	// instead of wrapping rw, so the upstream gets the server's own ResponseWriter with
+	// http.Hijacker and http.Flusher intact (websockets, SSE, gRPC streaming).
+	if cookies := resp.Header["Set-Cookie"]; len(cookies) > 0 {
+		out := rw.Header()
+		out["Set-Cookie"] = append(out["Set-Cookie"], cookies...)
+	}
+	req.RequestURI = uri
+	m.next.ServeHTTP(rw, req)
+}
+
+// refuse answers the client when the sidecar's status is not 2xx. A denial (3xx to 5xx: a
+// login redirect, 401, 403, the sidecar's own error page) is relayed as the sidecar sent it,
+// body included; the upstream never sees the request. Anything else (1xx as a final answer,
+// a status outside HTTP's range) is not something the sidecar sends, so nobody is let
+// through and nothing odd is relayed.
+func (m *shim) refuse(rw http.ResponseWriter, req *http.Request, resp *http.Response) {
 	body, err := readCapped(resp.Body, maxSidecarBody)
 	resp.Body.Close()
 	if err != nil {
 		m.unavailable(rw, req, "cannot read the sidecar response", err)
 		return
 	}
-
-	switch {
-	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		copyToUpstream(m.cfg, req, resp.Header)
-		// Refreshed session cookies go to the browser. They are added before next runs,
-		// instead of wrapping rw, so the upstream gets the server's own ResponseWriter with
-		// http.Hijacker and http.Flusher intact (websockets, SSE, gRPC streaming).
-		for _, c := range resp.Header.Values("Set-Cookie") {
-			rw.Header().Add("Set-Cookie", c)
-		}
-		req.RequestURI = req.URL.RequestURI()
-		m.next.ServeHTTP(rw, req)
-
-	case resp.StatusCode >= 300 && resp.StatusCode <= 599:
-		// A denial (login redirect, 401, 403, the sidecar's own error page): the client gets
-		// it as the sidecar sent it, and the upstream never sees the request.
-		copyToClient(rw.Header(), resp.Header)
-		rw.WriteHeader(resp.StatusCode)
-		if len(body) > 0 {
-			if _, err := rw.Write(body); err != nil {
-				m.log("writing the sidecar response to the client failed", err)
-			}
-		}
-
-	default:
-		// 1xx as a final answer, or a status outside HTTP's range: not something the sidecar
-		// sends, so nobody is let through and nothing odd is relayed.
+	if resp.StatusCode < 300 || resp.StatusCode > 599 {
 		m.unavailable(rw, req, "sidecar answered with an unexpected status", fmt.Errorf("status %d", resp.StatusCode))
+		return
+	}
+	copyToClient(rw.Header(), resp.Header)
+	rw.WriteHeader(resp.StatusCode)
+	if len(body) > 0 {
+		if _, err := rw.Write(body); err != nil {
+			m.log("writing the sidecar response to the client failed", err)
+		}
 	}
 }
 

@@ -416,13 +416,62 @@ func TestSlowSidecarGives503(t *testing.T) {
 }
 
 func TestOversizedSidecarBodyGives503(t *testing.T) {
+	// A 2xx body is never used, but it is read all the same so that a broken or oversized
+	// one fails closed instead of letting the request through.
+	for _, status := range []int{http.StatusUnauthorized, http.StatusOK} {
+		status := status
+		t.Run(http.StatusText(status), func(t *testing.T) {
+			sidecar := newFakeSidecar(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("X-Forwarded-User", "alice")
+				w.WriteHeader(status)
+				_, _ = w.Write([]byte(strings.Repeat("x", maxSidecarBody+1)))
+			})
+			up := &upstream{}
+			h := newTestShim(t, sidecar.srv.URL, up, nil)
+			assertUnavailable(t, serve(h, httptest.NewRequest(http.MethodGet, "http://app.example.test/", nil)), up)
+		})
+	}
+}
+
+func TestAllowWithSmallBodyLetsThrough(t *testing.T) {
 	sidecar := newFakeSidecar(t, func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusUnauthorized)
-		_, _ = w.Write([]byte(strings.Repeat("x", maxSidecarBody+1)))
+		w.Header().Set("X-Forwarded-User", "alice")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("ok"))
 	})
 	up := &upstream{}
 	h := newTestShim(t, sidecar.srv.URL, up, nil)
-	assertUnavailable(t, serve(h, httptest.NewRequest(http.MethodGet, "http://app.example.test/", nil)), up)
+	rec := serve(h, httptest.NewRequest(http.MethodGet, "http://app.example.test/", nil))
+	if rec.Code != http.StatusOK || up.count() != 1 {
+		t.Fatalf("got %d with %d upstream calls, want 200 and 1", rec.Code, up.count())
+	}
+	if rec.Body.String() != "upstream ok" {
+		t.Errorf("client body = %q, want the upstream's", rec.Body.String())
+	}
+	if got := up.seen()["X-Forwarded-User"]; !sameValues(got, []string{"alice"}) {
+		t.Errorf("upstream X-Forwarded-User = %q, want alice", got)
+	}
+}
+
+func TestUnexpectedSidecarStatusGives503(t *testing.T) {
+	// Statuses an HTTP server does not send as a final answer; an in-memory sidecar can.
+	for _, status := range []int{0, 100, 199, 600, 999} {
+		status := status
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			sidecar := &memorySidecar{status: status, header: http.Header{
+				"X-Forwarded-User": {"alice"},
+				"Set-Cookie":       {"__oidc_session=x"},
+				"Location":         {"https://elsewhere.example.test/"},
+			}, body: "odd"}
+			up := &upstream{}
+			m := newMemoryShim(t, sidecar, up, nil)
+			rec := serve(m, httptest.NewRequest(http.MethodGet, "http://app.example.test/", nil))
+			assertUnavailable(t, rec, up)
+			if v := rec.Header().Get("Location"); v != "" {
+				t.Errorf("503 carries Location %q", v)
+			}
+		})
+	}
 }
 
 func TestFailureLogHasNoSecrets(t *testing.T) {
