@@ -366,9 +366,18 @@ async function main() {
 
       const cLogout = `${L}: /logout -> OP end_session confirm -> back at ${door}.localhost/`;
       await check(cLogout, async () => {
+        // The ID token rides in the logout-hint cookie, which the browser sends to /logout only.
+        const hint = (await ctx.cookies(`${base}/logout`)).filter((c) => c.name.startsWith(`${COOKIE_PREFIX}.default.hint.`));
+        assert(hint.length > 0 && hint.every((c) => c.path === '/logout'), `logout-hint cookies: ${JSON.stringify(hint.map((c) => [c.name, c.path]))}`);
+        const toOp = [];
+        const onOut = (r) => { if (r.isNavigationRequest() && r.url().startsWith(issuer)) toOp.push(r.url()); };
+        page.on('request', onOut);
         await page.goto(`${base}/logout`);
         await page.waitForURL((u) => u.href.startsWith(issuer), { timeout: NAV_TIMEOUT_MS }).catch(() => {});
+        page.off('request', onOut);
         assert(page.url().startsWith(issuer), `/logout did not go to the OP: ${page.url()}`);
+        const endSession = toOp.find((u) => u.includes('/session/end'));
+        assert(endSession && new URL(endSession).searchParams.get('id_token_hint')?.startsWith('eyJ'), `end_session without id_token_hint: ${endSession}`);
         const yes = page.getByRole('button', { name: /yes, sign me out/i });
         await yes.waitFor({ timeout: NAV_TIMEOUT_MS });
         const navs = [];
@@ -384,7 +393,8 @@ async function main() {
         page.off('framenavigated', onNav);
         assert(navs.includes(`${base}/`), `the post-logout redirect did not reach ${base}/ (navigations: ${[...new Set(navs)].join(' -> ')})`);
         // Session cookies are gone. (A new flow cookie is expected: `/` started a new login.)
-        const held = (await ctx.cookies(base)).map((c) => c.name).filter((n) => n.startsWith(`${COOKIE_PREFIX}.default.session`));
+        const held = (await ctx.cookies([base, `${base}/logout`])).map((c) => c.name)
+          .filter((n) => n.startsWith(`${COOKIE_PREFIX}.default.session`) || n.startsWith(`${COOKIE_PREFIX}.default.hint`));
         assert(held.length === 0, `the browser still holds ${held.join(', ')} after logout`);
         return `via ${[...new Set(navs)].map((u) => u.split('?')[0]).join(' -> ')}`;
       }, { deps: [cLogin], page });
