@@ -8,6 +8,8 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -18,10 +20,10 @@ use openidconnect::core::{
 };
 use openidconnect::url::Url;
 use openidconnect::{
-    AuthType, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, EndpointMaybeSet,
-    EndpointNotSet, EndpointSet, IssuerUrl, JsonWebKeySetUrl, Nonce, OAuth2TokenResponse,
-    PkceCodeVerifier, ProviderMetadataWithLogout, RedirectUrl, RefreshToken, RequestTokenError,
-    SignatureVerificationError, TokenResponse,
+    AsyncHttpClient, AuthType, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret,
+    EndpointMaybeSet, EndpointNotSet, EndpointSet, HttpRequest, HttpResponse, IssuerUrl,
+    JsonWebKeySetUrl, Nonce, OAuth2TokenResponse, PkceCodeVerifier, ProviderMetadataWithLogout,
+    RedirectUrl, RefreshToken, RequestTokenError, SignatureVerificationError, TokenResponse,
 };
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -289,7 +291,7 @@ impl Provider {
     }
 
     async fn fetch_jwks(&self, uri: &JsonWebKeySetUrl) -> Result<CoreJsonWebKeySet, String> {
-        CoreJsonWebKeySet::fetch_async(uri, &self.http)
+        CoreJsonWebKeySet::fetch_async(uri, &Capped(self.http.clone()))
             .await
             .map_err(|e| format!("JWKS {}: {e}", uri.as_str()))
     }
@@ -518,7 +520,10 @@ impl Provider {
         for r in x.resources {
             req = req.add_extra_param("resource", r.clone());
         }
-        let tokens = req.request_async(&self.http).await.map_err(token_error)?;
+        let tokens = req
+            .request_async(&Capped(self.http.clone()))
+            .await
+            .map_err(token_error)?;
         let id_token = tokens
             .id_token()
             .ok_or_else(|| Error::InvalidIdToken("no id_token in the token response".into()))?;
@@ -572,7 +577,10 @@ impl Provider {
         for r in resources {
             req = req.add_extra_param("resource", r.clone());
         }
-        let tokens = req.request_async(&self.http).await.map_err(token_error)?;
+        let tokens = req
+            .request_async(&Capped(self.http.clone()))
+            .await
+            .map_err(token_error)?;
         let mut out = Refreshed {
             claims: None,
             id_token: None,
@@ -730,6 +738,48 @@ fn token_error<E: std::error::Error + 'static>(
 /// Largest IdP answer we read (discovery, introspection, UserInfo): a hostile or broken IdP
 /// must not make the sidecar buffer without bound.
 const MAX_IDP_BODY: usize = 1024 * 1024;
+
+/// The IdP client as openidconnect calls it (token endpoint, JWKS): the same reqwest client
+/// (no redirects, timeouts), but every answer is read through the [`MAX_IDP_BODY`] cap. The
+/// crate's own reqwest adapter reads a body whole, however large.
+/// (A clone of the client: a reference-counted handle to the same connection pool.)
+struct Capped(reqwest::Client);
+
+/// Why a capped IdP request failed (the message names no body content).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CappedError(String);
+
+impl<'c> AsyncHttpClient<'c> for Capped {
+    type Error = CappedError;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, CappedError>> + Send + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        let client = &self.0;
+        Box::pin(async move {
+            let req =
+                reqwest::Request::try_from(request).map_err(|e| CappedError(e.to_string()))?;
+            let mut resp = client
+                .execute(req)
+                .await
+                .map_err(|e| CappedError(e.to_string()))?;
+            let mut b = http::Response::builder().status(resp.status());
+            for (n, v) in resp.headers() {
+                b = b.header(n, v);
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(|e| CappedError(e.to_string()))? {
+                if body.len() + chunk.len() > MAX_IDP_BODY {
+                    return Err(CappedError(format!(
+                        "answer larger than {MAX_IDP_BODY} bytes"
+                    )));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            b.body(body).map_err(|e| CappedError(e.to_string()))
+        })
+    }
+}
 
 /// Sends `req`, requires a 2xx, and reads the body up to [`MAX_IDP_BODY`]. Returns the
 /// content type and the body; errors name `what` and never include the body.

@@ -518,6 +518,30 @@ async fn token_endpoint_errors_and_garbage_are_refused() {
 }
 
 #[tokio::test]
+async fn oversized_token_responses_are_not_read() {
+    let s = setup().await;
+    // A correct token response, padded past the 1 MiB cap with a field nobody reads: without
+    // the cap this login would succeed (the control below shows the same answer unpadded does).
+    let padded = |pad: usize| {
+        behavior(move |c| {
+            let id_token = RsaKey::idp().rs256(&Value::Object(c.claims()));
+            let body = json!({
+                "access_token": "at-123",
+                "token_type": "Bearer",
+                "expires_in": 300,
+                "id_token": id_token,
+                "padding": "x".repeat(pad),
+            });
+            TokenReply::json(200, body.to_string())
+        })
+    };
+    s.idp.set(padded(1000));
+    let (r, _) = s.attempt().await;
+    assert_eq!(r.status, 302, "control: a padded but small answer logs in");
+    s.refuses("a 2 MiB token response", padded(2 << 20)).await;
+}
+
+#[tokio::test]
 async fn token_endpoint_redirect_is_not_followed() {
     let s = setup().await;
     for status in [301, 302, 303, 307, 308] {
