@@ -29,7 +29,9 @@ ln -sfn "$run" "$repo/target/bench/$link"
 section "Tools: wrk, node, go, cargo"
 if ! command -v wrk >/dev/null; then
   # Debian's wrk installs in seconds; `cargo install oha` takes minutes (BENCHMARKS.md).
-  apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y wrk >/dev/null 2>&1 \
+    || { $sudo_ apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y wrk >/dev/null; }
 fi
 for t in wrk node npm go cargo; do
   command -v "$t" >/dev/null || { echo "bench: $t is required" >&2; exit 1; }
