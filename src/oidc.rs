@@ -727,6 +727,15 @@ fn token_error<E: std::error::Error + 'static>(
 ) -> Error {
     match e {
         RequestTokenError::ServerResponse(r) => Error::ExchangeRefused(r.error().to_string()),
+        // An oversized answer is the IdP's answer: the login fails (like garbage, below).
+        RequestTokenError::Request(e)
+            if matches!(
+                (&e as &dyn std::error::Error).downcast_ref::<CappedError>(),
+                Some(CappedError::TooLarge)
+            ) =>
+        {
+            Error::InvalidIdToken(format!("token response: {e}"))
+        }
         RequestTokenError::Request(e) => Error::IdpUnavailable(format!("token endpoint: {e}")),
         // The IdP answered, but not with a token response we can read (a malformed ID token,
         // garbage, a redirect): the login fails; it is not an outage.
@@ -747,8 +756,14 @@ struct Capped(reqwest::Client);
 
 /// Why a capped IdP request failed (the message names no body content).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct CappedError(String);
+pub enum CappedError {
+    /// The IdP answered with more than [`MAX_IDP_BODY`] bytes: an answer, not an outage.
+    #[error("answer larger than {MAX_IDP_BODY} bytes")]
+    TooLarge,
+    /// The request could not be made or the answer not read.
+    #[error("{0}")]
+    Transport(String),
+}
 
 impl<'c> AsyncHttpClient<'c> for Capped {
     type Error = CappedError;
@@ -757,26 +772,29 @@ impl<'c> AsyncHttpClient<'c> for Capped {
     fn call(&'c self, request: HttpRequest) -> Self::Future {
         let client = &self.0;
         Box::pin(async move {
-            let req =
-                reqwest::Request::try_from(request).map_err(|e| CappedError(e.to_string()))?;
+            let req = reqwest::Request::try_from(request)
+                .map_err(|e| CappedError::Transport(e.to_string()))?;
             let mut resp = client
                 .execute(req)
                 .await
-                .map_err(|e| CappedError(e.to_string()))?;
+                .map_err(|e| CappedError::Transport(e.to_string()))?;
             let mut b = http::Response::builder().status(resp.status());
             for (n, v) in resp.headers() {
                 b = b.header(n, v);
             }
             let mut body = Vec::new();
-            while let Some(chunk) = resp.chunk().await.map_err(|e| CappedError(e.to_string()))? {
+            while let Some(chunk) = resp
+                .chunk()
+                .await
+                .map_err(|e| CappedError::Transport(e.to_string()))?
+            {
                 if body.len() + chunk.len() > MAX_IDP_BODY {
-                    return Err(CappedError(format!(
-                        "answer larger than {MAX_IDP_BODY} bytes"
-                    )));
+                    return Err(CappedError::TooLarge);
                 }
                 body.extend_from_slice(&chunk);
             }
-            b.body(body).map_err(|e| CappedError(e.to_string()))
+            b.body(body)
+                .map_err(|e| CappedError::Transport(e.to_string()))
         })
     }
 }

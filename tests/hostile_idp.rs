@@ -538,7 +538,11 @@ async fn oversized_token_responses_are_not_read() {
     s.idp.set(padded(1000));
     let (r, _) = s.attempt().await;
     assert_eq!(r.status, 302, "control: a padded but small answer logs in");
-    s.refuses("a 2 MiB token response", padded(2 << 20)).await;
+    let r = s.refuses("a 2 MiB token response", padded(2 << 20)).await;
+    assert_eq!(
+        r.status, 401,
+        "the IdP answered: a failed login, not an outage"
+    );
 }
 
 #[tokio::test]
