@@ -520,7 +520,7 @@ impl Middleware {
         let mut r = Reply::new(200, Body::Empty);
         if let Some(data) = data {
             for (n, v) in template::identity_headers(&self.cfg.headers, &data, pass) {
-                r.header(&n, v);
+                r.header(n, v);
             }
         }
         let others = self.codec.foreign_cookies(cookies);

@@ -152,15 +152,16 @@ pub fn parse(peer: IpAddr, trusted: &[Cidr], headers: &HeaderMap) -> Result<Forw
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
         return Err(bad("X-Forwarded-Method", "not an HTTP method"));
     }
-    let proto = match single(headers, &X_FORWARDED_PROTO, "X-Forwarded-Proto")?
-        .to_ascii_lowercase()
-        .as_str()
-    {
-        // Traefik labels websocket handshakes ws/wss in X-Forwarded-Proto; the browser's
-        // origin scheme is http/https.
-        "http" | "ws" => Proto::Http,
-        "https" | "wss" => Proto::Https,
-        _ => return Err(bad("X-Forwarded-Proto", "must be http or https")),
+    let proto = single(headers, &X_FORWARDED_PROTO, "X-Forwarded-Proto")?;
+    let is = |name: &str| proto.eq_ignore_ascii_case(name);
+    // Traefik labels websocket handshakes ws/wss in X-Forwarded-Proto; the browser's origin
+    // scheme is http/https.
+    let proto = if is("http") || is("ws") {
+        Proto::Http
+    } else if is("https") || is("wss") {
+        Proto::Https
+    } else {
+        return Err(bad("X-Forwarded-Proto", "must be http or https"));
     };
     let host = single(headers, &X_FORWARDED_HOST, "X-Forwarded-Host")?.to_ascii_lowercase();
     if !valid_host(&host) {
@@ -184,7 +185,11 @@ pub fn parse(peer: IpAddr, trusted: &[Cidr], headers: &HeaderMap) -> Result<Forw
         return Err(bad("X-Forwarded-Uri", "must not contain a fragment"));
     }
     Ok(Forwarded {
-        method: method.to_ascii_uppercase(),
+        method: if method.bytes().all(|b| b.is_ascii_uppercase()) {
+            method.to_string()
+        } else {
+            method.to_ascii_uppercase()
+        },
         proto,
         host,
         path,

@@ -3,6 +3,8 @@
 //! Domain code builds a [`Reply`]; the HTTP layer (routes.rs) turns it into an axum response.
 //! Keeping this type free of axum lets the decision logic be tested without a server.
 
+use std::borrow::Cow;
+
 /// The body of a reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
@@ -24,8 +26,9 @@ pub enum Body {
 pub struct Reply {
     /// HTTP status code.
     pub status: u16,
-    /// Response headers; names are ASCII, values were validated when built.
-    pub headers: Vec<(String, String)>,
+    /// Response headers; names are ASCII, values were validated when built. Names are
+    /// usually literals, so they are not copied for every answer.
+    pub headers: Vec<(Cow<'static, str>, String)>,
     /// The body.
     pub body: Body,
 }
@@ -35,7 +38,7 @@ impl Reply {
     pub fn new(status: u16, body: Body) -> Self {
         Reply {
             status,
-            headers: Vec::new(),
+            headers: Vec::with_capacity(4),
             body,
         }
     }
@@ -48,15 +51,19 @@ impl Reply {
     }
 
     /// Appends a header.
-    pub fn header(&mut self, name: &str, value: impl Into<String>) -> &mut Self {
-        self.headers.push((name.to_string(), value.into()));
+    pub fn header(
+        &mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<String>,
+    ) -> &mut Self {
+        self.headers.push((name.into(), value.into()));
         self
     }
 
     /// Appends one `Set-Cookie` header per cookie.
     pub fn set_cookies(&mut self, cookies: Vec<String>) -> &mut Self {
         for c in cookies {
-            self.headers.push(("Set-Cookie".to_string(), c));
+            self.headers.push(("Set-Cookie".into(), c));
         }
         self
     }

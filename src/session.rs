@@ -139,7 +139,7 @@ pub struct RequestCookies<'a> {
 impl<'a> RequestCookies<'a> {
     /// Parses `Cookie` header values (several headers are allowed, as in HTTP/2).
     pub fn parse(headers: impl Iterator<Item = &'a str>) -> Self {
-        let mut pairs = Vec::new();
+        let mut pairs = Vec::with_capacity(8);
         for h in headers {
             for part in h.split(';') {
                 let part = part.trim();
@@ -255,7 +255,13 @@ impl CookieCodec {
 
     /// The request's `Cookie` header without this middleware's cookies.
     pub fn foreign_cookies(&self, req: &RequestCookies<'_>) -> String {
-        let mut out = String::new();
+        let mut out = String::with_capacity(
+            req.pairs
+                .iter()
+                .filter(|(n, _)| !self.is_ours(n))
+                .map(|(n, v)| n.len() + v.len() + 3)
+                .sum(),
+        );
         for (n, v) in &req.pairs {
             if self.is_ours(n) {
                 continue;

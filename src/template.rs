@@ -10,6 +10,7 @@
 //! broken header at request time.
 
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// What a template can read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -455,12 +456,12 @@ pub fn identity_headers(
     rules: &[HeaderRule],
     data: &Data<'_>,
     pass: Pass,
-) -> Vec<(String, String)> {
+) -> Vec<(Cow<'static, str>, String)> {
     let claims = data.claims;
-    let mut out = Vec::new();
-    let mut push = |name: &str, value: String| {
+    let mut out = Vec::with_capacity(rules.len().max(DEFAULT_HEADERS.len()));
+    let mut push = |name: Cow<'static, str>, value: String| {
         if !value.is_empty() && value.bytes().all(|b| b >= b' ' && b != 0x7f) {
-            out.push((name.to_string(), value));
+            out.push((name, value));
         }
     };
     if rules.is_empty() {
@@ -474,29 +475,40 @@ pub fn identity_headers(
                 .filter(|s| !s.is_empty())
         };
         let user = s("preferred_username").or(s("email")).or(s("sub"));
-        push(DEFAULT_HEADERS[0], user.unwrap_or_default().to_string());
         push(
-            DEFAULT_HEADERS[1],
+            DEFAULT_HEADERS[0].into(),
+            user.unwrap_or_default().to_string(),
+        );
+        push(
+            DEFAULT_HEADERS[1].into(),
             s("email").unwrap_or_default().to_string(),
         );
         // Comma-joined: a group name that itself holds a comma would read as several groups
         // to an upstream that splits the header, so such a name is left out.
         let groups = match claims.get("groups") {
-            Some(Value::Array(a)) => a
-                .iter()
-                .filter_map(Value::as_str)
-                .filter(|g| !g.contains(','))
-                .collect::<Vec<_>>()
-                .join(","),
+            Some(Value::Array(a)) => {
+                let mut joined = String::new();
+                for g in a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter(|g| !g.contains(','))
+                {
+                    if !joined.is_empty() {
+                        joined.push(',');
+                    }
+                    joined.push_str(g);
+                }
+                joined
+            }
             Some(Value::String(g)) => g.clone(),
             _ => String::new(),
         };
-        push(DEFAULT_HEADERS[2], groups);
+        push(DEFAULT_HEADERS[2].into(), groups);
     } else {
         for r in rules.iter().filter(|r| r.include_when.allows(pass)) {
             let rendered = r.template.render(data);
             if !r.values {
-                push(&r.name, rendered);
+                push(r.name.clone().into(), rendered);
                 continue;
             }
             match serde_json::from_str::<Vec<Value>>(&rendered) {
@@ -504,7 +516,7 @@ pub fn identity_headers(
                     for item in items {
                         let mut s = String::new();
                         go_format(&item, &mut s);
-                        push(&r.name, s);
+                        push(r.name.clone().into(), s);
                     }
                 }
                 Err(_) => {
@@ -606,8 +618,8 @@ mod tests {
         assert_eq!(
             h,
             vec![
-                ("X-H".to_string(), "role:g1".to_string()),
-                ("X-H".to_string(), "role:g2".to_string())
+                ("X-H".into(), "role:g1".to_string()),
+                ("X-H".into(), "role:g2".to_string())
             ]
         );
         // Not a JSON array: nothing is sent.
@@ -675,9 +687,9 @@ mod tests {
         assert_eq!(
             h,
             vec![
-                ("X-Forwarded-User".to_string(), "alice".to_string()),
-                ("X-Forwarded-Email".to_string(), "a@x.test".to_string()),
-                ("X-Forwarded-Groups".to_string(), "g1,g2".to_string()),
+                ("X-Forwarded-User".into(), "alice".to_string()),
+                ("X-Forwarded-Email".into(), "a@x.test".to_string()),
+                ("X-Forwarded-Groups".into(), "g1,g2".to_string()),
             ]
         );
         let r = rule("{{ .claims.evil }}", IncludeWhen::Always, false);
