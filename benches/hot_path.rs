@@ -3,8 +3,9 @@
 //! `cargo bench --bench hot_path` first prints how large the session cookie of a Keycloak-like
 //! login gets (50 groups, realm and client roles, long names; also written to
 //! `target/bench/cookie_size.json`), then runs the criterion groups:
-//! - `session`: `RequestCookies::parse` + `CookieCodec::read_session` (AES-GCM open + JSON decode)
-//!   for a small session (the test OP's alice) and for the Keycloak-like ones;
+//! - `session`: `RequestCookies::parse` + `CookieCodec::read_session` for a small session (the
+//!   test OP's alice) and for the Keycloak-like ones, remembered (the same cookie again) and not
+//!   remembered (base64, AES-GCM, inflate, JSON);
 //! - `authz`: `ClaimAssertion::holds` on 50 groups and on nested role claims;
 //! - `template`: `template::identity_headers`, default headers and custom templates;
 //! - `forwarded`: `forwarded::parse` of Traefik's `X-Forwarded-*` headers;
@@ -513,6 +514,39 @@ fn bench_session(c: &mut Criterion) {
                 })
             },
         );
+    }
+    g.finish();
+
+    // The same reads when the session was not opened recently (the first request after a login
+    // or a restart): more distinct cookies than the sidecar remembers (4096), read in turn, so
+    // every read decodes, decrypts, inflates and parses, and the reads also pay for evicting
+    // older sessions and for cookies that are no longer in the CPU cache. Fewer cookies in test
+    // mode (CI smoke).
+    let distinct = if std::env::args().any(|a| a == "--bench") {
+        6_000
+    } else {
+        16
+    };
+    let mut g = c.benchmark_group("session/parse+read_session_not_remembered");
+    for (name, s) in &cases {
+        let headers: Vec<String> = (0..distinct)
+            .map(|_| {
+                let set = codec
+                    .write_session(s, &RequestCookies::default(), NOW)
+                    .expect("write");
+                cookie_header(&set)
+            })
+            .collect();
+        let mut i = 0;
+        g.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| {
+                i = (i + 1) % headers.len();
+                let req = RequestCookies::parse([black_box(headers[i].as_str())].into_iter());
+                let s = codec.read_session(&req, NOW + 1);
+                assert!(s.is_some());
+                s
+            })
+        });
     }
     g.finish();
 

@@ -25,8 +25,9 @@ use std::sync::{Arc, Mutex};
 const SHARDS: usize = 8;
 /// Sealed bytes one generation of one shard may hold before it rotates.
 const GENERATION_BYTES: usize = 256 * 1024;
-/// Entries one generation of one shard may hold before it rotates.
-const GENERATION_ENTRIES: usize = 1024;
+/// Entries one generation of one shard may hold before it rotates (at most 4096 sessions are
+/// remembered in all; a rotation frees at most 256).
+const GENERATION_ENTRIES: usize = 256;
 /// Bytes at the end of a sealed value that pick its slot (see [`Opened::hash`]).
 const HASHED_TAIL: usize = 32;
 
@@ -116,37 +117,46 @@ impl<T> Opened<T> {
             return None;
         }
         let value = e.value.clone();
-        g.insert(hash, e);
+        let evicted = g.insert(hash, e);
+        drop(g);
+        drop(evicted);
         Some(value)
     }
 
     /// Remembers `value` as what the sealed text made of `pieces` opens to.
     pub fn insert(&self, pieces: &[&str], value: Arc<T>) {
         let hash = self.hash(pieces);
-        if let Some(mut g) = self.shard(hash) {
-            g.insert(
-                hash,
-                Entry {
-                    sealed: pieces.concat().into_boxed_str(),
-                    value,
-                },
-            );
-        }
+        let entry = Entry {
+            sealed: pieces.concat().into_boxed_str(),
+            value,
+        };
+        let evicted = match self.shard(hash) {
+            Some(mut g) => g.insert(hash, entry),
+            None => None,
+        };
+        // Dropping a whole generation frees every session in it: done after the lock is
+        // released, so other requests of this shard do not wait for it.
+        drop(evicted);
     }
 }
 
 impl<T> Generations<T> {
-    fn insert(&mut self, hash: u64, e: Entry<T>) {
+    /// Inserts `e`, rotating the generations when the current one is full. Returns the
+    /// generation that fell out, for the caller to drop outside the lock.
+    fn insert(&mut self, hash: u64, e: Entry<T>) -> Option<HashMap<u64, Entry<T>>> {
+        let mut evicted = None;
         if self.bytes + e.sealed.len() > GENERATION_BYTES
             || self.current.len() >= GENERATION_ENTRIES
         {
-            self.previous = std::mem::take(&mut self.current);
+            let full = std::mem::take(&mut self.current);
+            evicted = Some(std::mem::replace(&mut self.previous, full));
             self.bytes = 0;
         }
         self.bytes += e.sealed.len();
         if let Some(old) = self.current.insert(hash, e) {
             self.bytes = self.bytes.saturating_sub(old.sealed.len());
         }
+        evicted
     }
 }
 
