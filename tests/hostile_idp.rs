@@ -5,6 +5,7 @@
 //! that no session cookie appears. One positive control shows the same path can succeed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
 #[path = "hostile/fake_idp.rs"]
 mod fake_idp;
 #[path = "hostile/harness.rs"]

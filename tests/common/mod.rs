@@ -15,6 +15,9 @@ use std::time::Duration;
 use traefik_oidc_sidecar::config::{self, Env};
 use traefik_oidc_sidecar::{App, SystemClock};
 
+pub mod http;
+pub use http::*;
+
 /// The host the protected application pretends to live on.
 pub const APP_HOST: &str = "app.test";
 /// A Secret for tests (not a default anyone ships).
@@ -295,44 +298,6 @@ impl Drop for Sidecar {
     }
 }
 
-/// A response, reduced to what the tests read.
-#[derive(Debug, Clone)]
-pub struct Resp {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl Resp {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    pub fn all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-    pub fn location(&self) -> String {
-        self.header("location")
-            .unwrap_or_else(|| panic!("no Location in {self:#?}"))
-            .to_string()
-    }
-}
-
-/// How the browser's request to the app looks.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A top-level navigation (Sec-Fetch-Mode: navigate, Accept: text/html).
-    Navigate,
-    /// A fetch()/XHR (Sec-Fetch-Mode: cors, Accept: application/json).
-    Xhr,
-}
-
 /// A browser with a cookie jar per host, driving the app through the sidecar as Traefik would.
 pub struct Browser {
     http: reqwest::Client,
@@ -573,31 +538,6 @@ impl Browser {
         );
         self.app(&callback, Kind::Navigate).await
     }
-}
-
-/// RFC 6265 §5.1.4 path-match.
-fn path_matches(request: &str, cookie: &str) -> bool {
-    request == cookie
-        || (request.starts_with(cookie)
-            && (cookie.ends_with('/') || request.as_bytes().get(cookie.len()) == Some(&b'/')))
-}
-
-/// Resolves a possibly relative Location against the request URL.
-pub fn resolve(base: &str, location: &str) -> String {
-    reqwest::Url::parse(base)
-        .unwrap()
-        .join(location)
-        .unwrap()
-        .to_string()
-}
-
-/// Query parameters of a URL.
-pub fn query(url: &str) -> BTreeMap<String, String> {
-    reqwest::Url::parse(url)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect()
 }
 
 /// One OP for a whole test binary (the harness keeps its stdin open; it exits with us).

@@ -13,6 +13,10 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use traefik_oidc_sidecar::config::{self, Env};
 use traefik_oidc_sidecar::{App, Clock, SystemClock};
 
+// The response type, URL helpers and request kinds shared with tests/common (every suite that
+// uses this harness also declares `mod common;`).
+pub use crate::common::http::*;
+
 /// The protected application's host.
 pub const APP: &str = "app.test";
 /// A page of it.
@@ -105,100 +109,6 @@ impl Drop for Running {
             let _ = tx.send(());
         }
     }
-}
-
-/// How the browser's request looks to the sidecar.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Kind {
-    /// A top-level navigation.
-    Navigate,
-    /// A fetch()/XHR.
-    Xhr,
-}
-
-/// One answer, reduced to what the tests read.
-#[derive(Debug, Clone)]
-pub struct Resp {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl Resp {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.all(name).into_iter().next()
-    }
-
-    pub fn all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    pub fn location(&self) -> String {
-        self.header("location")
-            .unwrap_or_else(|| panic!("no Location in {self:#?}"))
-            .to_string()
-    }
-
-    /// Names of the cookies this answer sets (removals excluded).
-    pub fn cookies_set(&self) -> Vec<String> {
-        self.all("set-cookie")
-            .into_iter()
-            .filter_map(|v| cookie::Cookie::parse(v.to_string()).ok())
-            .filter(|c| !is_removal(c))
-            .map(|c| c.name().to_string())
-            .collect()
-    }
-
-    /// The answer refuses: a 4xx/5xx (never 2xx, never a redirect) that sets no session cookie.
-    #[track_caller]
-    pub fn assert_refused(&self, what: &str) {
-        assert!(
-            self.status >= 400,
-            "{what}: expected a refusal, got {}: {self:#?}",
-            self.status
-        );
-        let set = self.cookies_set();
-        assert!(
-            set.iter().all(|n| !n.contains(".session.")),
-            "{what}: a session cookie was set: {set:?}"
-        );
-    }
-}
-
-fn is_removal(c: &cookie::Cookie<'_>) -> bool {
-    c.max_age().is_some_and(|m| m.is_zero() || m.is_negative())
-        || c.expires_datetime()
-            .is_some_and(|t| t < cookie::time::OffsetDateTime::now_utc())
-}
-
-/// `host[:port]` of a URL.
-pub fn authority(u: &reqwest::Url) -> String {
-    match u.port() {
-        Some(p) => format!("{}:{p}", u.host_str().unwrap()),
-        None => u.host_str().unwrap().to_string(),
-    }
-}
-
-/// Resolves a Location against the URL it answered.
-pub fn resolve(base: &str, location: &str) -> String {
-    reqwest::Url::parse(base)
-        .unwrap()
-        .join(location)
-        .unwrap()
-        .to_string()
-}
-
-/// The query parameters of a URL.
-pub fn query(url: &str) -> BTreeMap<String, String> {
-    reqwest::Url::parse(url)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect()
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.
