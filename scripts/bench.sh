@@ -9,7 +9,8 @@
 #                                    warm cache); numbers from it mean nothing
 #
 # Fails (non-zero) when a step breaks or any measured system answers an unexpected status or
-# drops a connection. Raw numbers and tables go to target/bench/<run>/ (target/bench/latest and
+# drops a connection; exits 3 when a tool it needs (wrk, oauth2-proxy) cannot be installed here.
+# Raw numbers and tables go to target/bench/<run>/ (target/bench/latest and
 # latest-smoke point at the newest runs). Knobs: BENCH_DURATION, BENCH_ROUNDS, BENCH_CONNS (see bench/run.mjs),
 # TRAEFIK_BIN (a Traefik binary to use instead of the cached one).
 set -euo pipefail
@@ -31,10 +32,13 @@ if ! command -v wrk >/dev/null; then
   # Debian's wrk installs in seconds; `cargo install oha` takes minutes (BENCHMARKS.md).
   sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y wrk >/dev/null 2>&1 \
-    || { $sudo_ apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y wrk >/dev/null; }
+    || { $sudo_ apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y wrk >/dev/null; } \
+    || true
 fi
+# Exit status 3 means "a tool could not be installed here" (not "the benchmark broke"), so CI can
+# tell the two apart.
 for t in wrk node npm go cargo; do
-  command -v "$t" >/dev/null || { echo "bench: $t is required" >&2; exit 1; }
+  command -v "$t" >/dev/null || { echo "bench: $t is required and could not be installed" >&2; exit 3; }
 done
 
 section "Test OpenID Provider dependencies (tests/op)"
@@ -59,7 +63,8 @@ gobin="$(go env GOPATH)/bin"
 section "oauth2-proxy v7.15.6"
 export OAUTH2_PROXY_BIN="$gobin/oauth2-proxy"
 if ! go version -m "$OAUTH2_PROXY_BIN" 2>/dev/null | grep -q 'oauth2-proxy/v7[[:space:]]*v7.15.6'; then
-  go install github.com/oauth2-proxy/oauth2-proxy/v7@v7.15.6
+  go install github.com/oauth2-proxy/oauth2-proxy/v7@v7.15.6 \
+    || { echo "bench: go install of oauth2-proxy v7.15.6 failed" >&2; exit 3; }
 fi
 
 section "Traefik's upstream: whoami v1.11.0, else bare-axum"
