@@ -212,47 +212,37 @@ fn parse_pipeline(expr: &str) -> Result<Vec<Stage>, String> {
 
 /// Splits on `|` outside quotes.
 fn split_pipes(expr: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quote: Option<char> = None;
-    for c in expr.chars() {
-        match (quote, c) {
-            (None, '|') => out.push(std::mem::take(&mut cur)),
-            (None, '"' | '`') => {
-                quote = Some(c);
-                cur.push(c);
-            }
-            (Some(q), c) if c == q => {
-                quote = None;
-                cur.push(c);
-            }
-            _ => cur.push(c),
-        }
-    }
-    if quote.is_some() {
-        return Err("unterminated string".into());
-    }
-    out.push(cur);
-    Ok(out)
+    split_unquoted(expr, |c| c == '|', false)
 }
 
 /// Splits a stage into words, keeping quoted strings whole.
 fn words(stage: &str) -> Result<Vec<String>, String> {
+    split_unquoted(stage.trim(), |c| c == ' ' || c == '\t', true)
+}
+
+/// Splits `s` at the characters `sep` accepts when they are outside a `"…"` or `` `…` ``
+/// string (the quotes stay in the pieces). With `skip_empty`, runs of separators yield no empty
+/// pieces.
+fn split_unquoted(
+    s: &str,
+    sep: impl Fn(char) -> bool,
+    skip_empty: bool,
+) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quote: Option<char> = None;
-    for c in stage.trim().chars() {
-        match (quote, c) {
-            (None, ' ' | '\t') => {
-                if !cur.is_empty() {
+    for c in s.chars() {
+        match quote {
+            None if sep(c) => {
+                if !(skip_empty && cur.is_empty()) {
                     out.push(std::mem::take(&mut cur));
                 }
             }
-            (None, '"' | '`') => {
+            None if c == '"' || c == '`' => {
                 quote = Some(c);
                 cur.push(c);
             }
-            (Some(q), c) if c == q => {
+            Some(q) if c == q => {
                 quote = None;
                 cur.push(c);
             }
@@ -262,7 +252,7 @@ fn words(stage: &str) -> Result<Vec<String>, String> {
     if quote.is_some() {
         return Err("unterminated string".into());
     }
-    if !cur.is_empty() {
+    if !(skip_empty && cur.is_empty()) {
         out.push(cur);
     }
     Ok(out)
