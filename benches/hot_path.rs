@@ -448,20 +448,17 @@ fn cookie_size_report() {
 // Benchmarks
 // ---------------------------------------------------------------------------------------------
 
-fn bench_session(c: &mut Criterion) {
-    let cfg = middleware_config();
-    let codec = codec(&cfg);
+/// What a login stores: claims for the default headers and the refresh token (the ID token
+/// lives in the logout-hint cookie), for the test OP's alice and the Keycloak-like user.
+fn stored_sessions() -> [(&'static str, Session); 2] {
     let all = keycloak_claims();
-    let alice = alice_claims();
     let sub = all["sub"].as_str().unwrap_or_default().to_string();
-    let cases = [
-        // What a login stores: claims for the default headers and the refresh token (the ID
-        // token lives in the logout-hint cookie).
+    [
         (
             "alice+refresh_token",
             session(
                 "alice",
-                default_headers_only(&alice),
+                default_headers_only(&alice_claims()),
                 None,
                 Some(b64ish(15, 43)),
             ),
@@ -475,6 +472,16 @@ fn bench_session(c: &mut Criterion) {
                 Some(refresh_token()),
             ),
         ),
+    ]
+}
+
+fn bench_session(c: &mut Criterion) {
+    let cfg = middleware_config();
+    let codec = codec(&cfg);
+    let all = keycloak_claims();
+    let sub = all["sub"].as_str().unwrap_or_default().to_string();
+    let mut cases = stored_sessions().to_vec();
+    cases.extend([
         // A template printing `.idToken` keeps it in the session.
         (
             "keycloak_default+id_token+refresh_token",
@@ -494,7 +501,7 @@ fn bench_session(c: &mut Criterion) {
                 Some(refresh_token()),
             ),
         ),
-    ];
+    ]);
     let mut g = c.benchmark_group("session/parse+read_session");
     for (name, s) in &cases {
         let set = codec
@@ -695,31 +702,7 @@ fn bench_decision(c: &mut Criterion) {
     let mw = Middleware::new(cfg).expect("middleware");
     let trusted = Cidr::default_trusted();
     let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let all = keycloak_claims();
-    let alice = alice_claims();
-    let sub = all["sub"].as_str().unwrap_or_default().to_string();
-    let cases = [
-        // What a login stores: claims for the default headers and the refresh token (the ID
-        // token lives in the logout-hint cookie).
-        (
-            "alice+refresh_token",
-            session(
-                "alice",
-                default_headers_only(&alice),
-                None,
-                Some(b64ish(15, 43)),
-            ),
-        ),
-        (
-            "keycloak_default+refresh_token",
-            session(
-                &sub,
-                default_headers_only(&all),
-                None,
-                Some(refresh_token()),
-            ),
-        ),
-    ];
+    let cases = stored_sessions();
     let mut g = c.benchmark_group("decision/forwarded+handle_valid_session");
     for (name, s) in &cases {
         let set = codec

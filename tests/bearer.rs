@@ -6,8 +6,7 @@
 mod common;
 
 use common::*;
-use traefik_oidc_sidecar::config::{SameSite, Secret, SessionCookieConfig};
-use traefik_oidc_sidecar::session::{CookieCodec, RequestCookies};
+use traefik_oidc_sidecar::session::RequestCookies;
 
 fn yaml(issuer: &str) -> String {
     let provider = |extra: &str| {
@@ -110,26 +109,8 @@ async fn bearer_tokens_are_validated_on_every_request_and_never_redirect() {
     // An ID token from a browser login is not an access token for this API (audience).
     let mut browser = Browser::new(&s, "jwt");
     browser.login("http://app.test/", "alice").await;
-    let codec = CookieCodec::new(
-        &Secret::new(SECRET),
-        "jwt",
-        "TraefikOidcSidecar.jwt",
-        "/logout",
-        SessionCookieConfig {
-            path: "/".into(),
-            domain: None,
-            secure: false,
-            http_only: true,
-            same_site: SameSite::Lax,
-            max_age: 0,
-        },
-    );
-    let header = browser
-        .cookies(APP_HOST)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let codec = test_codec("jwt");
+    let header = browser.cookie_string(APP_HOST);
     let cookies = RequestCookies::parse([header.as_str()].into_iter());
     let session = codec.open_session(&cookies).expect("a session");
     assert_eq!(

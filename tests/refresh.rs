@@ -7,8 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use traefik_oidc_sidecar::config::{SameSite, Secret, SessionCookieConfig};
-use traefik_oidc_sidecar::session::{CookieCodec, RequestCookies};
+use traefik_oidc_sidecar::session::RequestCookies;
 
 const HOME: &str = "http://app.test/";
 
@@ -55,12 +54,7 @@ async fn session_is_refreshed_after_the_threshold_and_concurrent_requests_share_
     // rotates refresh tokens and revokes the grant on reuse, so they only all succeed if a
     // single refresh is shared.
     tokio::time::sleep(Duration::from_millis(4200)).await;
-    let cookie = b
-        .cookies(APP_HOST)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let cookie = b.cookie_string(APP_HOST);
     let http = reqwest::Client::new();
     let mut tasks = Vec::new();
     for _ in 0..10 {
@@ -76,20 +70,7 @@ async fn session_is_refreshed_after_the_threshold_and_concurrent_requests_share_
     }
     // Open each answer's new session with the same key the sidecar uses: they must all hold
     // the same refresh token, i.e. come from one refresh.
-    let codec = CookieCodec::new(
-        &Secret::new(SECRET),
-        "default",
-        "TraefikOidcSidecar.default",
-        "/logout",
-        SessionCookieConfig {
-            path: "/".into(),
-            domain: None,
-            secure: false,
-            http_only: true,
-            same_site: SameSite::Lax,
-            max_age: 0,
-        },
-    );
+    let codec = test_codec("default");
     let mut set_cookie_values = std::collections::BTreeSet::new();
     for t in tasks {
         let r = t.await.unwrap();

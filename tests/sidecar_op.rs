@@ -680,26 +680,8 @@ async fn userinfo_claims_are_merged_once_at_login() {
     assert_eq!(r.header("x-info"), Some("info-for-alice"), "{r:#?}");
     assert_eq!(r.header("x-user"), Some("alice"));
     // The ID token itself does not carry the claim: it came from UserInfo.
-    let codec = traefik_oidc_sidecar::session::CookieCodec::new(
-        &traefik_oidc_sidecar::config::Secret::new(SECRET),
-        "userinfo",
-        "TraefikOidcSidecar.userinfo",
-        "/logout",
-        traefik_oidc_sidecar::config::SessionCookieConfig {
-            path: "/".into(),
-            domain: None,
-            secure: false,
-            http_only: true,
-            same_site: traefik_oidc_sidecar::config::SameSite::Lax,
-            max_age: 0,
-        },
-    );
-    let header = b
-        .cookies(APP_HOST)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let codec = test_codec("userinfo");
+    let header = b.cookie_string(APP_HOST);
     let cookies =
         traefik_oidc_sidecar::session::RequestCookies::parse([header.as_str()].into_iter());
     let session = codec.open_session(&cookies).unwrap();

@@ -75,12 +75,7 @@ async fn soak_at_saturation_has_no_unexpected_status_and_flat_memory() {
     assert!(ready, "sidecar not ready");
     let mut b = Browser::at(addr, "default");
     assert_eq!(b.login("http://app.test/", "alice").await.status, 302);
-    let cookie = b
-        .cookies(APP_HOST)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let cookie = b.cookie_string(APP_HOST);
 
     let ok = Arc::new(AtomicU64::new(0));
     let unexpected = Arc::new(AtomicU64::new(0));

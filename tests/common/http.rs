@@ -110,3 +110,85 @@ pub fn path_matches(request: &str, cookie: &str) -> bool {
         || (request.starts_with(cookie)
             && (cookie.ends_with('/') || request.as_bytes().get(cookie.len()) == Some(&b'/')))
 }
+
+/// A browser's cookies, one jar per host (`host[:port]`): `Set-Cookie` in, `Cookie` out. Like a
+/// browser, a cookie set with a `Path` goes only to requests under it (the logout hint goes to
+/// the logout path only); expired cookies are dropped.
+#[derive(Debug, Default)]
+pub struct Jar {
+    /// host → name → (value, path).
+    hosts: BTreeMap<String, BTreeMap<String, (String, String)>>,
+}
+
+impl Jar {
+    /// Every cookie held for `host`, whatever its path, by name.
+    pub fn cookies(&self, host: &str) -> BTreeMap<String, String> {
+        self.hosts
+            .get(host)
+            .map(|j| j.iter().map(|(n, (v, _))| (n.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Sets a cookie for `host` with `Path=/`, as a script or an attacker could.
+    pub fn set(&mut self, host: &str, name: &str, value: &str) {
+        self.hosts
+            .entry(host.to_string())
+            .or_default()
+            .insert(name.to_string(), (value.to_string(), "/".to_string()));
+    }
+
+    /// Forgets a cookie.
+    pub fn remove(&mut self, host: &str, name: &str) {
+        if let Some(j) = self.hosts.get_mut(host) {
+            j.remove(name);
+        }
+    }
+
+    /// The `Cookie` header for a request to `host`: only the cookies whose path matches `path`,
+    /// or every cookie when `path` is `None`.
+    pub fn header(&self, host: &str, path: Option<&str>) -> Option<String> {
+        let sent: Vec<String> = self
+            .hosts
+            .get(host)?
+            .iter()
+            .filter(|(_, (_, p))| path.is_none_or(|path| path_matches(path, p)))
+            .map(|(n, (v, _))| format!("{n}={v}"))
+            .collect();
+        (!sent.is_empty()).then(|| sent.join("; "))
+    }
+
+    /// Applies the `Set-Cookie` headers of an answer from `host`.
+    pub fn absorb(&mut self, host: &str, r: &Resp) {
+        let jar = self.hosts.entry(host.to_string()).or_default();
+        for v in r.all("set-cookie") {
+            let c = cookie::Cookie::parse(v.to_string()).unwrap();
+            if is_removal(&c) {
+                jar.remove(c.name());
+            } else {
+                let path = c.path().unwrap_or("/").to_string();
+                jar.insert(c.name().to_string(), (c.value().to_string(), path));
+            }
+        }
+    }
+}
+
+/// Reads a reqwest response into a [`Resp`] (header values that are not UTF-8 kept lossily).
+pub async fn finish(resp: reqwest::Response) -> Resp {
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = resp.text().await.unwrap_or_default();
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}

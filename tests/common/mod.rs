@@ -301,10 +301,7 @@ impl Drop for Sidecar {
 /// A browser with a cookie jar per host, driving the app through the sidecar as Traefik would.
 pub struct Browser {
     http: reqwest::Client,
-    jars: BTreeMap<String, BTreeMap<String, String>>,
-    /// `Path` of the cookies set with one other than `/`, by (host, name): like a browser, the
-    /// jar sends them only to matching paths (the logout hint goes to the logout path only).
-    paths: BTreeMap<(String, String), String>,
+    jar: Jar,
     sidecar: String,
     pub middleware: String,
 }
@@ -322,81 +319,27 @@ impl Browser {
                 .timeout(Duration::from_secs(20))
                 .build()
                 .unwrap(),
-            jars: BTreeMap::new(),
-            paths: BTreeMap::new(),
+            jar: Jar::default(),
             sidecar: addr.to_string(),
             middleware: middleware.to_string(),
         }
     }
 
     pub fn cookies(&self, host: &str) -> BTreeMap<String, String> {
-        self.jars.get(host).cloned().unwrap_or_default()
+        self.jar.cookies(host)
+    }
+
+    /// Every cookie held for `host`, whatever its path, as one `Cookie` header value.
+    pub fn cookie_string(&self, host: &str) -> String {
+        self.jar.header(host, None).unwrap_or_default()
     }
 
     pub fn set_cookie(&mut self, host: &str, name: &str, value: &str) {
-        self.jars
-            .entry(host.to_string())
-            .or_default()
-            .insert(name.to_string(), value.to_string());
+        self.jar.set(host, name, value);
     }
 
     pub fn remove_cookie(&mut self, host: &str, name: &str) {
-        if let Some(j) = self.jars.get_mut(host) {
-            j.remove(name);
-        }
-    }
-
-    fn cookie_header(&self, host: &str, path: &str) -> Option<String> {
-        let jar = self.jars.get(host)?;
-        let sent: Vec<String> = jar
-            .iter()
-            .filter(|(k, _)| {
-                self.paths
-                    .get(&(host.to_string(), k.to_string()))
-                    .is_none_or(|p| path_matches(path, p))
-            })
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        (!sent.is_empty()).then(|| sent.join("; "))
-    }
-
-    fn absorb(&mut self, host: &str, headers: &[(String, String)]) {
-        for (n, v) in headers {
-            if !n.eq_ignore_ascii_case("set-cookie") {
-                continue;
-            }
-            let c = cookie::Cookie::parse(v.clone()).unwrap();
-            let expired = c.max_age().is_some_and(|m| m.is_zero() || m.is_negative())
-                || c.expires_datetime()
-                    .is_some_and(|t| t < cookie::time::OffsetDateTime::now_utc());
-            let jar = self.jars.entry(host.to_string()).or_default();
-            let key = (host.to_string(), c.name().to_string());
-            if expired {
-                jar.remove(c.name());
-                self.paths.remove(&key);
-            } else {
-                jar.insert(c.name().to_string(), c.value().to_string());
-                match c.path().filter(|p| *p != "/") {
-                    Some(p) => self.paths.insert(key, p.to_string()),
-                    None => self.paths.remove(&key),
-                };
-            }
-        }
-    }
-
-    async fn finish(resp: reqwest::Response) -> Resp {
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect();
-        let body = resp.text().await.unwrap_or_default();
-        Resp {
-            status,
-            headers,
-            body,
-        }
+        self.jar.remove(host, name);
     }
 
     /// A request to the protected app at `url` (http://app.test/...), as Traefik's forwardAuth
@@ -445,14 +388,14 @@ impl Browser {
                 .header("Accept", "application/json"),
         };
         let path = uri.split('?').next().unwrap_or("/");
-        if let Some(c) = self.cookie_header(host, path) {
+        if let Some(c) = self.jar.header(host, Some(path)) {
             req = req.header("Cookie", c);
         }
         for (k, v) in extra {
             req = req.header(*k, *v);
         }
-        let r = Self::finish(req.send().await.unwrap()).await;
-        self.absorb(host, &r.headers);
+        let r = finish(req.send().await.unwrap()).await;
+        self.jar.absorb(host, &r);
         r
     }
 
@@ -469,11 +412,11 @@ impl Browser {
         let u = reqwest::Url::parse(url).unwrap();
         let host = Self::host_of(&u);
         let mut req = self.http.get(u.clone()).header("Accept", "text/html");
-        if let Some(c) = self.cookie_header(&host, u.path()) {
+        if let Some(c) = self.jar.header(&host, Some(u.path())) {
             req = req.header("Cookie", c);
         }
-        let r = Self::finish(req.send().await.unwrap()).await;
-        self.absorb(&host, &r.headers);
+        let r = finish(req.send().await.unwrap()).await;
+        self.jar.absorb(&host, &r);
         r
     }
 
@@ -489,11 +432,11 @@ impl Browser {
             .post(u.clone())
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body(body);
-        if let Some(c) = self.cookie_header(&host, u.path()) {
+        if let Some(c) = self.jar.header(&host, Some(u.path())) {
             req = req.header("Cookie", c);
         }
-        let r = Self::finish(req.send().await.unwrap()).await;
-        self.absorb(&host, &r.headers);
+        let r = finish(req.send().await.unwrap()).await;
+        self.jar.absorb(&host, &r);
         r
     }
 
@@ -538,6 +481,25 @@ impl Browser {
         );
         self.app(&callback, Kind::Navigate).await
     }
+}
+
+/// The codec the sidecar builds for `middleware` from [`config_yaml`] (same Secret, default
+/// cookie prefix and logout path), so a test can open the cookies it wrote.
+pub fn test_codec(middleware: &str) -> traefik_oidc_sidecar::session::CookieCodec {
+    traefik_oidc_sidecar::session::CookieCodec::new(
+        &traefik_oidc_sidecar::config::Secret::new(SECRET),
+        middleware,
+        &format!("TraefikOidcSidecar.{middleware}"),
+        "/logout",
+        traefik_oidc_sidecar::config::SessionCookieConfig {
+            path: "/".into(),
+            domain: None,
+            secure: false,
+            http_only: true,
+            same_site: traefik_oidc_sidecar::config::SameSite::Lax,
+            max_age: 0,
+        },
+    )
 }
 
 /// One OP for a whole test binary (the harness keeps its stdin open; it exits with us).

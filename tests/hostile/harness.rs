@@ -141,7 +141,7 @@ pub fn traefik(host: &str, uri: &str, kind: Kind) -> Vec<(String, Vec<u8>)> {
 /// reach the sidecar the way Traefik's forwardAuth sends them.
 pub struct Agent {
     http: reqwest::Client,
-    jars: BTreeMap<String, BTreeMap<String, String>>,
+    jar: Jar,
     /// The forwardAuth address, `http://sidecar/auth/<middleware>`.
     pub auth: String,
 }
@@ -158,26 +158,21 @@ impl Agent {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
-            jars: BTreeMap::new(),
+            jar: Jar::default(),
             auth: format!("http://{addr}/auth/{middleware}"),
         }
     }
 
     pub fn jar(&self, host: &str) -> BTreeMap<String, String> {
-        self.jars.get(host).cloned().unwrap_or_default()
+        self.jar.cookies(host)
     }
 
     pub fn set(&mut self, host: &str, name: &str, value: &str) {
-        self.jars
-            .entry(host.to_string())
-            .or_default()
-            .insert(name.to_string(), value.to_string());
+        self.jar.set(host, name, value);
     }
 
     pub fn remove(&mut self, host: &str, name: &str) {
-        if let Some(j) = self.jars.get_mut(host) {
-            j.remove(name);
-        }
+        self.jar.remove(host, name);
     }
 
     /// The session chunks this browser holds for `mw` on the app, by name.
@@ -189,46 +184,9 @@ impl Agent {
             .collect()
     }
 
+    /// Every cookie held for `host`, whatever its path (for requests built by hand).
     pub fn cookie_header(&self, host: &str) -> Option<String> {
-        let jar = self.jars.get(host).filter(|j| !j.is_empty())?;
-        Some(
-            jar.iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    }
-
-    fn absorb(&mut self, host: &str, r: &Resp) {
-        for v in r.all("set-cookie") {
-            let c = cookie::Cookie::parse(v.to_string()).unwrap();
-            let jar = self.jars.entry(host.to_string()).or_default();
-            if is_removal(&c) {
-                jar.remove(c.name());
-            } else {
-                jar.insert(c.name().to_string(), c.value().to_string());
-            }
-        }
-    }
-
-    async fn finish(resp: reqwest::Response) -> Resp {
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let body = resp.text().await.unwrap_or_default();
-        Resp {
-            status,
-            headers,
-            body,
-        }
+        self.jar.header(host, None)
     }
 
     /// The four headers Traefik derives from the user's request to `url`, plus what a browser
@@ -262,19 +220,20 @@ impl Agent {
 
     /// Like [`Agent::forward`], with extra headers appended.
     pub async fn forward_with(&mut self, url: &str, kind: Kind, extra: &[(&str, &str)]) -> Resp {
-        let host = authority(&reqwest::Url::parse(url).unwrap());
+        let u = reqwest::Url::parse(url).unwrap();
+        let host = authority(&u);
         let mut headers: Vec<(String, Vec<u8>)> = Agent::forwarded_headers(url, kind)
             .into_iter()
             .map(|(k, v)| (k, v.into_bytes()))
             .collect();
-        if let Some(c) = self.cookie_header(&host) {
+        if let Some(c) = self.jar.header(&host, Some(u.path())) {
             headers.push(("Cookie".into(), c.into_bytes()));
         }
         for (k, v) in extra {
             headers.push((k.to_string(), v.as_bytes().to_vec()));
         }
         let r = self.raw(&headers).await;
-        self.absorb(&host, &r);
+        self.jar.absorb(&host, &r);
         r
     }
 
@@ -293,24 +252,26 @@ impl Agent {
             );
         }
         let resp = self.http.get(url).headers(map).send().await.unwrap();
-        Agent::finish(resp).await
+        finish(resp).await
     }
 
     /// A direct GET (to the OP or the fake IdP), with this browser's cookies for that host.
     pub async fn get(&mut self, url: &str) -> Resp {
-        let host = authority(&reqwest::Url::parse(url).unwrap());
+        let u = reqwest::Url::parse(url).unwrap();
+        let host = authority(&u);
         let mut req = self.http.get(url).header("Accept", "text/html");
-        if let Some(c) = self.cookie_header(&host) {
+        if let Some(c) = self.jar.header(&host, Some(u.path())) {
             req = req.header("Cookie", c);
         }
-        let r = Agent::finish(req.send().await.unwrap()).await;
-        self.absorb(&host, &r);
+        let r = finish(req.send().await.unwrap()).await;
+        self.jar.absorb(&host, &r);
         r
     }
 
     /// A direct form POST.
     pub async fn post_form(&mut self, url: &str, form: &[(&str, &str)]) -> Resp {
-        let host = authority(&reqwest::Url::parse(url).unwrap());
+        let u = reqwest::Url::parse(url).unwrap();
+        let host = authority(&u);
         let body = form
             .iter()
             .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
@@ -321,11 +282,11 @@ impl Agent {
             .post(url)
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body(body);
-        if let Some(c) = self.cookie_header(&host) {
+        if let Some(c) = self.jar.header(&host, Some(u.path())) {
             req = req.header("Cookie", c);
         }
-        let r = Agent::finish(req.send().await.unwrap()).await;
-        self.absorb(&host, &r);
+        let r = finish(req.send().await.unwrap()).await;
+        self.jar.absorb(&host, &r);
         r
     }
 
