@@ -255,13 +255,9 @@ impl CookieCodec {
 
     /// The request's `Cookie` header without this middleware's cookies.
     pub fn foreign_cookies(&self, req: &RequestCookies<'_>) -> String {
-        let mut out = String::with_capacity(
-            req.pairs
-                .iter()
-                .filter(|(n, _)| !self.is_ours(n))
-                .map(|(n, v)| n.len() + v.len() + 3)
-                .sum(),
-        );
+        // Room for every pair (ours included): one allocation, no second pass over the names.
+        let mut out =
+            String::with_capacity(req.pairs.iter().map(|(n, v)| n.len() + v.len() + 3).sum());
         for (n, v) in &req.pairs {
             if self.is_ours(n) {
                 continue;
