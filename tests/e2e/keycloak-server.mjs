@@ -130,6 +130,8 @@ export class Keycloak {
       `--hostname=${this.urls.public}`,
       '--hostname-backchannel-dynamic=true',
       '--log-console-color=false',
+      // One line per request: the suite counts the sidecar's JWKS fetches around a key rotation.
+      '--http-access-log-enabled=true',
     ];
   }
 
@@ -164,6 +166,16 @@ export class Keycloak {
 
   async stop() {
     await this.proc?.stop(20000);
+  }
+
+  /** The current end of the running Keycloak's log (for logSince). */
+  logMark() {
+    return { file: this.proc.logFile, offset: fs.statSync(this.proc.logFile).size };
+  }
+
+  /** What the running Keycloak logged since `mark`. */
+  logSince(mark) {
+    return fs.readFileSync(mark.file).subarray(mark.offset).toString('utf8');
   }
 
   async restart() {
