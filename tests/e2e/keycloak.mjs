@@ -204,22 +204,29 @@ async function main() {
     const sidecarBin = resolveSidecar();
     const sidecarPorts = {};
     for (const name of SIDECARS) sidecarPorts[name] = { port: await freePort(), metricsPort: await freePort() };
+    const sidecarOk = (name) => `sidecar ${name}: starts and is ready (${Object.entries(SITES).filter(([, x]) => x.sidecar === name).map(([k]) => k).join(', ')})`;
     const configs = sidecarConfigs({ kc, secret, clientSecret, clientKey, ports: sidecarPorts });
+    // All of them start at once; each is then judged on its own (a feature that has not landed
+    // shows as one sidecar that exits or never becomes ready, with its log's reason).
+    const procs = {};
+    await Promise.all(SIDECARS.map(async (name) => {
+      procs[name] = await stack.startSidecar(sidecarBin, { name: `sidecar-${name}`, port: sidecarPorts[name].port, configText: configs[name], waitReady: false })
+        .catch((e) => e);
+    }));
     for (const name of SIDECARS) {
-      await check(`sidecar ${name}: starts and is ready (${Object.entries(SITES).filter(([, s]) => s.sidecar === name).map(([k]) => k).join(', ')})`, async () => {
-        const p = await stack.startSidecar(sidecarBin, { name: `sidecar-${name}`, port: sidecarPorts[name].port, configText: configs[name], waitReady: false })
-          .catch((e) => { throw new Error(`${e.message}\n${stack.procs[`sidecar-${name}`]?.tail(15) || ''}`); });
+      await check(sidecarOk(name), async () => {
+        const p = procs[name];
+        if (p instanceof Error) throw p;
         await waitFor(`sidecar-${name} /readyz`, async () => {
           p.assertRunning();
           return (await request({ port: sidecarPorts[name].port, path: '/readyz', timeoutMs: 2000 })).status === 200;
         }, { timeoutMs: 30000 }).catch((e) => {
-          throw new Error(`${e.message}\n${p.tail(15).split('\n').filter((l) => /WARN|ERROR/.test(l)).join('\n')}`);
+          throw new Error(`${e.message}\n${p.tail(15).split('\n').filter((l) => /WARN|ERROR|error/.test(l)).slice(-3).join('\n')}`);
         });
         ready[name] = true;
       }, { timeoutMs: 60000 });
     }
     if (!ready.main) return;
-    const sidecarOk = (name) => `sidecar ${name}: starts and is ready (${Object.entries(SITES).filter(([, s]) => s.sidecar === name).map(([k]) => k).join(', ')})`;
 
     const okTraefik = await check('traefik: every router of both doors enabled (forwardAuth + local plugin)', async () => {
       await stack.startTraefik(resolveTraefik(), {
