@@ -1675,4 +1675,89 @@ middlewares:
             assert_eq!(did_you_mean(key, MIDDLEWARE_KEYS.iter()), want, "{key}");
         }
     }
+
+    fn provider_block(extra: &str) -> String {
+        format!(
+            "middlewares:\n  default:\n    Provider:\n      Url: https://idp.example\n      ClientId: app\n{extra}    Secret: {SECRET}\n"
+        )
+    }
+
+    fn test_key(name: &str) -> String {
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/test-keys/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn client_jwt_private_key_is_parsed_at_load() {
+        // From a file, with its key id: a key, not a warning.
+        let loaded = parse_with(
+            &provider_block(
+                "      ClientJwtPrivateKeyId: k1\n      ClientJwtPrivateKey: \"${file:/keys/ec.pem}\"\n",
+            ),
+            &[],
+            &[("/keys/ec.pem", &test_key("ec-p256-sec1.pem"))],
+        )
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+        let p = &loaded.config.middlewares["default"].provider;
+        let key = p.client_key.as_ref().unwrap();
+        assert_eq!(key.alg(), "ES256");
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        // Debug of the whole configuration names the key, never its material.
+        let shown = format!("{:?}", loaded.config);
+        assert!(shown.contains("ES256") && shown.contains("k1"), "{shown}");
+        let material = test_key("ec-p256-sec1.pem");
+        assert!(!shown.contains(&material.lines().nth(1).unwrap()[..16]));
+
+        // Inline from an environment variable, next to a secret: the secret is not sent.
+        let loaded = parse_with(
+            &provider_block("      ClientSecret: s3cret\n      ClientJwtPrivateKey: \"${KEY}\"\n"),
+            &[("KEY", &test_key("rsa-pkcs1.pem"))],
+            &[],
+        )
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+        let p = &loaded.config.middlewares["default"].provider;
+        assert_eq!(p.client_key.as_ref().map(ClientKey::alg), Some("RS256"));
+        assert_eq!(
+            loaded
+                .warnings
+                .iter()
+                .map(|w| w.path.as_str())
+                .collect::<Vec<_>>(),
+            ["middlewares.default.Provider.ClientSecret"]
+        );
+    }
+
+    #[test]
+    fn a_bad_client_jwt_private_key_is_a_load_problem_at_its_path() {
+        let problems = |extra: &str, vars: &[(&str, &str)]| {
+            parse_with(&provider_block(extra), vars, &[])
+                .err()
+                .unwrap_or_default()
+        };
+        let p = problems(
+            "      ClientJwtPrivateKey: \"${KEY}\"\n",
+            &[("KEY", "-----BEGIN RSA PRIVATE KEY-----")],
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(
+            p[0].path,
+            "middlewares.default.Provider.ClientJwtPrivateKey"
+        );
+        assert!(p[0].message.contains("PKCS#1"), "{p:?}");
+        let p = problems(
+            "      ClientJwtPrivateKey: \"${KEY}\"\n",
+            &[("KEY", &test_key("rsa-1024-too-small.pem"))],
+        );
+        assert!(p[0].message.contains("2048"), "{p:?}");
+        let p = problems("      ClientJwtPrivateKeyId: k1\n", &[]);
+        assert_eq!(
+            p[0].path,
+            "middlewares.default.Provider.ClientJwtPrivateKeyId"
+        );
+    }
 }

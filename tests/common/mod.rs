@@ -30,6 +30,8 @@ fn repo() -> PathBuf {
 /// A running oidc-provider process; killed on drop.
 pub struct Op {
     pub issuer: String,
+    /// The address the OP listens on (differs from `issuer` when OP_ISSUER names another host).
+    pub url: String,
     child: Child,
 }
 
@@ -41,6 +43,11 @@ impl Op {
 
     /// Starts the OP with ID and access tokens that live `ttl_secs`.
     pub fn start_with(port: u16, ttl_secs: u64) -> Op {
+        Op::start_env(port, ttl_secs, &[])
+    }
+
+    /// Starts the OP with extra environment variables (e.g. `OP_ISSUER`, see tests/op/op.mjs).
+    pub fn start_env(port: u16, ttl_secs: u64, env: &[(&str, &str)]) -> Op {
         let dir = repo().join("tests/op");
         assert!(
             dir.join("node_modules/oidc-provider").exists(),
@@ -59,6 +66,7 @@ impl Op {
             )
             .env("OP_EXIT_ON_STDIN_CLOSE", "1")
             .env("OP_ID_TOKEN_TTL", ttl_secs.to_string())
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(op_log())
@@ -69,8 +77,10 @@ impl Op {
         BufReader::new(stdout).read_line(&mut line).unwrap();
         let v: serde_json::Value = serde_json::from_str(line.trim())
             .unwrap_or_else(|e| panic!("OP did not start: {e}: {line:?}"));
+        let issuer = v["issuer"].as_str().unwrap().to_string();
         Op {
-            issuer: v["issuer"].as_str().unwrap().to_string(),
+            url: v["url"].as_str().unwrap_or(&issuer).to_string(),
+            issuer,
             child,
         }
     }
