@@ -40,28 +40,6 @@ fn yaml(url: &str, extra_provider: &str) -> String {
     )
 }
 
-/// A machine token from the OP's client_credentials grant (JWT with a resource, else opaque).
-async fn machine_token(url: &str, resource: Option<&str>) -> String {
-    let mut form = vec![("grant_type", "client_credentials")];
-    if let Some(r) = resource {
-        form.extend([("resource", r), ("scope", "api:read")]);
-    }
-    let v: serde_json::Value = reqwest::Client::new()
-        .post(format!("{url}/token"))
-        .basic_auth("sidecar", Some("sidecar-secret"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{v}"))
-        .to_string()
-}
-
 #[tokio::test]
 async fn internal_url_layout_becomes_ready_logs_in_and_checks_the_discovered_issuer() {
     let op = op();

@@ -521,3 +521,27 @@ pub fn shared_op() -> &'static str {
     });
     issuer
 }
+
+/// A machine token from the OP's client_credentials grant for the `sidecar` client: a JWT for
+/// `resource` when one is given (RFC 8707), else opaque. `issuer` is the OP's address.
+pub async fn machine_token(issuer: &str, resource: Option<&str>) -> String {
+    let mut form = vec![("grant_type", "client_credentials")];
+    if let Some(r) = resource {
+        form.push(("resource", r));
+        form.push(("scope", "api:read"));
+    }
+    let v: serde_json::Value = reqwest::Client::new()
+        .post(format!("{issuer}/token"))
+        .basic_auth("sidecar", Some("sidecar-secret"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_string()
+}
