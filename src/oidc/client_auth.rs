@@ -153,8 +153,9 @@ impl ClientKey {
         let signature = match &*self.signer {
             Signer::Rsa(k) => {
                 use rsa::signature::{RandomizedSigner as _, SignatureEncoding as _};
-                // Blinded with fresh randomness: the private-key operation's timing does not
-                // follow the key.
+                // Blinded with fresh randomness. The `rsa` crate's big-integer arithmetic is not
+                // constant-time (RUSTSEC-2023-0071, no fixed release); blinding and a message
+                // the attacker does not choose narrow that, and ES256 keys avoid it.
                 k.try_sign_with_rng(&mut rsa::rand_core::OsRng, input.as_bytes())
                     .map_err(|e| format!("RS256 signing failed: {e}"))?
                     .to_vec()

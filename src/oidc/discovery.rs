@@ -27,7 +27,7 @@ use openidconnect::{
 };
 use serde_json::Value;
 
-use super::http::{Capped, fetch};
+use super::transport::{Capped, fetch};
 use super::{JWKS_REFETCH_SECS, Provider};
 use crate::error::Error;
 
@@ -114,28 +114,6 @@ impl Provider {
             self.cfg.valid_issuer.as_deref(),
             &discovered_issuer,
         );
-        // Warn once per change, not on every periodic refresh of the same document.
-        let changed = previous
-            .as_ref()
-            .is_none_or(|p| p.discovered_issuer != discovered_issuer);
-        match layout {
-            IssuerLayout::InternalUrl if changed => tracing::warn!(
-                provider_url = %self.cfg.url,
-                issuer = %discovered_issuer,
-                "discovery at {} names the issuer {discovered_issuer}; tokens and callbacks must \
-                 name {discovered_issuer} (internal-URL layout; set Provider.ValidIssuer to pin \
-                 it). The endpoints the document lists must be reachable from the sidecar",
-                self.cfg.url
-            ),
-            IssuerLayout::Pinned if changed => tracing::warn!(
-                provider_url = %self.cfg.url,
-                issuer = %discovered_issuer,
-                valid_issuer = %issuer,
-                "discovery names the issuer {discovered_issuer}; tokens must name \
-                 Provider.ValidIssuer {issuer}"
-            ),
-            _ => {}
-        }
         let jwks_uri = metadata.jwks_uri().clone();
         let jwks = self.fetch_jwks(&jwks_uri).await?;
         let pkce_s256 = raw
@@ -172,9 +150,6 @@ impl Provider {
         if allowed_algs.is_empty() {
             return Err("the IdP advertises no asymmetric ID token signing algorithm".into());
         }
-        if previous.is_none() {
-            self.check_client_auth_support(&raw);
-        }
         let basic_ok = metadata
             .token_endpoint_auth_methods_supported()
             .is_none_or(|m| m.contains(&CoreClientAuthMethod::ClientSecretBasic));
@@ -193,6 +168,33 @@ impl Provider {
         );
         if !basic_ok || self.cfg.client_key.is_some() {
             client = client.set_auth_type(AuthType::RequestBody);
+        }
+        // Warn once per change of the discovered issuer, not on every periodic refresh of the
+        // same document, and only for a load that succeeds (a failed attempt is retried with
+        // backoff and must not repeat the warning).
+        let changed = previous
+            .as_ref()
+            .is_none_or(|p| p.discovered_issuer != discovered_issuer);
+        match layout {
+            IssuerLayout::InternalUrl if changed => tracing::warn!(
+                provider_url = %self.cfg.url,
+                issuer = %discovered_issuer,
+                "discovery at {} names the issuer {discovered_issuer}; tokens and callbacks must \
+                 name {discovered_issuer} (internal-URL layout; set Provider.ValidIssuer to pin \
+                 it). The endpoints the document lists must be reachable from the sidecar",
+                self.cfg.url
+            ),
+            IssuerLayout::Pinned if changed => tracing::warn!(
+                provider_url = %self.cfg.url,
+                issuer = %discovered_issuer,
+                valid_issuer = %issuer,
+                "discovery names the issuer {discovered_issuer}; tokens must name \
+                 Provider.ValidIssuer {issuer}"
+            ),
+            _ => {}
+        }
+        if previous.is_none() {
+            self.check_client_auth_support(&raw);
         }
         self.store(Discovered {
             issuer,

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::client_auth::ASSERTION_TYPE;
-use super::http::fetch;
+use super::transport::fetch;
 use super::{LEEWAY_SECS, Provider};
 use crate::error::Error;
 

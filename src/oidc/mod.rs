@@ -6,7 +6,7 @@
 //! - `tokens`: the code exchange, the refresh, ID token and JWT access token verification;
 //! - `client_auth`: how the sidecar authenticates to the IdP (secret or private_key_jwt);
 //! - `introspection`, `userinfo`: RFC 7662 and OIDC Core §5.3;
-//! - `http`: the capped, redirect-free HTTP client.
+//! - `transport`: the capped, redirect-free HTTP client.
 //!
 //! Discovery and keys load in the background with retry and backoff; until they are loaded the
 //! middleware is not ready and logins answer 503, while existing sessions (which need nothing
@@ -15,10 +15,10 @@
 mod client_auth;
 mod discovery;
 mod front_channel;
-mod http;
 mod introspection;
 mod settings;
 mod tokens;
+mod transport;
 mod userinfo;
 
 use std::collections::HashMap;
@@ -30,9 +30,9 @@ use tracing::Instrument as _;
 pub use client_auth::{ASSERTION_LIFETIME_SECS, ASSERTION_TYPE, ClientKey};
 pub use discovery::Discovered;
 pub use front_channel::{AuthorizeParams, pkce_challenge};
-pub use http::{CappedError, MAX_IDP_BODY, decode_ca_bundle};
 pub use settings::{ProviderConfig, TokenValidation};
 pub use tokens::{Exchange, Refreshed, Verified};
+pub use transport::{CappedError, MAX_IDP_BODY, decode_ca_bundle};
 
 /// How far the clocks of the IdP and the sidecar may disagree (OIDC Core §3.1.3.7 leaves the
 /// amount to the client; 60 s is the common choice).
@@ -64,7 +64,7 @@ pub enum TokenKind {
 impl Provider {
     /// Builds the HTTP client (TLS settings from the config); does no network I/O.
     pub fn new(cfg: ProviderConfig) -> Result<Self, String> {
-        let http = http::client(&cfg)?;
+        let http = transport::client(&cfg)?;
         Ok(Provider {
             cfg,
             http,

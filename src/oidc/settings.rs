@@ -24,7 +24,7 @@ pub enum TokenValidation {
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
     /// Where discovery is fetched (`Url + /.well-known/openid-configuration`). Usually the
-    /// issuer; may be an internal address of it (see [`super::discovery`]).
+    /// issuer; may be an internal address of it (the internal-URL layout, see `discovery`).
     pub url: String,
     /// OAuth client id.
     pub client_id: String,

@@ -14,8 +14,8 @@ use openidconnect::{
 use serde_json::{Map, Value};
 
 use super::client_auth::ASSERTION_TYPE;
-use super::http::{Capped, CappedError};
 use super::settings::ProviderConfig;
+use super::transport::{Capped, CappedError};
 use super::{Discovered, LEEWAY_SECS, Provider, TokenKind};
 use crate::error::Error;
 

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::http::fetch;
+use super::transport::fetch;
 use super::{Discovered, Provider};
 use crate::error::Error;
 
