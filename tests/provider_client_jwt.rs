@@ -20,7 +20,8 @@ fn key_path(name: &str) -> String {
 }
 
 /// `rsa`: inline PKCS#1 PEM (a YAML block); `ec`: SEC1 PEM through `${file:}`; `intro`: bearer
-/// tokens introspected with an ES256 assertion (PKCS#8 file); `wrong`: a key the OP never saw.
+/// tokens introspected with an ES256 assertion (PKCS#8 file); `wrong`: a key the OP never saw;
+/// `both`: a ClientSecret next to the key (the secret must not be sent).
 fn yaml(issuer: &str) -> String {
     let inline: String = std::fs::read_to_string(key_path("rsa-pkcs1.pem"))
         .unwrap()
@@ -39,7 +40,7 @@ fn yaml(issuer: &str) -> String {
         )
     };
     format!(
-        "middlewares:\n{}{}{}{}",
+        "middlewares:\n{}{}{}{}{}",
         mw(
             "rsa",
             &format!(
@@ -57,6 +58,14 @@ fn yaml(issuer: &str) -> String {
             "    AuthorizationHeader:\n      Name: Authorization\n"
         ),
         mw("wrong", &file("test-rsa", "rsa-unregistered.pem"), ""),
+        mw(
+            "both",
+            &format!(
+                "      ClientSecret: not-sent\n{}",
+                file("test-rsa", "rsa-pkcs8.pem")
+            ),
+            ""
+        ),
     )
 }
 
@@ -133,4 +142,17 @@ async fn an_assertion_signed_with_an_unknown_key_fails_the_login() {
         "no session"
     );
     assert_eq!(b.app(HOME, Kind::Xhr).await.status, 401);
+}
+
+#[tokio::test]
+async fn with_a_key_the_client_secret_is_not_sent() {
+    // The OP refuses a request that authenticates the client twice (RFC 6749 §2.3: one method
+    // per request), so this login only completes if the secret stayed home.
+    let op = Op::start(0);
+    let s = Sidecar::start(&yaml(&op.issuer)).await;
+    s.wait_ready(15).await;
+    let mut b = Browser::new(&s, "both");
+    let r = b.login(HOME, "bob").await;
+    assert_eq!(r.status, 302, "{r:#?}");
+    assert_eq!(b.app(HOME, Kind::Xhr).await.header("x-user"), Some("bob"));
 }
