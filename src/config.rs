@@ -14,11 +14,15 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use openidconnect::ClientSecret;
 use openidconnect::url::Url;
 use serde_yaml_ng::Value;
 
 use crate::authz::ClaimAssertion;
 use crate::forwarded::Cidr;
+use crate::oidc;
+// The provider's settings belong to the OIDC module; the file is parsed into them.
+pub use crate::oidc::{ClientKey, ProviderConfig, TokenValidation};
 use crate::pages::{ErrorPage, PageTemplate};
 use crate::rules::Rule;
 use crate::template::{HeaderRule, IncludeWhen, Template};
@@ -80,17 +84,6 @@ pub enum UnauthorizedBehavior {
     Forward,
 }
 
-/// How bearer tokens (`AuthorizationHeader` / `AuthorizationCookie`) are validated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenValidation {
-    /// As a JWT (signature, iss, aud, exp) — the default, same as `AccessToken`.
-    IdToken,
-    /// As a JWT access token.
-    AccessToken,
-    /// By RFC 7662 introspection (opaque tokens too).
-    Introspection,
-}
-
 /// The `SameSite` attribute of the session cookie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SameSite {
@@ -117,39 +110,6 @@ pub struct Config {
     pub log_level: String,
     /// Middlewares by name.
     pub middlewares: BTreeMap<String, MiddlewareConfig>,
-}
-
-/// The `Provider` block.
-#[derive(Debug, Clone)]
-pub struct ProviderConfig {
-    /// Issuer URL (discovery is `Url + /.well-known/openid-configuration`).
-    pub url: String,
-    /// OAuth client id.
-    pub client_id: String,
-    /// OAuth client secret (confidential clients).
-    pub client_secret: Option<Secret>,
-    /// Force PKCE S256 even when discovery does not advertise it.
-    pub use_pkce: bool,
-    /// Check the ID token's `iss`.
-    pub validate_issuer: bool,
-    /// Expected `iss` (default: the discovered issuer).
-    pub valid_issuer: Option<String>,
-    /// Check the ID token's `aud`.
-    pub validate_audience: bool,
-    /// Expected audience (default: the client id).
-    pub valid_audience: Option<String>,
-    /// Skip TLS certificate checks toward the IdP (testing only).
-    pub insecure_skip_verify: bool,
-    /// Extra CA certificates (PEM) trusted for the IdP.
-    pub ca_bundle_file: Option<PathBuf>,
-    /// Extra CA certificates inline: PEM text, or `base64:` + base64 of PEM.
-    pub ca_bundle: Option<String>,
-    /// Fraction of the token lifetime after which a session with a refresh token is refreshed.
-    pub token_renewal_threshold: f64,
-    /// How bearer tokens are validated.
-    pub token_validation: TokenValidation,
-    /// Merge the UserInfo endpoint's claims into the session at login and refresh.
-    pub use_claims_from_userinfo: bool,
 }
 
 /// The `SessionCookie` block.
@@ -357,9 +317,9 @@ const PROVIDER_KEYS: &[&str] = &[
     "CABundle",
     "TokenValidation",
     "UseClaimsFromUserInfo",
+    "ClientJwtPrivateKey",
+    "ClientJwtPrivateKeyId",
 ];
-
-const PROVIDER_LATER: &[&str] = &["ClientJwtPrivateKeyId", "ClientJwtPrivateKey"];
 
 const COOKIE_KEYS: &[&str] = &["Path", "Domain", "Secure", "HttpOnly", "SameSite", "MaxAge"];
 const AUTHZ_KEYS: &[&str] = &["AssertClaims", "CheckOnEveryRequest"];
@@ -1101,7 +1061,8 @@ fn parse_provider(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<ProviderConf
     }
     let client_secret = opt_string(&mut obj, "ClientSecret", cx)
         .filter(|s| !s.is_empty())
-        .map(Secret::new);
+        .map(ClientSecret::new);
+    let client_key = parse_client_key(&mut obj, path, client_secret.is_some(), cx);
     let mut flag = |obj: &mut Obj<'_>, key: &str, default: bool| match obj.get(key) {
         Some((p, v)) => cx.boolean(v, &p).unwrap_or(default),
         None => default,
@@ -1146,7 +1107,7 @@ fn parse_provider(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<ProviderConf
         );
     }
     if let Some(b) = &ca_bundle
-        && let Err(e) = crate::oidc::decode_ca_bundle(b)
+        && let Err(e) = oidc::decode_ca_bundle(b)
     {
         cx.problem(&join(path, "CABundle"), e);
     }
@@ -1173,11 +1134,12 @@ fn parse_provider(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<ProviderConf
             "TLS certificates of the IdP are not checked; use only for testing",
         );
     }
-    obj.finish(PROVIDER_KEYS, PROVIDER_LATER, cx);
+    obj.finish(PROVIDER_KEYS, &[], cx);
     Some(ProviderConfig {
         url: url?,
         client_id: client_id?,
         client_secret,
+        client_key,
         use_pkce,
         validate_issuer,
         valid_issuer,
@@ -1190,6 +1152,43 @@ fn parse_provider(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<ProviderConf
         token_validation,
         use_claims_from_userinfo,
     })
+}
+
+/// `ClientJwtPrivateKey` (PEM, usually `${file:…}`) and `ClientJwtPrivateKeyId`: parsed here so
+/// a bad key stops the load with its key path instead of failing every login.
+fn parse_client_key(
+    obj: &mut Obj<'_>,
+    path: &str,
+    has_secret: bool,
+    cx: &mut Cx<'_>,
+) -> Option<ClientKey> {
+    let kid = opt_string(obj, "ClientJwtPrivateKeyId", cx).filter(|s| !s.is_empty());
+    let pem = opt_string(obj, "ClientJwtPrivateKey", cx).filter(|s| !s.trim().is_empty());
+    let Some(pem) = pem else {
+        if kid.is_some() {
+            cx.problem(
+                &join(path, "ClientJwtPrivateKeyId"),
+                "given without ClientJwtPrivateKey",
+            );
+        }
+        return None;
+    };
+    let key_path = join(path, "ClientJwtPrivateKey");
+    match ClientKey::from_pem(&pem, kid) {
+        Ok(key) => {
+            if has_secret {
+                cx.warn(
+                    &join(path, "ClientSecret"),
+                    "not sent: ClientJwtPrivateKey authenticates the client (private_key_jwt)",
+                );
+            }
+            Some(key)
+        }
+        Err(e) => {
+            cx.problem(&key_path, e);
+            None
+        }
+    }
 }
 
 fn default_cookie() -> SessionCookieConfig {
@@ -1509,7 +1508,10 @@ middlewares:
         let m = &loaded.config.middlewares["oidc-auth"];
         assert_eq!(m.provider.client_id, "app");
         assert_eq!(
-            m.provider.client_secret.as_ref().map(Secret::expose),
+            m.provider
+                .client_secret
+                .as_ref()
+                .map(|s| s.secret().as_str()),
             Some("s3cret")
         );
         assert!(m.provider.use_pkce && m.provider.validate_issuer && !m.provider.validate_audience);
@@ -1672,5 +1674,90 @@ middlewares:
         for (key, want) in cases {
             assert_eq!(did_you_mean(key, MIDDLEWARE_KEYS.iter()), want, "{key}");
         }
+    }
+
+    fn provider_block(extra: &str) -> String {
+        format!(
+            "middlewares:\n  default:\n    Provider:\n      Url: https://idp.example\n      ClientId: app\n{extra}    Secret: {SECRET}\n"
+        )
+    }
+
+    fn test_key(name: &str) -> String {
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/test-keys/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn client_jwt_private_key_is_parsed_at_load() {
+        // From a file, with its key id: a key, not a warning.
+        let loaded = parse_with(
+            &provider_block(
+                "      ClientJwtPrivateKeyId: k1\n      ClientJwtPrivateKey: \"${file:/keys/ec.pem}\"\n",
+            ),
+            &[],
+            &[("/keys/ec.pem", &test_key("ec-p256-sec1.pem"))],
+        )
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+        let p = &loaded.config.middlewares["default"].provider;
+        let key = p.client_key.as_ref().unwrap();
+        assert_eq!(key.alg(), "ES256");
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        // Debug of the whole configuration names the key, never its material.
+        let shown = format!("{:?}", loaded.config);
+        assert!(shown.contains("ES256") && shown.contains("k1"), "{shown}");
+        let material = test_key("ec-p256-sec1.pem");
+        assert!(!shown.contains(&material.lines().nth(1).unwrap()[..16]));
+
+        // Inline from an environment variable, next to a secret: the secret is not sent.
+        let loaded = parse_with(
+            &provider_block("      ClientSecret: s3cret\n      ClientJwtPrivateKey: \"${KEY}\"\n"),
+            &[("KEY", &test_key("rsa-pkcs1.pem"))],
+            &[],
+        )
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+        let p = &loaded.config.middlewares["default"].provider;
+        assert_eq!(p.client_key.as_ref().map(ClientKey::alg), Some("RS256"));
+        assert_eq!(
+            loaded
+                .warnings
+                .iter()
+                .map(|w| w.path.as_str())
+                .collect::<Vec<_>>(),
+            ["middlewares.default.Provider.ClientSecret"]
+        );
+    }
+
+    #[test]
+    fn a_bad_client_jwt_private_key_is_a_load_problem_at_its_path() {
+        let problems = |extra: &str, vars: &[(&str, &str)]| {
+            parse_with(&provider_block(extra), vars, &[])
+                .err()
+                .unwrap_or_default()
+        };
+        let p = problems(
+            "      ClientJwtPrivateKey: \"${KEY}\"\n",
+            &[("KEY", "-----BEGIN RSA PRIVATE KEY-----")],
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(
+            p[0].path,
+            "middlewares.default.Provider.ClientJwtPrivateKey"
+        );
+        assert!(p[0].message.contains("PKCS#1"), "{p:?}");
+        let p = problems(
+            "      ClientJwtPrivateKey: \"${KEY}\"\n",
+            &[("KEY", &test_key("rsa-1024-too-small.pem"))],
+        );
+        assert!(p[0].message.contains("2048"), "{p:?}");
+        let p = problems("      ClientJwtPrivateKeyId: k1\n", &[]);
+        assert_eq!(
+            p[0].path,
+            "middlewares.default.Provider.ClientJwtPrivateKeyId"
+        );
     }
 }
