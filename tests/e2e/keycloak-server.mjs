@@ -178,6 +178,12 @@ export class Keycloak {
     return fs.readFileSync(mark.file).subarray(mark.offset).toString('utf8');
   }
 
+  /** Deletes the run's copy of the distribution (its database and the filled-in realm, with
+   * the run's secrets, included); logs stay in the artifacts directory. Call once it has stopped. */
+  removeCopy() {
+    if (this.dir) fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+
   async restart() {
     await this.stop();
     return this.start();

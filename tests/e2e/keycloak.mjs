@@ -153,6 +153,7 @@ async function main() {
   const cleanup = async () => {
     await browser?.close().catch(() => {});
     await stack.stop().catch(() => {});
+    kc?.removeCopy();
   };
   const watchdog = setTimeout(async () => {
     line('FAIL', 'suite', `whole suite exceeded ${SUITE_TIMEOUT_MS / 1000} s`);
