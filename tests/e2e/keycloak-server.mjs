@@ -161,7 +161,38 @@ export class Keycloak {
     }
     const secs = (Date.now() - t0) / 1000;
     this.starts.push(secs);
+    this.keepAugmentation();
     return secs;
+  }
+
+  /**
+   * Dev mode re-augments the distribution (Quarkus build steps, about 45 s on two busy cores) the
+   * first time it starts from a fresh unpack: lib/quarkus/ is rewritten for the dev profile. The
+   * first run hands that result back to the cached home (once, marked by .dev-augmented, swapped
+   * in by rename), so later runs start without it. Keycloak compares the build options it was
+   * augmented with at every start and re-augments by itself when they differ, so a stale copy
+   * only costs time. Failures here are ignored: the cache merely stays as it was.
+   */
+  keepAugmentation() {
+    const marker = path.join(this.home, '.dev-augmented');
+    const built = path.join(this.dir, 'lib', 'quarkus');
+    if (fs.existsSync(marker) || !fs.existsSync(path.join(built, 'build-system.properties'))) return;
+    const lib = path.join(this.home, 'lib');
+    const tmp = path.join(lib, `.quarkus-new-${process.pid}`);
+    const old = path.join(lib, `.quarkus-old-${process.pid}`);
+    try {
+      fs.cpSync(built, tmp, { recursive: true });
+      fs.renameSync(path.join(lib, 'quarkus'), old);
+      fs.renameSync(tmp, path.join(lib, 'quarkus'));
+      fs.writeFileSync(marker, `${new Date().toISOString()}\n`);
+      this.say(`kept Keycloak's dev-mode augmentation in ${lib}/quarkus for the next runs`);
+    } catch (e) {
+      this.say(`could not keep Keycloak's dev-mode augmentation (${e.message}); the next run augments again`);
+      if (!fs.existsSync(path.join(lib, 'quarkus')) && fs.existsSync(old)) fs.renameSync(old, path.join(lib, 'quarkus'));
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      fs.rmSync(old, { recursive: true, force: true });
+    }
   }
 
   async stop() {
