@@ -73,13 +73,16 @@ async function follow(page, kc, origin, act, user) {
     await act().catch(() => {}); // an error status with no body throws in goto; the response is what counts
     const deadline = Date.now() + NAV_TIMEOUT_MS;
     while (!final && Date.now() < deadline) {
-      const onForm = page.url().startsWith(kc.urls.public) && await page.locator('#username').count().catch(() => 0) > 0;
+      // The login form; on re-authentication (prompt=login with a Keycloak session) it shows the
+      // user's name read-only (#kc-attempted-username) and asks only for the password.
+      const onForm = page.url().startsWith(kc.urls.public) && await page.locator('#password').count().catch(() => 0) > 0;
       if (onForm) {
         assert(user, `Keycloak asked for a login at ${page.url().split('?')[0]} and no user was given`);
         assert(forms < 2, 'Keycloak showed its login form a third time: a login loop');
         forms++;
         final = null;
-        await page.fill('#username', user);
+        if (await page.locator('#username').count() > 0) await page.fill('#username', user);
+        else assert(await page.locator('#kc-attempted-username').inputValue() === user, 'Keycloak re-authenticates another user');
         await page.fill('#password', PASSWORD);
         await Promise.all([page.waitForNavigation({ timeout: NAV_TIMEOUT_MS }).catch(() => {}), page.click('#kc-login')]);
         continue;
