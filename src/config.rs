@@ -741,7 +741,8 @@ fn parse_limits(v: &Value, path: &str, cx: &mut Cx<'_>) -> Limits {
             duration_in(v, &p, ms(100), 5 * 60 * second, cx).unwrap_or(limits.header_timeout);
     }
     if let Some((p, v)) = obj.get("idleTimeout")
-        && let Some(d) = duration_in(v, &p, ms(100), hour, cx)
+        // As short as 10 ms only so tests can race the shim against it in seconds.
+        && let Some(d) = duration_in(v, &p, ms(10), hour, cx)
     {
         if d <= 90 * second {
             cx.warn(
@@ -1584,6 +1585,7 @@ mod tests {
             ("limits:\n  headerTimeout: 50ms", "limits.headerTimeout"),
             ("limits:\n  headerTimeout: 1d", "limits.headerTimeout"),
             ("limits:\n  idleTimeout: 2h", "limits.idleTimeout"),
+            ("limits:\n  idleTimeout: 5ms", "limits.idleTimeout"),
             ("limits:\n  idleTimeout: -1s", "limits.idleTimeout"),
             ("limits:\n  maxConnections: 15", "limits.maxConnections"),
             ("limits:\n  maxConnections: many", "limits.maxConnections"),

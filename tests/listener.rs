@@ -518,9 +518,14 @@ async fn the_largest_legitimate_request_fits_and_larger_heads_get_431() {
 async fn an_untrusted_idle_flood_leaves_the_trusted_proxy_served() {
     // The test process holds both ends of every connection.
     let _ = listener::raise_open_file_limit();
-    let s = start("trustedProxies: [127.0.0.1/32]").await;
-    let max = listener::derived_max_connections(listener::open_file_limit());
+    // A maximum below what the flood could take, so only the trusted reserve keeps the proxy in.
+    let max = 1000;
+    let s = start(&format!(
+        "trustedProxies: [127.0.0.1/32]\nlimits:\n  maxConnections: {max}"
+    ))
+    .await;
     let budget = Budget::auth(max);
+    assert!(200 * UNTRUSTED_PER_ADDRESS > max);
     let addr = s.addr;
     // First, one untrusted address tries a thousand connections: it keeps its own budget.
     let lone = Ipv4Addr::new(127, 0, 0, 2);
@@ -697,4 +702,60 @@ fn hard_open_file_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
     line.split_whitespace().nth(4)?.parse().ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shim.
+
+/// The Go shim (traefik-plugin/, compiled by `go test`) in front of the sidecar, which closes
+/// idle connections after 20 ms: 1 000 requests, one at a time, spaced around that timeout must
+/// all pass (about 20 s).
+#[tokio::test]
+async fn the_shim_never_fails_on_a_connection_the_sidecar_closed() {
+    let s = start("limits:\n  idleTimeout: 20ms").await;
+    // Discovery first, so the middleware answers from the start.
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        let r = http.get(format!("http://{}/readyz", s.addr)).send().await;
+        if r.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let plugin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("traefik-plugin");
+    let out = tokio::process::Command::new("go")
+        .args([
+            "test",
+            "-count=1",
+            "-v",
+            "-run",
+            "^TestRealSidecarClosingIdleConnections$",
+            ".",
+        ])
+        .current_dir(plugin)
+        .env("SIDECAR_URL", format!("http://{}", s.addr))
+        .env("SIDECAR_IDLE_TIMEOUT", "20ms")
+        .output()
+        .await
+        .expect("go must be installed (the shim's own suite needs it too)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("--- PASS: TestRealSidecarClosingIdleConnections"),
+        "{text}"
+    );
+    // The sidecar really did close idle connections under the shim during the run.
+    let idle_closed = s.metric(&timeouts("idle")).await;
+    eprintln!("shim: 1000 requests passed; the sidecar closed {idle_closed} idle connections");
+    // About half the pauses are longer than the timeout.
+    assert!(idle_closed >= 200, "{idle_closed}");
+    assert_eq!(
+        s.metric("traefik_oidc_sidecar_requests_total{middleware=\"public\",outcome=\"bypassed\"}")
+            .await,
+        1000
+    );
 }
