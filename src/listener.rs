@@ -26,7 +26,7 @@
 //! - **Head limits.** At most [`MAX_HEADERS`] header fields and [`MAX_HEAD_BYTES`] for the request
 //!   line and headers together; hyper answers 431 beyond either. A maximal session (8 chunks of
 //!   3 500 bytes), the three logout-hint chunks, five login flows and Traefik's `X-Forwarded-*`
-//!   take about 42 KB (`tests/listener.rs` builds that request).
+//!   take about 45 KB (`tests/listener.rs` builds that request).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -56,7 +56,7 @@ use crate::metrics::{Connections, Refusal, Timeout};
 /// balancer or tracing a few more; 100 is also hyper's default.
 pub const MAX_HEADERS: usize = 100;
 /// Bytes of request line plus headers. The largest legitimate request (see the module docs) is
-/// about 42 KB; the rest is room for the application's own cookies and long URLs in
+/// about 45 KB; the rest is room for the application's own cookies and long URLs in
 /// `X-Forwarded-Uri`.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Connections one untrusted address (or IPv6 /64) may hold. Such a peer only ever gets 401s
@@ -302,17 +302,19 @@ impl Activity {
         }
     }
 
+    /// Enters `phase` now, and has the watchdog recompute its deadline: it may have moved
+    /// closer (a new head after an idle pause, an idle timeout shorter than the backstop).
     fn enter(&self, phase: u8) {
         let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.since_ms.store(ms, Ordering::Relaxed);
         self.phase.store(phase, Ordering::Relaxed);
+        self.wake.notify_one();
     }
 
     /// Bytes arrived from the client.
     fn read_some(&self) {
         if self.phase.load(Ordering::Relaxed) == IDLE {
             self.enter(HEAD);
-            self.wake.notify_one();
         }
     }
 
@@ -545,7 +547,7 @@ async fn connection(
             draining = true;
             conn.as_mut().graceful_shutdown();
         }
-        let (deadline, bound) = activity.deadline(&settings);
+        let (deadline, _) = activity.deadline(&settings);
         tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
@@ -557,8 +559,8 @@ async fn connection(
             }
             () = tokio::time::sleep_until(deadline) => {
                 // The phase may have moved on since the deadline was computed.
-                let (now_due, bound_now) = activity.deadline(&settings);
-                if now_due <= Instant::now() && bound_now == bound {
+                let (due, bound) = activity.deadline(&settings);
+                if due <= Instant::now() {
                     stats.timed_out(bound);
                     tracing::debug!(peer = %peer.ip(), bound = ?bound, "connection closed by timeout");
                     break;

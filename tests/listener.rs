@@ -751,8 +751,8 @@ async fn the_shim_never_fails_on_a_connection_the_sidecar_closed() {
     // The sidecar really did close idle connections under the shim during the run.
     let idle_closed = s.metric(&timeouts("idle")).await;
     eprintln!("shim: 1000 requests passed; the sidecar closed {idle_closed} idle connections");
-    // About half the pauses are longer than the timeout.
-    assert!(idle_closed >= 200, "{idle_closed}");
+    // 6 of the 13 pauses are longer than the timeout (sleeps only ever run late).
+    assert!(idle_closed >= 400, "{idle_closed}");
     assert_eq!(
         s.metric("traefik_oidc_sidecar_requests_total{middleware=\"public\",outcome=\"bypassed\"}")
             .await,
