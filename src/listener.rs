@@ -23,10 +23,13 @@
 //!   connections after 90 s, so with 120 s here the client always closes first. The router's
 //!   `TimeoutLayer` answers 503 after 30 s; a request still busy after [`REQUEST_BACKSTOP`]
 //!   closes its connection.
-//! - **Head limits.** At most [`MAX_HEADERS`] header fields and [`MAX_HEAD_BYTES`] for the request
-//!   line and headers together; hyper answers 431 beyond either. A maximal session (8 chunks of
-//!   3 500 bytes), the three logout-hint chunks, five login flows and Traefik's `X-Forwarded-*`
-//!   take about 45 KB (`tests/listener.rs` builds that request).
+//! - **Head limits.** At most [`MAX_HEADERS`] header fields, and for the request line and
+//!   headers together [`MAX_HEAD_BYTES`] from a trusted proxy or [`MAX_UNTRUSTED_HEAD_BYTES`]
+//!   from anyone else (who only ever gets a refusal, so the smaller limit costs nothing and
+//!   bounds the memory an untrusted flood can pin); hyper answers 431 beyond either. A maximal
+//!   session (8 chunks of 3 500 bytes), the three logout-hint chunks, five login flows, a
+//!   browser's headers and Traefik's `X-Forwarded-*` take about 45 KB (`tests/listener.rs` builds
+//!   that request and sends it next to 100 KB of the application's own cookies).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -55,10 +58,14 @@ use crate::metrics::{Connections, Refusal, Timeout};
 /// Header fields a request may carry. A browser sends about 20, Traefik adds 7 and a load
 /// balancer or tracing a few more; 100 is also hyper's default.
 pub const MAX_HEADERS: usize = 100;
-/// Bytes of request line plus headers. The largest legitimate request (see the module docs) is
-/// about 45 KB; the rest is room for the application's own cookies and long URLs in
+/// Bytes of request line plus headers from a trusted proxy. The largest legitimate request (see
+/// the module docs) is about 45 KB; the rest is room for the application's own cookies (Traefik
+/// passes every cookie of the site, up to Go's 1 MB header limit) and long URLs in
 /// `X-Forwarded-Uri`.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+pub const MAX_HEAD_BYTES: usize = 256 * 1024;
+/// Bytes of request line plus headers from any other peer: a health probe or a client that can
+/// only be refused.
+pub const MAX_UNTRUSTED_HEAD_BYTES: usize = 16 * 1024;
 /// Connections one untrusted address (or IPv6 /64) may hold. Such a peer only ever gets 401s
 /// and health answers; a probe needs one connection.
 pub const UNTRUSTED_PER_ADDRESS: usize = 16;
@@ -283,32 +290,59 @@ const IDLE: u8 = 2;
 
 /// Where a connection is in its request cycle and since when. Written by the socket wrapper
 /// (first byte of a head), the service (request start and end) and read by the watchdog; all of
-/// them run inside the connection's one task, so relaxed atomics suffice.
+/// them run inside the connection's one task, so relaxed atomics suffice. Times are
+/// milliseconds since the accept.
 struct Activity {
     start: Instant,
     phase: AtomicU8,
     since_ms: AtomicU64,
-    /// Wakes the watchdog when an idle connection starts a new head (its deadline moves closer).
+    /// The deadline the watchdog sleeps until; a phase change wakes it only when its own
+    /// deadline is earlier (a new head after an idle pause, an idle timeout below the
+    /// backstop), so a request costs no timer work in the usual case.
+    armed_ms: AtomicU64,
+    header_ms: u64,
+    idle_ms: u64,
     wake: Notify,
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl Activity {
-    fn new() -> Activity {
+    fn new(s: &Settings) -> Activity {
         Activity {
             start: Instant::now(),
             phase: AtomicU8::new(HEAD),
             since_ms: AtomicU64::new(0),
+            armed_ms: AtomicU64::new(u64::MAX),
+            header_ms: millis(s.header_timeout),
+            idle_ms: millis(s.idle_timeout),
             wake: Notify::new(),
         }
     }
 
-    /// Enters `phase` now, and has the watchdog recompute its deadline: it may have moved
-    /// closer (a new head after an idle pause, an idle timeout shorter than the backstop).
+    fn now_ms(&self) -> u64 {
+        millis(self.start.elapsed())
+    }
+
+    fn due_ms(&self, phase: u8, since: u64) -> (u64, Timeout) {
+        let (limit, bound) = match phase {
+            HEAD => (self.header_ms, Timeout::Header),
+            BUSY => (millis(REQUEST_BACKSTOP), Timeout::Request),
+            _ => (self.idle_ms, Timeout::Idle),
+        };
+        (since.saturating_add(limit), bound)
+    }
+
+    /// Enters `phase` now.
     fn enter(&self, phase: u8) {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.since_ms.store(ms, Ordering::Relaxed);
+        let now = self.now_ms();
+        self.since_ms.store(now, Ordering::Relaxed);
         self.phase.store(phase, Ordering::Relaxed);
-        self.wake.notify_one();
+        if self.due_ms(phase, now).0 < self.armed_ms.load(Ordering::Relaxed) {
+            self.wake.notify_one();
+        }
     }
 
     /// Bytes arrived from the client.
@@ -318,14 +352,18 @@ impl Activity {
         }
     }
 
-    /// When the current phase runs out, and which bound that is.
-    fn deadline(&self, s: &Settings) -> (Instant, Timeout) {
-        let since = self.start + Duration::from_millis(self.since_ms.load(Ordering::Relaxed));
-        match self.phase.load(Ordering::Relaxed) {
-            HEAD => (since + s.header_timeout, Timeout::Header),
-            BUSY => (since + REQUEST_BACKSTOP, Timeout::Request),
-            _ => (since + s.idle_timeout, Timeout::Idle),
-        }
+    /// When the current phase runs out (ms since the accept), and which bound that is.
+    fn deadline(&self) -> (u64, Timeout) {
+        self.due_ms(
+            self.phase.load(Ordering::Relaxed),
+            self.since_ms.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Records the deadline the watchdog now sleeps until, and returns it as an instant.
+    fn arm(&self, due_ms: u64) -> Instant {
+        self.armed_ms.store(due_ms, Ordering::Relaxed);
+        self.start + Duration::from_millis(due_ms)
     }
 }
 
@@ -420,15 +458,7 @@ pub async fn run(
         counts: Mutex::new(Counts::default()),
         stats: stats.clone(),
     });
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.keep_alive(true)
-        // Off: its clock starts when a response is written, which would cut idle connections
-        // at the header timeout (see the module docs). The watchdog enforces both instead.
-        .header_read_timeout(None)
-        .max_headers(MAX_HEADERS)
-        .max_header_size(MAX_HEAD_BYTES)
-        .max_buf_size(MAX_HEAD_BYTES);
-    let http = Arc::new(http);
+    let (for_trusted, for_others) = (http1(MAX_HEAD_BYTES), http1(MAX_UNTRUSTED_HEAD_BYTES));
     // Each connection task holds a sender; `recv` returns None once the last one has ended.
     let (alive, mut all_done) = mpsc::channel::<()>(1);
     let mut refusals = Summary::new();
@@ -446,13 +476,18 @@ pub async fn run(
                 Ok(permit) => {
                     // Small answers, sent at once: no Nagle delay on the auth path.
                     let _ = stream.set_nodelay(true);
+                    let http = if permit.trusted {
+                        for_trusted.clone()
+                    } else {
+                        for_others.clone()
+                    };
                     tokio::spawn(connection(
                         stream,
                         peer,
                         permit,
                         Shared {
                             router: router.clone(),
-                            http: http.clone(),
+                            http,
                             settings: settings.clone(),
                             stats: stats.clone(),
                         },
@@ -499,6 +534,19 @@ pub async fn run(
     Ok(())
 }
 
+/// hyper's HTTP/1.1 settings for heads of at most `head_bytes`.
+fn http1(head_bytes: usize) -> Arc<hyper::server::conn::http1::Builder> {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.keep_alive(true)
+        // Off: its clock starts when a response is written, which would cut idle connections
+        // at the header timeout (see the module docs). The watchdog enforces both instead.
+        .header_read_timeout(None)
+        .max_headers(MAX_HEADERS)
+        .max_header_size(head_bytes)
+        .max_buf_size(head_bytes);
+    Arc::new(http)
+}
+
 /// What every connection of a listener shares.
 struct Shared {
     router: Router,
@@ -516,17 +564,17 @@ async fn connection(
     mut shutdown: watch::Receiver<bool>,
     _alive: mpsc::Sender<()>,
 ) {
-    let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(Watched {
-        io: stream,
-        activity: activity.clone(),
-    });
     let Shared {
         router,
         http,
         settings,
         stats,
     } = shared;
+    let activity = Arc::new(Activity::new(&settings));
+    let io = TokioIo::new(Watched {
+        io: stream,
+        activity: activity.clone(),
+    });
     let tracked = activity.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
@@ -542,12 +590,17 @@ async fn connection(
     let conn = http.serve_connection(io, service);
     tokio::pin!(conn);
     let mut draining = false;
+    let sleep = tokio::time::sleep_until(activity.arm(activity.deadline().0));
+    tokio::pin!(sleep);
     loop {
         if !draining && *shutdown.borrow() {
             draining = true;
             conn.as_mut().graceful_shutdown();
         }
-        let (deadline, _) = activity.deadline(&settings);
+        let deadline = activity.arm(activity.deadline().0);
+        if sleep.deadline() != deadline {
+            sleep.as_mut().reset(deadline);
+        }
         tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
@@ -557,10 +610,10 @@ async fn connection(
                 }
                 break;
             }
-            () = tokio::time::sleep_until(deadline) => {
-                // The phase may have moved on since the deadline was computed.
-                let (due, bound) = activity.deadline(&settings);
-                if due <= Instant::now() {
+            () = &mut sleep => {
+                // The phase may have moved on since the deadline was set (then it is later).
+                let (due, bound) = activity.deadline();
+                if due <= activity.now_ms() {
                     stats.timed_out(bound);
                     tracing::debug!(peer = %peer.ip(), bound = ?bound, "connection closed by timeout");
                     break;
@@ -722,17 +775,27 @@ mod tests {
     #[test]
     fn phases_have_their_own_deadlines() {
         let s = Settings::resolve(&Limits::default(), None);
-        let a = Activity::new();
-        let (d, b) = a.deadline(&s);
-        assert_eq!(b, Timeout::Header);
-        assert_eq!(d, a.start + s.header_timeout);
+        let a = Activity::new(&s);
+        assert_eq!(a.deadline(), (10_000, Timeout::Header));
+        a.arm(10_000);
         a.enter(BUSY);
-        // Bytes during a request do not restart anything.
+        // Later than the armed deadline: no wake-up; bytes during a request restart nothing.
+        assert!(a.deadline().0 >= 60_000 && a.deadline().1 == Timeout::Request);
         a.read_some();
-        assert_eq!(a.deadline(&s).1, Timeout::Request);
+        assert_eq!(a.deadline().1, Timeout::Request);
         a.enter(IDLE);
-        assert_eq!(a.deadline(&s).1, Timeout::Idle);
+        assert_eq!(a.deadline().1, Timeout::Idle);
+        a.arm(a.deadline().0);
+        // A new head after the pause moves the deadline closer: the watchdog is woken.
         a.read_some();
-        assert_eq!(a.deadline(&s).1, Timeout::Header);
+        assert_eq!(a.deadline().1, Timeout::Header);
+        let woken = a.wake.notified();
+        tokio::pin!(woken);
+        assert!(
+            woken
+                .as_mut()
+                .poll(&mut Context::from_waker(std::task::Waker::noop()))
+                .is_ready()
+        );
     }
 }

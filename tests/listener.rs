@@ -18,7 +18,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use traefik_oidc_sidecar::config::{self, Env};
 use traefik_oidc_sidecar::listener::{
-    self, Budget, MAX_HEAD_BYTES, MAX_HEADERS, UNTRUSTED_PER_ADDRESS,
+    self, Budget, MAX_HEAD_BYTES, MAX_HEADERS, MAX_UNTRUSTED_HEAD_BYTES, UNTRUSTED_PER_ADDRESS,
 };
 use traefik_oidc_sidecar::session::{Flow, RequestCookies, Session};
 use traefik_oidc_sidecar::{App, SystemClock, serve_with_limits};
@@ -340,7 +340,7 @@ fn largest(hi: usize, fits: impl Fn(usize) -> bool) -> usize {
 
 /// The largest request a legitimate browser sends through Traefik: a session in all 8 chunks,
 /// the 3 logout-hint chunks, 5 login flows, a browser's usual headers, Traefik's X-Forwarded-*.
-fn largest_legitimate_request() -> (Vec<u8>, usize) {
+fn largest_legitimate_request(app_cookie_bytes: usize) -> (Vec<u8>, usize) {
     use traefik_oidc_sidecar::session::{CHUNK_SIZE, MAX_CHUNKS, MAX_HINT_CHUNKS};
     let codec = common::test_codec("default");
     let now = SystemTime::now()
@@ -388,6 +388,9 @@ fn largest_legitimate_request() -> (Vec<u8>, usize) {
     // Some of the application's own cookies too.
     cookies.push(format!("_ga={}", noise(40, 5)));
     cookies.push(format!("app_prefs={}", noise(200, 6)));
+    for i in 0..app_cookie_bytes / 4000 {
+        cookies.push(format!("app_{i}={}", noise(3990, 1000 + i as u64)));
+    }
     let uri = format!("/search?q={}", noise(1500, 8));
     let mut head = String::from("GET /auth/default HTTP/1.1\r\nHost: oidc-sidecar:4181\r\n");
     for (k, v) in [
@@ -440,18 +443,22 @@ fn largest_legitimate_request() -> (Vec<u8>, usize) {
 
 #[tokio::test]
 async fn the_largest_legitimate_request_fits_and_larger_heads_get_431() {
-    let s = start("").await;
-    let (big, fields) = largest_legitimate_request();
+    let s = start("trustedProxies: [127.0.0.1/32]").await;
+    let proxy = Ipv4Addr::LOCALHOST;
+    let other = Ipv4Addr::new(127, 0, 0, 2);
+    let (big, fields) = largest_legitimate_request(0);
+    let (bigger, _) = largest_legitimate_request(100_000);
     eprintln!(
-        "largest legitimate request: {} bytes, {fields} header fields (limits: {MAX_HEAD_BYTES} bytes, {MAX_HEADERS} fields)",
-        big.len()
+        "largest legitimate request: {} bytes, {fields} header fields; with 100 KB of the \
+         application's cookies {} bytes (limits: {MAX_HEAD_BYTES} bytes, {MAX_HEADERS} fields)",
+        big.len(),
+        bigger.len()
     );
-    // At least a quarter of the limit stays free for the application's cookies and long URLs.
-    assert!(big.len() < MAX_HEAD_BYTES * 3 / 4, "{} bytes", big.len());
-    // Wait for discovery, then the session opens: 200.
+    assert!(big.len() < MAX_HEAD_BYTES / 4, "{} bytes", big.len());
+    // Wait for discovery, then the session opens: 200, also next to 100 KB of other cookies.
     let mut status = 0;
     for _ in 0..100 {
-        let mut c = connect_from(Ipv4Addr::LOCALHOST, s.addr).await.unwrap();
+        let mut c = connect_from(proxy, s.addr).await.unwrap();
         status = exchange(&mut c, &big).await.unwrap();
         if status == 200 {
             break;
@@ -459,6 +466,8 @@ async fn the_largest_legitimate_request_fits_and_larger_heads_get_431() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status, 200, "the largest legitimate request was refused");
+    let mut c = connect_from(proxy, s.addr).await.unwrap();
+    assert_eq!(exchange(&mut c, &bigger).await.unwrap(), 200);
 
     let with_fields = |n: usize| {
         let mut h = String::from("GET /healthz HTTP/1.1\r\nHost: sidecar\r\n");
@@ -476,30 +485,51 @@ async fn the_largest_legitimate_request_fits_and_larger_heads_get_431() {
         )
         .into_bytes()
     };
-    // A long value split over many cookies in one header, and one huge cookie.
     let one_big_cookie = format!(
         "GET /healthz HTTP/1.1\r\nHost: sidecar\r\nCookie: a={}\r\n\r\n",
         "c".repeat(MAX_HEAD_BYTES)
     )
     .into_bytes();
-    for (what, req, want) in [
-        ("exactly MAX_HEADERS fields", with_fields(MAX_HEADERS), 200),
-        ("one field more", with_fields(MAX_HEADERS + 1), 431),
-        ("a thousand fields", with_fields(1000), 431),
+    for (what, from, req, want) in [
         (
-            "a head just under the byte limit",
+            "exactly MAX_HEADERS fields",
+            proxy,
+            with_fields(MAX_HEADERS),
+            200,
+        ),
+        ("one field more", proxy, with_fields(MAX_HEADERS + 1), 431),
+        ("a thousand fields", proxy, with_fields(1000), 431),
+        (
+            "just under the limit",
+            proxy,
             with_bytes(MAX_HEAD_BYTES - 64),
             200,
         ),
+        ("one byte over", proxy, with_bytes(MAX_HEAD_BYTES + 1), 431),
+        ("a head of 1 MB", proxy, with_bytes(1 << 20), 431),
+        ("one cookie over the limit", proxy, one_big_cookie, 431),
+        // Peers outside trustedProxies get a smaller head: they are only ever refused.
         (
-            "a head one byte over the limit",
-            with_bytes(MAX_HEAD_BYTES + 1),
+            "untrusted, under its limit",
+            other,
+            with_bytes(MAX_UNTRUSTED_HEAD_BYTES - 64),
+            200,
+        ),
+        (
+            "untrusted, one byte over",
+            other,
+            with_bytes(MAX_UNTRUSTED_HEAD_BYTES + 1),
             431,
         ),
-        ("a head of 1 MB", with_bytes(1 << 20), 431),
-        ("one cookie larger than the limit", one_big_cookie, 431),
+        (
+            "untrusted, too many fields",
+            other,
+            with_fields(MAX_HEADERS + 1),
+            431,
+        ),
+        ("untrusted, a session", other, big.clone(), 431),
     ] {
-        let mut c = connect_from(Ipv4Addr::LOCALHOST, s.addr).await.unwrap();
+        let mut c = connect_from(from, s.addr).await.unwrap();
         // The server may answer 431 and close while a large head is still being written.
         let _ = c.write_all(&req).await;
         let got = tokio::time::timeout(Duration::from_secs(10), read_response(&mut c))
