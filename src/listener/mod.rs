@@ -1,5 +1,6 @@
 //! The serving layer of both listeners: the accept loop, connection budgets that know who is
-//! asking, per-connection timeouts, header limits and graceful shutdown.
+//! asking (`budget`), per-connection timeouts (`activity`, and the watchdog here), header
+//! limits and graceful shutdown.
 //!
 //! Every connection is HTTP/1.1 (Traefik's forwardAuth client and the shim speak nothing else to
 //! an `http://` address) served by hyper's connection driver. Around it:
@@ -28,32 +29,33 @@
 //!   from anyone else (who only ever gets a refusal, so the smaller limit costs nothing and
 //!   bounds the memory an untrusted flood can pin); hyper answers 431 beyond either. A maximal
 //!   session (8 chunks of 3 500 bytes), the three logout-hint chunks, five login flows, a
-//!   browser's headers and Traefik's `X-Forwarded-*` take about 45 KB (`tests/listener.rs` builds
+//!   browser's headers and Traefik's `X-Forwarded-*` take about 45 KB (`tests/listener_limits.rs` builds
 //!   that request and sends it next to 100 KB of the application's own cookies).
 
-use std::collections::HashMap;
+mod activity;
+mod budget;
+
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::config::Limits;
 use crate::forwarded::Cidr;
-use crate::metrics::{Connections, Refusal, Timeout};
+use crate::metrics::Connections;
+use activity::{Activity, BUSY, IDLE, Watched};
+pub use budget::Budget;
+use budget::{Gate, Permit};
 
 /// Header fields a request may carry. A browser sends about 20, Traefik adds 7 and a load
 /// balancer or tracing a few more; 100 is also hyper's default.
@@ -150,274 +152,6 @@ pub fn derived_max_connections(nofile: Option<u64>) -> usize {
     }
 }
 
-/// How many connections whom may hold on one listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Budget {
-    /// All connections together.
-    pub max: usize,
-    /// One trusted address.
-    pub per_trusted: usize,
-    /// All untrusted peers together; `max - untrusted` is the trusted proxies' reserve.
-    pub untrusted: usize,
-    /// One untrusted address (or IPv6 /64).
-    pub per_untrusted: usize,
-}
-
-impl Budget {
-    /// The auth listener's budget for `max` connections.
-    pub fn auth(max: usize) -> Budget {
-        Budget {
-            max,
-            per_trusted: (max / 2).max(1),
-            untrusted: (max / 4).clamp(1, UNTRUSTED_TOTAL_CAP),
-            per_untrusted: UNTRUSTED_PER_ADDRESS,
-        }
-    }
-
-    /// The metrics listener's budget: no peer is special there.
-    pub fn metrics() -> Budget {
-        Budget {
-            max: METRICS_MAX_CONNECTIONS,
-            per_trusted: METRICS_MAX_CONNECTIONS,
-            untrusted: METRICS_MAX_CONNECTIONS,
-            per_untrusted: UNTRUSTED_PER_ADDRESS,
-        }
-    }
-}
-
-/// Counts who holds how many connections, and admits or refuses new ones.
-struct Gate {
-    budget: Budget,
-    trusted: Vec<Cidr>,
-    counts: Mutex<Counts>,
-    stats: Arc<Connections>,
-}
-
-#[derive(Default)]
-struct Counts {
-    total: usize,
-    untrusted: usize,
-    by_peer: HashMap<IpAddr, usize>,
-}
-
-/// One admitted connection's place in the budget; given back on drop.
-struct Permit {
-    gate: Arc<Gate>,
-    peer: IpAddr,
-    trusted: bool,
-}
-
-impl Gate {
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, Refusal> {
-        let trusted = self.trusted.iter().any(|c| c.contains(ip));
-        let peer = peer_key(ip);
-        let b = &self.budget;
-        let mut c = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        let held = c.by_peer.get(&peer).copied().unwrap_or(0);
-        if c.total >= b.max {
-            return Err(Refusal::Capacity);
-        }
-        if trusted {
-            if held >= b.per_trusted {
-                return Err(Refusal::PerAddress);
-            }
-        } else {
-            if held >= b.per_untrusted {
-                return Err(Refusal::PerAddress);
-            }
-            if c.untrusted >= b.untrusted {
-                return Err(Refusal::UntrustedBudget);
-            }
-            c.untrusted += 1;
-        }
-        c.total += 1;
-        c.by_peer.insert(peer, held + 1);
-        drop(c);
-        self.stats.opened(trusted);
-        Ok(Permit {
-            gate: self.clone(),
-            peer,
-            trusted,
-        })
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        let mut c = self
-            .gate
-            .counts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        c.total = c.total.saturating_sub(1);
-        if !self.trusted {
-            c.untrusted = c.untrusted.saturating_sub(1);
-        }
-        if let Some(n) = c.by_peer.get_mut(&self.peer) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                c.by_peer.remove(&self.peer);
-            }
-        }
-        drop(c);
-        self.gate.stats.closed(self.trusted);
-    }
-}
-
-/// The address a peer is counted under: IPv4 (also when IPv4-mapped), or an IPv6 /64.
-fn peer_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-        v4 => v4,
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// One connection's clock.
-
-/// Reading a request head (also a new connection's first state).
-const HEAD: u8 = 0;
-/// A request is being answered.
-const BUSY: u8 = 1;
-/// Between requests on a kept-alive connection.
-const IDLE: u8 = 2;
-
-/// Where a connection is in its request cycle and since when. Written by the socket wrapper
-/// (first byte of a head), the service (request start and end) and read by the watchdog; all of
-/// them run inside the connection's one task, so relaxed atomics suffice. Times are
-/// milliseconds since the accept.
-struct Activity {
-    start: Instant,
-    phase: AtomicU8,
-    since_ms: AtomicU64,
-    /// The deadline the watchdog sleeps until; a phase change wakes it only when its own
-    /// deadline is earlier (a new head after an idle pause, an idle timeout below the
-    /// backstop), so a request costs no timer work in the usual case.
-    armed_ms: AtomicU64,
-    header_ms: u64,
-    idle_ms: u64,
-    wake: Notify,
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-impl Activity {
-    fn new(s: &Settings) -> Activity {
-        Activity {
-            start: Instant::now(),
-            phase: AtomicU8::new(HEAD),
-            since_ms: AtomicU64::new(0),
-            armed_ms: AtomicU64::new(u64::MAX),
-            header_ms: millis(s.header_timeout),
-            idle_ms: millis(s.idle_timeout),
-            wake: Notify::new(),
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        millis(self.start.elapsed())
-    }
-
-    fn due_ms(&self, phase: u8, since: u64) -> (u64, Timeout) {
-        let (limit, bound) = match phase {
-            HEAD => (self.header_ms, Timeout::Header),
-            BUSY => (millis(REQUEST_BACKSTOP), Timeout::Request),
-            _ => (self.idle_ms, Timeout::Idle),
-        };
-        (since.saturating_add(limit), bound)
-    }
-
-    /// Enters `phase` now.
-    fn enter(&self, phase: u8) {
-        let now = self.now_ms();
-        self.since_ms.store(now, Ordering::Relaxed);
-        self.phase.store(phase, Ordering::Relaxed);
-        if self.due_ms(phase, now).0 < self.armed_ms.load(Ordering::Relaxed) {
-            self.wake.notify_one();
-        }
-    }
-
-    /// Bytes arrived from the client.
-    fn read_some(&self) {
-        if self.phase.load(Ordering::Relaxed) == IDLE {
-            self.enter(HEAD);
-        }
-    }
-
-    /// When the current phase runs out (ms since the accept), and which bound that is.
-    fn deadline(&self) -> (u64, Timeout) {
-        self.due_ms(
-            self.phase.load(Ordering::Relaxed),
-            self.since_ms.load(Ordering::Relaxed),
-        )
-    }
-
-    /// Records the deadline the watchdog now sleeps until, and returns it as an instant.
-    fn arm(&self, due_ms: u64) -> Instant {
-        self.armed_ms.store(due_ms, Ordering::Relaxed);
-        self.start + Duration::from_millis(due_ms)
-    }
-}
-
-/// The client socket, telling [`Activity`] when bytes arrive.
-struct Watched {
-    io: TcpStream,
-    activity: Arc<Activity>,
-}
-
-impl AsyncRead for Watched {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.io).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.read_some();
-        }
-        r
-    }
-}
-
-impl AsyncWrite for Watched {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Serving.
 
@@ -452,12 +186,7 @@ pub async fn run(
         trusted,
         stats,
     } = listener;
-    let gate = Arc::new(Gate {
-        budget,
-        trusted,
-        counts: Mutex::new(Counts::default()),
-        stats: stats.clone(),
-    });
+    let gate = Gate::new(budget, trusted, stats.clone());
     let (for_trusted, for_others) = (http1(MAX_HEAD_BYTES), http1(MAX_UNTRUSTED_HEAD_BYTES));
     // Each connection task holds a sender; `recv` returns None once the last one has ended.
     let (alive, mut all_done) = mpsc::channel::<()>(1);
@@ -682,79 +411,6 @@ pub async fn serve_both(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv6Addr;
-
-    fn gate(budget: Budget, trusted: &[&str]) -> Arc<Gate> {
-        Arc::new(Gate {
-            budget,
-            trusted: trusted.iter().map(|s| Cidr::parse(s).unwrap()).collect(),
-            counts: Mutex::new(Counts::default()),
-            stats: Arc::new(Connections::default()),
-        })
-    }
-
-    #[test]
-    fn untrusted_peers_get_a_small_share_and_trusted_ones_keep_a_reserve() {
-        let g = gate(Budget::auth(400), &["127.0.0.1/32"]);
-        assert_eq!(g.budget.untrusted, 100);
-        // One untrusted address: its own budget, then refusals.
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let mut held: Vec<Permit> = (0..UNTRUSTED_PER_ADDRESS)
-            .map(|_| g.admit(a).unwrap())
-            .collect();
-        assert_eq!(g.admit(a).err(), Some(Refusal::PerAddress));
-        // Many untrusted addresses: the untrusted share, then refusals for everyone new.
-        for i in 0..200u32 {
-            let ip = IpAddr::from(std::net::Ipv4Addr::from(
-                u32::from_be_bytes([10, 1, 0, 0]) + i,
-            ));
-            match g.admit(ip) {
-                Ok(p) => held.push(p),
-                Err(r) => assert_eq!(r, Refusal::UntrustedBudget),
-            }
-        }
-        assert_eq!(held.len(), 100);
-        assert_eq!(g.stats.open(false), 100);
-        // The trusted proxy still gets its connections, up to its own (large) budget.
-        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
-        let proxied: Vec<Permit> = (0..200).map(|_| g.admit(proxy).unwrap()).collect();
-        assert_eq!(g.admit(proxy).err(), Some(Refusal::PerAddress));
-        assert_eq!(g.stats.open(true), 200);
-        // Giving connections back frees their places.
-        held.truncate(50);
-        assert!(g.admit("10.9.9.9".parse().unwrap()).is_ok());
-        drop(proxied);
-        assert_eq!(g.stats.open(true), 0);
-        drop(held);
-        assert_eq!(g.counts.lock().unwrap().by_peer.len(), 0);
-        assert_eq!(g.counts.lock().unwrap().total, 0);
-    }
-
-    #[test]
-    fn the_listener_maximum_is_never_exceeded() {
-        let g = gate(Budget::auth(64), &["0.0.0.0/0"]);
-        let ips: Vec<IpAddr> = (0..64u32)
-            .map(|i| {
-                IpAddr::from(std::net::Ipv4Addr::from(
-                    u32::from_be_bytes([192, 168, 0, 0]) + i,
-                ))
-            })
-            .collect();
-        let held: Vec<Permit> = ips.iter().map(|ip| g.admit(*ip).unwrap()).collect();
-        assert_eq!(g.admit(ips[0]).err(), Some(Refusal::Capacity));
-        drop(held);
-        assert!(g.admit(ips[0]).is_ok());
-    }
-
-    #[test]
-    fn ipv6_peers_count_per_64_and_mapped_ipv4_as_ipv4() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
-        assert_eq!(peer_key(a), peer_key(b));
-        assert_ne!(peer_key(a), peer_key("2001:db8:1:3::1".parse().unwrap()));
-        let mapped = IpAddr::V6("::ffff:10.0.0.1".parse::<Ipv6Addr>().unwrap());
-        assert_eq!(peer_key(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
-    }
 
     #[test]
     fn the_maximum_follows_the_open_file_limit() {
@@ -770,32 +426,5 @@ mod tests {
         );
         assert_eq!(s.max_connections, 500);
         assert_eq!(s.idle_timeout, Duration::from_secs(120));
-    }
-
-    #[test]
-    fn phases_have_their_own_deadlines() {
-        let s = Settings::resolve(&Limits::default(), None);
-        let a = Activity::new(&s);
-        assert_eq!(a.deadline(), (10_000, Timeout::Header));
-        a.arm(10_000);
-        a.enter(BUSY);
-        // Later than the armed deadline: no wake-up; bytes during a request restart nothing.
-        assert!(a.deadline().0 >= 60_000 && a.deadline().1 == Timeout::Request);
-        a.read_some();
-        assert_eq!(a.deadline().1, Timeout::Request);
-        a.enter(IDLE);
-        assert_eq!(a.deadline().1, Timeout::Idle);
-        a.arm(a.deadline().0);
-        // A new head after the pause moves the deadline closer: the watchdog is woken.
-        a.read_some();
-        assert_eq!(a.deadline().1, Timeout::Header);
-        let woken = a.wake.notified();
-        tokio::pin!(woken);
-        assert!(
-            woken
-                .as_mut()
-                .poll(&mut Context::from_waker(std::task::Waker::noop()))
-                .is_ready()
-        );
     }
 }
