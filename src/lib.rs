@@ -158,7 +158,7 @@ pub async fn serve(
     .await
 }
 
-/// [`serve`] with the connection limits of `limits` (see `listener.rs` for what they bound).
+/// [`serve`] with the connection limits of `limits` (the [`listener`] module says what they bound).
 pub async fn serve_with_limits(
     state: Arc<App>,
     listener: TcpListener,

@@ -29,8 +29,9 @@
 //!   from anyone else (who only ever gets a refusal, so the smaller limit costs nothing and
 //!   bounds the memory an untrusted flood can pin); hyper answers 431 beyond either. A maximal
 //!   session (8 chunks of 3 500 bytes), the three logout-hint chunks, five login flows, a
-//!   browser's headers and Traefik's `X-Forwarded-*` take about 45 KB (`tests/listener_limits.rs` builds
-//!   that request and sends it next to 100 KB of the application's own cookies).
+//!   browser's headers and Traefik's `X-Forwarded-*` take about 45 KB
+//!   (`tests/listener_limits.rs` builds that request and sends it next to 100 KB of the
+//!   application's own cookies).
 
 mod activity;
 mod budget;
