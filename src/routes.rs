@@ -84,7 +84,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-// The listeners' connection counters come from the serving layer (`listener.rs`), which adds
+// The listeners' connection counters come from the serving layer (`listener`), which adds
 // them to this router as an extension.
 async fn metrics_text(
     State(app): State<Arc<App>>,
