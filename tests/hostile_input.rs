@@ -31,6 +31,7 @@ middlewares:
       ClientId: sidecar
       ClientSecret: sidecar-secret
     Secret: {SECRET}
+    CookieNamePrefix: TraefikOidcSidecar.default
     Scopes: [openid, profile, email, groups]
     ValidPostLogoutRedirectUris: ["http://{APP}/bye"]
     SessionCookie:
@@ -754,27 +755,32 @@ async fn metrics_are_only_on_the_metrics_listener() {
 // Claims (the fake IdP shapes them).
 
 fn idp_yaml(issuer: &str) -> String {
-    let provider = format!(
-        r#"
+    // Each middleware its own cookie prefix: three session scopes, isolated.
+    let provider = |name: &str| {
+        format!(
+            r#"
     Provider:
       Url: {issuer}
       ClientId: sidecar
       ClientSecret: sidecar-secret
     Secret: {SECRET}
+    CookieNamePrefix: TraefikOidcSidecar.{name}
     SessionCookie:
       Secure: false"#
-    );
+        )
+    };
+    let (default, admins, corp) = (provider("default"), provider("admins"), provider("corp"));
     format!(
         r#"
 logLevel: warn
 middlewares:
-  default:{provider}
-  admins:{provider}
+  default:{default}
+  admins:{admins}
     Authorization:
       AssertClaims:
         - Name: groups
           AnyOf: [admins]
-  corp:{provider}
+  corp:{corp}
     Authorization:
       AssertClaims:
         - Name: email
@@ -1509,6 +1515,7 @@ fn bypass_yaml(issuer: &str) -> String {
       ClientId: sidecar
       ClientSecret: sidecar-secret
     Secret: {SECRET}
+    CookieNamePrefix: TraefikOidcSidecar.{name}
     BypassAuthenticationRule: "{rule}"
 "#
         )

@@ -70,7 +70,7 @@ async fn session_is_refreshed_after_the_threshold_and_concurrent_requests_share_
     }
     // Open each answer's new session with the same key the sidecar uses: they must all hold
     // the same refresh token, i.e. come from one refresh.
-    let codec = test_codec("default");
+    let codec = test_codec(&s, "default");
     let mut set_cookie_values = std::collections::BTreeSet::new();
     for t in tasks {
         let r = t.await.unwrap();

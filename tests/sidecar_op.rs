@@ -680,7 +680,7 @@ async fn userinfo_claims_are_merged_once_at_login() {
     assert_eq!(r.header("x-info"), Some("info-for-alice"), "{r:#?}");
     assert_eq!(r.header("x-user"), Some("alice"));
     // The ID token itself does not carry the claim: it came from UserInfo.
-    let codec = test_codec("userinfo");
+    let codec = test_codec(&s, "userinfo");
     let header = b.cookie_string(APP_HOST);
     let cookies =
         traefik_oidc_sidecar::session::RequestCookies::parse([header.as_str()].into_iter());
