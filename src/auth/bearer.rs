@@ -7,6 +7,7 @@ use super::Middleware;
 use crate::authz;
 use crate::config::{TokenValidation, UnauthorizedBehavior};
 use crate::error::Error;
+use crate::logging::decision;
 use crate::metrics::Outcome;
 use crate::reply::Reply;
 use crate::session::RequestCookies;
@@ -70,6 +71,7 @@ impl Middleware {
         }
         let claims = claims?;
         if authz::authorized(&self.cfg.assert_claims, &claims) {
+            decision!(self.cfg.log_level, DEBUG, middleware = %self.cfg.name, bearer = true, "allowed");
             return Ok((
                 self.pass(cookies, Some(data(&claims)), Pass::Authorized),
                 Outcome::Allowed,

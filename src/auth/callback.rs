@@ -214,9 +214,11 @@ impl Middleware {
             match self.cfg.unauthorized_behavior {
                 UnauthorizedBehavior::Forward => (Reply::redirect(target), Outcome::CallbackOk),
                 // Once per middleware: a session already challenged here gets the 403.
+                // The new flow returns where this one was going (checked again at its callback).
                 UnauthorizedBehavior::Challenge if !session.challenged.contains(&self.cfg.name) => {
+                    let back = flow.return_to.clone();
                     (
-                        self.login(fwd, cookies, now, Some("login"), true, target)?,
+                        self.login(fwd, cookies, now, Some("login"), true, back)?,
                         Outcome::LoginRedirect,
                     )
                 }
