@@ -235,3 +235,66 @@ pub async fn serve(
     let (a, m) = tokio::join!(auth, metrics);
     a.and(m)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Env, parse};
+
+    fn config(middlewares: &[(&str, &str, &str)]) -> Config {
+        let mut text = String::from("middlewares:\n");
+        for (name, client, extra) in middlewares {
+            text.push_str(&format!(
+                "  {name}:\n    Provider:\n      Url: https://idp.example\n      ClientId: {client}\n    Secret: 0123456789abcdef0123456789abcdef\n{extra}"
+            ));
+        }
+        let env = Env {
+            var: &|_| None,
+            file: &|_| Err(std::io::Error::other("no files here")),
+        };
+        parse(&text, &env).unwrap().config
+    }
+
+    #[test]
+    fn middlewares_group_into_scopes_by_key() {
+        let cfg = config(&[
+            ("a", "app", ""),
+            ("b", "app", ""),
+            ("c", "other", ""),
+            ("d", "app", "    CookieNamePrefix: D\n"),
+        ]);
+        let groups: Vec<Vec<&str>> = scope_groups(&cfg)
+            .iter()
+            .map(|(_, ms)| ms.iter().map(|m| m.name.as_str()).collect())
+            .collect();
+        assert_eq!(groups, [vec!["a", "b"], vec!["c"], vec!["d"]]);
+        let app = App::new(&cfg, Arc::new(SystemClock)).unwrap();
+        let scope = |n: &str| app.middleware(n).unwrap().scope().clone();
+        assert!(Arc::ptr_eq(&scope("a"), &scope("b")));
+        assert!(!Arc::ptr_eq(&scope("a"), &scope("c")));
+        assert_eq!(scope("a").members(), ["a", "b"]);
+    }
+
+    #[test]
+    fn warnings_name_scopes_that_fight_and_members_that_disagree() {
+        let cfg = config(&[
+            ("a", "app", ""),
+            ("b", "app", "    SessionCookie:\n      SameSite: Strict\n"),
+            ("c", "other", ""),
+            ("d", "other", "    CookieNamePrefix: D\n"),
+        ]);
+        let w = scope_warnings(&cfg);
+        assert_eq!(w.len(), 2, "{w:#?}");
+        assert!(
+            w.iter()
+                .any(|l| l.contains("[a, b] and [c]") && l.contains("same cookie names")),
+            "{w:#?}"
+        );
+        assert!(
+            w.iter()
+                .any(|l| l.starts_with("middlewares.b.SessionCookie") && l.contains("a's")),
+            "{w:#?}"
+        );
+        assert!(scope_warnings(&config(&[("a", "app", ""), ("b", "app", "")])).is_empty());
+    }
+}
