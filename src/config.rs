@@ -25,31 +25,15 @@ use crate::oidc;
 pub use crate::oidc::{ClientKey, ProviderConfig, TokenValidation};
 use crate::pages::{ErrorPage, PageTemplate};
 use crate::rules::Rule;
+// Session types live with the sessions; the configuration only fills them in.
+pub use crate::session::{SameSite, Secret, SessionCookieConfig};
 use crate::template::{HeaderRule, IncludeWhen, Template};
+
+/// The default `CookieNamePrefix`: the same for every middleware, so one scope shares by default.
+pub const DEFAULT_COOKIE_PREFIX: &str = "TraefikOidcSidecar";
 
 /// traefik-oidc-auth's published default `Secret`. Anyone can read it, so it protects nothing.
 const TOA_DEFAULT_SECRET: &str = "MLFs4TT99kOOq8h3UAVRtYoCTDYXiRcZ";
-
-/// A secret string whose `Debug` and `Display` never show the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret itself. Callers must not log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,17 +68,6 @@ pub enum UnauthorizedBehavior {
     Forward,
 }
 
-/// The `SameSite` attribute of the session cookie.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SameSite {
-    /// traefik-oidc-auth's `default`: we send `Lax`, which is what browsers assume anyway.
-    Lax,
-    /// `Strict`.
-    Strict,
-    /// `None` (requires `Secure`).
-    None,
-}
-
 /// The sidecar's whole configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -110,23 +83,6 @@ pub struct Config {
     pub log_level: String,
     /// Middlewares by name.
     pub middlewares: BTreeMap<String, MiddlewareConfig>,
-}
-
-/// The `SessionCookie` block.
-#[derive(Debug, Clone)]
-pub struct SessionCookieConfig {
-    /// Cookie `Path`.
-    pub path: String,
-    /// Cookie `Domain`, if any.
-    pub domain: Option<String>,
-    /// Cookie `Secure`.
-    pub secure: bool,
-    /// Cookie `HttpOnly`.
-    pub http_only: bool,
-    /// Cookie `SameSite`.
-    pub same_site: SameSite,
-    /// Cookie `Max-Age` in seconds; 0 = a browser-session cookie.
-    pub max_age: i64,
 }
 
 /// One middleware block.
@@ -148,7 +104,8 @@ pub struct MiddlewareConfig {
     pub post_logout_redirect_uri: String,
     /// Absolute targets allowed as logout `redirect_uri`.
     pub valid_post_logout_redirect_uris: Vec<String>,
-    /// Prefix of every cookie this middleware sets.
+    /// Prefix of every cookie this middleware's session scope sets (default
+    /// `TraefikOidcSidecar`: middlewares of one scope share their cookies).
     pub cookie_name_prefix: String,
     /// Session cookie attributes.
     pub session_cookie: SessionCookieConfig,
@@ -182,6 +139,9 @@ pub struct MiddlewareConfig {
     pub page_unauthenticated: Option<ErrorPage>,
     /// `ErrorPages.Unauthorized`: the 403 page for browsers.
     pub page_unauthorized: Option<ErrorPage>,
+    /// `LogLevel`: this middleware's own verbosity for its decision lines (see
+    /// [`crate::logging`]); `None` follows the global `logLevel`.
+    pub log_level: Option<tracing::Level>,
 }
 
 /// A problem (or warning) found in the file, with the key path it concerns.
@@ -760,8 +720,10 @@ fn parse_middleware(
     );
     let valid_post_logout_redirect_uris = url_list(&mut obj, "ValidPostLogoutRedirectUris", cx);
 
+    // One default for every middleware: middlewares with the same Secret, provider and client
+    // share their session without configuration (the key binds the rest, see session::scope).
     let cookie_name_prefix = opt_string(&mut obj, "CookieNamePrefix", cx)
-        .unwrap_or_else(|| format!("TraefikOidcSidecar.{name}"));
+        .unwrap_or_else(|| DEFAULT_COOKIE_PREFIX.into());
     if !valid_cookie_prefix(&cookie_name_prefix) {
         cx.problem(
             &join(path, "CookieNamePrefix"),
@@ -871,12 +833,20 @@ fn parse_middleware(
         },
         _ => None,
     };
-    if let Some((p, _)) = obj.get("LogLevel") {
-        cx.warn(
+    let log_level = match obj.get("LogLevel") {
+        // traefik-oidc-auth's values, case-insensitive.
+        Some((p, v)) => cx.one_of(
+            v,
             &p,
-            "per-middleware LogLevel is ignored; use the top-level logLevel",
-        );
-    }
+            &[
+                ("DEBUG", tracing::Level::DEBUG),
+                ("INFO", tracing::Level::INFO),
+                ("WARN", tracing::Level::WARN),
+                ("ERROR", tracing::Level::ERROR),
+            ],
+        ),
+        None => None,
+    };
     obj.finish(MIDDLEWARE_KEYS, MIDDLEWARE_LATER, cx);
 
     if cx.problems.len() != before {
@@ -908,6 +878,7 @@ fn parse_middleware(
         bearer_cookie,
         page_unauthenticated,
         page_unauthorized,
+        log_level,
     })
 }
 
@@ -1438,7 +1409,8 @@ mod tests {
         assert_eq!(m.callback_uri, "/oidc/callback");
         assert_eq!(m.logout_uri, "/logout");
         assert_eq!(m.post_logout_redirect_uri, "/");
-        assert_eq!(m.cookie_name_prefix, "TraefikOidcSidecar.default");
+        assert_eq!(m.cookie_name_prefix, "TraefikOidcSidecar");
+        assert_eq!(m.log_level, None);
         assert!(m.session_cookie.secure && m.session_cookie.http_only);
         assert_eq!(m.session_cookie.same_site, SameSite::Lax);
         assert_eq!(m.unauthenticated_behavior, UnauthenticatedBehavior::Auto);
@@ -1523,15 +1495,46 @@ middlewares:
             m.unauthenticated_behavior,
             UnauthenticatedBehavior::Challenge
         );
-        // Later-issue keys and the per-middleware LogLevel warn instead of failing.
+        // Later-issue keys warn instead of failing; the per-middleware LogLevel applies.
         let warned: Vec<&str> = loaded.warnings.iter().map(|w| w.path.as_str()).collect();
         assert!(
             warned.contains(&"middlewares.oidc-auth.SessionStorageType"),
             "{warned:?}"
         );
         assert!(
-            warned.contains(&"middlewares.oidc-auth.LogLevel"),
+            !warned.contains(&"middlewares.oidc-auth.LogLevel"),
             "{warned:?}"
+        );
+        assert_eq!(m.log_level, Some(tracing::Level::DEBUG));
+    }
+
+    #[test]
+    fn middleware_log_level_takes_traefik_oidc_auth_values() {
+        for (v, want) in [
+            ("DEBUG", tracing::Level::DEBUG),
+            ("info", tracing::Level::INFO),
+            ("Warn", tracing::Level::WARN),
+            ("ERROR", tracing::Level::ERROR),
+        ] {
+            let text = format!(
+                "middlewares:\n  default:\n    Provider:\n      Url: https://idp.example\n      ClientId: app\n    Secret: {SECRET}\n    LogLevel: {v}\n"
+            );
+            let loaded = parse_with(&text, &[], &[]).unwrap();
+            assert_eq!(
+                loaded.config.middlewares["default"].log_level,
+                Some(want),
+                "{v}"
+            );
+        }
+        let text = format!(
+            "middlewares:\n  default:\n    Provider:\n      Url: https://idp.example\n      ClientId: app\n    Secret: {SECRET}\n    LogLevel: verbose\n"
+        );
+        let problems = parse_with(&text, &[], &[]).unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.path == "middlewares.default.LogLevel"),
+            "{problems:?}"
         );
     }
 
