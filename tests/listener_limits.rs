@@ -55,27 +55,32 @@ fn largest(hi: usize, fits: impl Fn(usize) -> bool) -> usize {
 
 /// The largest request a legitimate browser sends through Traefik: a session in all 8 chunks,
 /// the 3 logout-hint chunks, 5 login flows, a browser's usual headers, Traefik's X-Forwarded-*.
-fn largest_legitimate_request(app_cookie_bytes: usize) -> (Vec<u8>, usize) {
+fn largest_legitimate_request(s: &Running, app_cookie_bytes: usize) -> (Vec<u8>, usize) {
     use traefik_oidc_sidecar::session::{CHUNK_SIZE, MAX_CHUNKS, MAX_HINT_CHUNKS};
-    let codec = common::test_codec("default");
+    // The session scope of the middleware `default`, as the sidecar builds it.
+    let mw = s.app.middleware("default").unwrap();
+    let codec = traefik_oidc_sidecar::auth::scope_of(&[&mw.cfg]).unwrap();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let none = RequestCookies::default();
-    let session = |n: usize| Session {
-        sub: "a-user-with-a-long-subject-identifier-0123456789".into(),
-        claims: serde_json::json!({ "groups": ["admins"], "big": noise(n, 7) })
+    let session = |n: usize| {
+        let claims = serde_json::json!({ "groups": ["admins"], "big": noise(n, 7) })
             .as_object()
             .unwrap()
-            .clone(),
-        iat: now,
-        exp: now + 3600,
-        id_token: None,
-        access_token: None,
-        refresh_token: Some(noise(900, 11)),
-        authorized: true,
-        challenged: false,
+            .clone();
+        Session {
+            sub: "a-user-with-a-long-subject-identifier-0123456789".into(),
+            verdicts: codec.verdicts(&claims),
+            claims,
+            iat: now,
+            exp: now + 3600,
+            id_token: None,
+            access_token: None,
+            refresh_token: Some(noise(900, 11)),
+            challenged: Default::default(),
+        }
     };
     let n = largest(MAX_CHUNKS * CHUNK_SIZE * 2, |n| {
         codec.write_session(&session(n), &none, now).is_ok()
@@ -96,9 +101,11 @@ fn largest_legitimate_request(app_cookie_bytes: usize) -> (Vec<u8>, usize) {
             verifier: Some(noise(64, 300 + i)),
             return_to: format!("https://{}/{}", common::APP_HOST, noise(500, 400 + i)),
             created: now,
-            challenge: false,
+            redirect_uri: format!("https://{}/oidc/callback", common::APP_HOST),
+            resources: Vec::new(),
+            challenge: None,
         };
-        cookies.extend(pairs(&codec.start_flow(&flow, &none, now).unwrap()));
+        cookies.extend(pairs(&codec.codec().start_flow(&flow, &none, now).unwrap()));
     }
     // Some of the application's own cookies too.
     cookies.push(format!("_ga={}", noise(40, 5)));
@@ -161,8 +168,8 @@ async fn the_largest_legitimate_request_fits_and_larger_heads_get_431() {
     let s = start("trustedProxies: [127.0.0.1/32]").await;
     let proxy = Ipv4Addr::LOCALHOST;
     let other = Ipv4Addr::new(127, 0, 0, 2);
-    let (big, fields) = largest_legitimate_request(0);
-    let (bigger, _) = largest_legitimate_request(100_000);
+    let (big, fields) = largest_legitimate_request(&s, 0);
+    let (bigger, _) = largest_legitimate_request(&s, 100_000);
     eprintln!(
         "largest legitimate request: {} bytes, {fields} header fields; with 100 KB of the \
          application's cookies {} bytes (limits: {MAX_HEAD_BYTES} bytes, {MAX_HEADERS} fields)",

@@ -55,6 +55,7 @@ pub fn error_lines() -> Vec<String> {
 
 /// The sidecar in this process, with `extra_root` (trustedProxies, limits) in its config.
 pub struct Running {
+    pub app: Arc<App>,
     pub addr: SocketAddr,
     pub metrics: SocketAddr,
     pub stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -75,13 +76,15 @@ pub async fn start(extra_root: &str) -> Running {
     app.start_discovery();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let limits = loaded.config.limits.clone();
+    let served = app.clone();
     let done = tokio::spawn(async move {
-        serve_with_limits(app, l, m, &limits, async {
+        serve_with_limits(served, l, m, &limits, async {
             let _ = rx.await;
         })
         .await
     });
     Running {
+        app,
         addr,
         metrics,
         stop: Some(tx),
