@@ -293,6 +293,7 @@ fn the_binary_raises_its_open_file_limit_and_logs_both() {
     };
     let _ = child.kill();
     let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
     let v = found.expect("no open-file limit line");
     assert_eq!(v["fields"]["soft_at_start"], 512, "{v}");
     assert_eq!(v["fields"]["hard"], hard, "{v}");
