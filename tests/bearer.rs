@@ -87,7 +87,7 @@ async fn bearer_tokens_are_validated_on_every_request_and_never_redirect() {
     // An ID token from a browser login is not an access token for this API (audience).
     let mut browser = Browser::new(&s, "jwt");
     browser.login("http://app.test/", "alice").await;
-    let codec = test_codec("jwt");
+    let codec = test_codec(&s, "jwt");
     let header = browser.cookie_string(APP_HOST);
     let cookies = RequestCookies::parse([header.as_str()].into_iter());
     let session = codec.open_session(&cookies).expect("a session");

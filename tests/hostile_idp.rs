@@ -29,6 +29,7 @@ middlewares:
       ClientId: {CLIENT_ID}
       ClientSecret: {CLIENT_SECRET}
     Secret: {SECRET}
+    CookieNamePrefix: TraefikOidcSidecar.default
     SessionCookie:
       Secure: false
 "#

@@ -136,6 +136,7 @@ middlewares:
       ClientId: sidecar
       ClientSecret: sidecar-secret
     Secret: {SECRET}
+    CookieNamePrefix: TraefikOidcSidecar.default
     Scopes: [openid, profile, email, groups]
     ValidPostLogoutRedirectUris: ["http://{APP_HOST}/bye"]
     SessionCookie:
@@ -146,6 +147,7 @@ middlewares:
       ClientId: sidecar
       ClientSecret: sidecar-secret
     Secret: {SECRET}
+    CookieNamePrefix: TraefikOidcSidecar.admins
     Scopes: [openid, profile, email, groups]
     Authorization:
       AssertClaims:
@@ -166,6 +168,7 @@ middlewares:
       ClientId: sidecar
       ClientSecret: sidecar-secret
     Secret: {SECRET}
+    CookieNamePrefix: TraefikOidcSidecar.challenge
     Scopes: [openid, profile, email, groups]
     UnauthorizedBehavior: Challenge
     Authorization:
@@ -178,6 +181,7 @@ middlewares:
       ClientId: sidecar
       ClientSecret: sidecar-secret
     Secret: {SECRET}
+    CookieNamePrefix: TraefikOidcSidecar.public
     Scopes: [openid, profile, email, groups]
     BypassAuthenticationRule: "PathPrefix(`/public`) || Path(`/health`) || Path(`/oidc/callback`) || Path(`/logout`)"
     UnauthorizedBehavior: Forward
@@ -197,6 +201,7 @@ middlewares:
       ClientId: sidecar
       ClientSecret: sidecar-secret
     Secret: {SECRET}
+    CookieNamePrefix: TraefikOidcSidecar.login
     LoginUri: /login
     ValidPostLoginRedirectUris: ["http://other.test/welcome"]
     AuthorizationParams:
@@ -216,6 +221,7 @@ middlewares:
       ClientSecret: sidecar-secret
       UseClaimsFromUserInfo: true
     Secret: {SECRET}
+    CookieNamePrefix: TraefikOidcSidecar.userinfo
     Headers:
       - Name: X-Info
         Value: "{{{{ .claims.userinfo_only }}}}"
@@ -227,6 +233,7 @@ middlewares:
       ClientId: sidecar
       ClientSecret: sidecar-secret
     Secret: {SECRET}
+    CookieNamePrefix: TraefikOidcSidecar.open
     UnauthenticatedBehavior: Forward
   api:
     Provider:
@@ -234,6 +241,7 @@ middlewares:
       ClientId: sidecar
       ClientSecret: sidecar-secret
     Secret: {SECRET}
+    CookieNamePrefix: TraefikOidcSidecar.api
     UnauthenticatedBehavior: Unauthorized
 "#
     )
@@ -493,23 +501,14 @@ impl Browser {
     }
 }
 
-/// The codec the sidecar builds for `middleware` from [`config_yaml`] (same Secret, default
-/// cookie prefix and logout path), so a test can open the cookies it wrote.
-pub fn test_codec(middleware: &str) -> traefik_oidc_sidecar::session::CookieCodec {
-    traefik_oidc_sidecar::session::CookieCodec::new(
-        &traefik_oidc_sidecar::config::Secret::new(SECRET),
-        middleware,
-        &format!("TraefikOidcSidecar.{middleware}"),
-        "/logout",
-        traefik_oidc_sidecar::config::SessionCookieConfig {
-            path: "/".into(),
-            domain: None,
-            secure: false,
-            http_only: true,
-            same_site: traefik_oidc_sidecar::config::SameSite::Lax,
-            max_age: 0,
-        },
-    )
+/// A fresh session scope built like the one the sidecar `s` gives `middleware` (same key, its
+/// own cache), so a test can open the cookies the sidecar wrote.
+pub fn test_codec(s: &Sidecar, middleware: &str) -> traefik_oidc_sidecar::session::Scope {
+    let m = s
+        .app
+        .middleware(middleware)
+        .expect("a configured middleware");
+    traefik_oidc_sidecar::auth::scope_of(&[&m.cfg]).expect("a scope")
 }
 
 /// One OP for a whole test binary (the harness keeps its stdin open; it exits with us).
