@@ -7,14 +7,15 @@
 #   KEYCLOAK_VERSION=26.x.y scripts/install-keycloak.sh
 #
 # The distribution is org.keycloak:keycloak-quarkus-dist (zip) from Maven Central, fetched with
-# `mvn dependency:get` into the local Maven repository, then unpacked once into
+# `mvn dependency:get` into the local Maven repository (KEYCLOAK_MAVEN_REPO, else ~/.m2/repository),
+# then unpacked once into
 # ~/.cache/traefik-oidc-sidecar/keycloak-<version>/ (CI keeps ~/.cache between runs). Pinned
 # version: 26.7.3, the newest 26.x Maven Central serves at the time of writing.
 #
 # Keycloak 26 needs Java 21 or newer. This script never downloads a JDK: it takes
-# KEYCLOAK_JAVA_HOME, else JAVA_HOME, else the newest JDK under /usr/lib/jvm, and fails with a
-# clear message when none of them is 21+. The JDK is used for Keycloak (and mvn here) only; the
-# rest of the suite keeps the machine's default Java, if any.
+# KEYCLOAK_JAVA_HOME, else JAVA_HOME, else the newest JDK under /usr/lib/jvm (or the directories
+# listed in KEYCLOAK_JDK_DIRS), and fails with a clear message when none of them is 21+. The JDK
+# is used for Keycloak (and mvn here) only; the rest of the suite keeps the machine's default Java.
 set -euo pipefail
 
 version="${KEYCLOAK_VERSION:-26.7.3}"
@@ -42,7 +43,10 @@ find_jdk() {
   local candidates=() c best="" best_major=0 m
   [ -n "${KEYCLOAK_JAVA_HOME:-}" ] && candidates+=("$KEYCLOAK_JAVA_HOME")
   [ -n "${JAVA_HOME:-}" ] && candidates+=("$JAVA_HOME")
-  for c in /usr/lib/jvm/*; do [ -d "$c" ] && candidates+=("$c"); done
+  local dir
+  for dir in ${KEYCLOAK_JDK_DIRS:-/usr/lib/jvm}; do
+    for c in "$dir"/*; do [ -d "$c" ] && candidates+=("$c"); done
+  done
   for c in "${candidates[@]}"; do
     [ -x "$c/bin/java" ] || continue
     m="$(java_major "$c")"
@@ -54,7 +58,7 @@ find_jdk() {
   done
   if [ -z "$best" ]; then
     log "Keycloak $version needs a Java 21+ JDK and none was found"
-    log "  looked at: KEYCLOAK_JAVA_HOME='${KEYCLOAK_JAVA_HOME:-}', JAVA_HOME='${JAVA_HOME:-}', /usr/lib/jvm/*"
+    log "  looked at: KEYCLOAK_JAVA_HOME='${KEYCLOAK_JAVA_HOME:-}', JAVA_HOME='${JAVA_HOME:-}', ${KEYCLOAK_JDK_DIRS:-/usr/lib/jvm}/*"
     log "  install one from your distribution (e.g. a temurin-21 or openjdk-21 package) and set KEYCLOAK_JAVA_HOME"
     exit 1
   fi
@@ -76,12 +80,13 @@ fi
 command -v mvn >/dev/null || { log "mvn is required to fetch $artifact from Maven Central"; exit 1; }
 command -v unzip >/dev/null || command -v python3 >/dev/null || { log "unzip or python3 is required to unpack the distribution"; exit 1; }
 
-repo="$(JAVA_HOME="$jdk" mvn -q help:evaluate -Dexpression=settings.localRepository -DforceStdout 2>/dev/null || true)"
-[ -d "$repo" ] || repo="$HOME/.m2/repository"
+# The local Maven repository: KEYCLOAK_MAVEN_REPO, else Maven's default. It is passed to mvn
+# explicitly, so the zip's path is known whatever settings.xml says.
+repo="${KEYCLOAK_MAVEN_REPO:-$HOME/.m2/repository}"
 zip="$repo/org/keycloak/keycloak-quarkus-dist/$version/keycloak-quarkus-dist-$version.zip"
 if [ ! -f "$zip" ]; then
-  log "fetching $artifact with mvn dependency:get"
-  JAVA_HOME="$jdk" mvn -q -B dependency:get -Dartifact="$artifact" -Dtransitive=false
+  log "fetching $artifact with mvn dependency:get (about 150 MB)"
+  JAVA_HOME="$jdk" mvn -q -B -Dmaven.repo.local="$repo" dependency:get -Dartifact="$artifact" -Dtransitive=false
 fi
 [ -f "$zip" ] || { log "mvn finished but $zip is missing"; exit 1; }
 
