@@ -128,6 +128,8 @@ export function sidecarConfigs({ kc, secret, clientSecret, clientKey, ports }) {
   // Keycloak names its public (http) issuer on every URL it is asked on; ValidIssuer pins it.
   const httpsProvider = `
       ValidIssuer: ${q(pub)}`;
+  const httpsCookies = `
+    CookieNamePrefix: "KcHttps"`;
   return {
     main: header(ports.main)
       + mw('kc', base)
@@ -142,10 +144,12 @@ export function sidecarConfigs({ kc, secret, clientSecret, clientKey, ports }) {
         extra: `
     CookieNamePrefix: ${q(REFRESH_COOKIE_PREFIX)}`,
       })
+      // Another Provider.Url is another session scope: its own cookie names, or the sidecar warns
+      // that the two scopes would fight over one cookie in a browser that visits both.
       + mw('kc-https-file', { ...base, url: https, provider: `${httpsProvider}
-      CABundleFile: ${q(kc.tls.caFile)}` })
+      CABundleFile: ${q(kc.tls.caFile)}`, extra: httpsCookies })
       + mw('kc-https-inline', { ...base, url: https, provider: `${httpsProvider}
-      CABundle: ${block(kc.tls.caPem, 8)}` }),
+      CABundle: ${block(kc.tls.caPem, 8)}`, extra: httpsCookies }),
 
     // One session scope: same Secret, Provider.Url, ClientId and cookie settings.
     scope: header({ ...ports.scope, logLevel: 'info' })
