@@ -130,6 +130,26 @@ impl App {
         &self.trusted
     }
 
+    /// The distinct session scopes of every middleware that uses `mw`'s IdP client (the same
+    /// `Provider.Url` and `ClientId`), `mw`'s own first. A back-channel logout token is
+    /// addressed to the client, and an IdP registers one back-channel URI per client, so the
+    /// logout it brings applies to all of them (middlewares of one client may still differ in
+    /// Secret or cookie settings, hence in scope).
+    pub fn client_scopes(&self, mw: &Middleware) -> Vec<Arc<session::Scope>> {
+        let same = |m: &Middleware| {
+            m.cfg.provider.client_id == mw.cfg.provider.client_id
+                && m.cfg.provider.url.trim_end_matches('/')
+                    == mw.cfg.provider.url.trim_end_matches('/')
+        };
+        let mut out = vec![mw.scope().clone()];
+        for m in self.middlewares.values() {
+            if same(m) && !out.iter().any(|s| Arc::ptr_eq(s, m.scope())) {
+                out.push(m.scope().clone());
+            }
+        }
+        out
+    }
+
     /// The current time from the app's clock.
     pub fn now(&self) -> u64 {
         self.clock.now()
@@ -273,6 +293,12 @@ mod tests {
         assert!(Arc::ptr_eq(&scope("a"), &scope("b")));
         assert!(!Arc::ptr_eq(&scope("a"), &scope("c")));
         assert_eq!(scope("a").members(), ["a", "b"]);
+        // A logout for client `app` reaches every scope of that client, and only those.
+        let scopes = app.client_scopes(app.middleware("d").unwrap());
+        assert_eq!(scopes.len(), 2);
+        assert!(Arc::ptr_eq(&scopes[0], &scope("d")));
+        assert!(Arc::ptr_eq(&scopes[1], &scope("a")));
+        assert_eq!(app.client_scopes(app.middleware("c").unwrap()).len(), 1);
     }
 
     #[test]

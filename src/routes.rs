@@ -98,8 +98,9 @@ async fn backchannel(app: &App, name: Option<&str>, req: Request) -> Response {
     let body = axum::body::to_bytes(body, crate::auth::MAX_BACKCHANNEL_BODY)
         .await
         .ok();
+    let scopes = app.client_scopes(mw);
     to_response(
-        mw.backchannel_logout(content_type, body.as_deref(), app.now())
+        mw.backchannel_logout(content_type, body.as_deref(), &scopes, app.now())
             .await,
     )
 }

@@ -37,6 +37,15 @@ middlewares:
     BackchannelLogoutUri: /oidc/backchannel
     SessionCookie:
       Secure: false
+  other:
+    Provider:
+      Url: {issuer}
+      ClientId: {CLIENT_ID}
+      ClientSecret: {CLIENT_SECRET}
+    Secret: {SECRET}
+    CookieNamePrefix: TraefikOidcSidecar.other
+    SessionCookie:
+      Secure: false
 "#
     )
 }
@@ -64,7 +73,12 @@ async fn setup() -> Setup {
 impl Setup {
     /// A logged-in browser.
     async fn login(&self) -> Agent {
-        let mut a = Agent::new(&self.sc, "default");
+        self.login_at("default").await
+    }
+
+    /// A browser logged in through middleware `mw`.
+    async fn login_at(&self, mw: &str) -> Agent {
+        let mut a = Agent::new(&self.sc, mw);
         let r = a.forward(HOME, Kind::Navigate).await;
         assert_eq!(r.status, 302, "{r:#?}");
         let cb = a.idp_authorize(&r.location()).await;
@@ -448,4 +462,18 @@ async fn the_forward_auth_door_says_the_body_must_come_another_way() {
         .forward("http://app.test/backchannel-logout", Kind::Xhr)
         .await;
     assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn a_logout_reaches_every_scope_of_the_client() {
+    let s = setup().await;
+    let mut here = s.login().await; // sid-1, scope "default"
+    let mut there = s.login_at("other").await; // sid-2, another scope of the same client
+    let mut c = claims(&s.idp.issuer);
+    c["sid"] = json!("sid-2");
+    // The IdP knows one back-channel URI for the client: the default middleware's.
+    let r = s.send(&signed(&header(), &c)).await;
+    assert_eq!(r.status, 200, "{r:#?}");
+    assert_eq!(there.forward(HOME, Kind::Xhr).await.status, 401);
+    assert_eq!(here.forward(HOME, Kind::Xhr).await.status, 200);
 }

@@ -12,6 +12,8 @@
 //! replay, an oversized or non-form body ends nothing: the token is verified and its `jti`
 //! recorded before anything is ended, and the `jti` is forgotten again if ending fails.
 
+use std::sync::Arc;
+
 use openidconnect::url::form_urlencoded;
 
 use super::Middleware;
@@ -19,7 +21,7 @@ use crate::error::Error;
 use crate::logging::decision;
 use crate::metrics::Outcome;
 use crate::reply::{Body, Reply};
-use crate::session::EndBy;
+use crate::session::{EndBy, Scope};
 
 /// The largest back-channel request body read (a logout token is a few KiB at most).
 pub const MAX_BACKCHANNEL_BODY: usize = 64 * 1024;
@@ -27,14 +29,17 @@ pub const MAX_BACKCHANNEL_BODY: usize = 64 * 1024;
 impl Middleware {
     /// Answers a back-channel logout POST: `content_type` is the request's `Content-Type`;
     /// `body` is the request body, `None` when it was larger than [`MAX_BACKCHANNEL_BODY`] or
-    /// could not be read.
+    /// could not be read; `scopes` are the session scopes of this IdP client
+    /// (`App::client_scopes`), where the sessions end. The token's `jti` is remembered in this
+    /// middleware's scope.
     pub async fn backchannel_logout(
         &self,
         content_type: Option<&str>,
         body: Option<&[u8]>,
+        scopes: &[Arc<Scope>],
         now: u64,
     ) -> Reply {
-        let mut reply = match self.end_by_token(content_type, body, now).await {
+        let mut reply = match self.end_by_token(content_type, body, scopes, now).await {
             Ok(()) => {
                 self.counters.count(Outcome::Logout);
                 Reply::new(200, Body::Empty)
@@ -54,6 +59,7 @@ impl Middleware {
         &self,
         content_type: Option<&str>,
         body: Option<&[u8]>,
+        scopes: &[Arc<Scope>],
         now: u64,
     ) -> Result<(), Error> {
         if !is_form(content_type) {
@@ -75,10 +81,13 @@ impl Middleware {
             (None, Some(sub)) => EndBy::Sub(sub.clone()),
             (None, None) => return Err(Error::BadLogoutToken("neither sid nor sub".into())),
         };
-        if let Err(e) = scope.end_sessions(by, now).await {
-            // Nothing was ended: the IdP's retry of this token must not count as a replay.
-            scope.jtis().forget(t.jti).await;
-            return Err(e);
+        for s in scopes {
+            if let Err(e) = s.end_sessions(by.clone(), now).await {
+                // Not every session ended: the IdP's retry of this token must not count as a
+                // replay (ending again is harmless).
+                scope.jtis().forget(t.jti).await;
+                return Err(e);
+            }
         }
         decision!(self.cfg.log_level, INFO, middleware = %self.cfg.name, sub = t.sub.as_deref().unwrap_or("-"), by_sid = t.sid.is_some(), "back-channel logout: sessions ended");
         Ok(())
