@@ -90,11 +90,13 @@ impl Setup {
 
     /// POSTs `body` with `content_type` to the direct route.
     async fn post(&self, content_type: &str, body: impl Into<reqwest::Body>) -> Resp {
+        self.post_to("default", content_type, body).await
+    }
+
+    /// POSTs `body` with `content_type` to middleware `mw`'s direct route.
+    async fn post_to(&self, mw: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Resp {
         let r = reqwest::Client::new()
-            .post(format!(
-                "http://{}/backchannel-logout/default",
-                self.sc.addr
-            ))
+            .post(format!("http://{}/backchannel-logout/{mw}", self.sc.addr))
             .header("Content-Type", content_type)
             .body(body)
             .send()
@@ -472,8 +474,18 @@ async fn a_logout_reaches_every_scope_of_the_client() {
     let mut c = claims(&s.idp.issuer);
     c["sid"] = json!("sid-2");
     // The IdP knows one back-channel URI for the client: the default middleware's.
-    let r = s.send(&signed(&header(), &c)).await;
+    let token = signed(&header(), &c);
+    let r = s.send(&token).await;
     assert_eq!(r.status, 200, "{r:#?}");
     assert_eq!(there.forward(HOME, Kind::Xhr).await.status, 401);
     assert_eq!(here.forward(HOME, Kind::Xhr).await.status, 200);
+    // Replayed through the other middleware's route: still a replay (one memory per client).
+    let r = s
+        .post_to(
+            "other",
+            "application/x-www-form-urlencoded",
+            format!("logout_token={}", enc(&token)),
+        )
+        .await;
+    assert_refused(&r, "replay through another route");
 }

@@ -30,8 +30,9 @@ impl Middleware {
     /// Answers a back-channel logout POST: `content_type` is the request's `Content-Type`;
     /// `body` is the request body, `None` when it was larger than [`MAX_BACKCHANNEL_BODY`] or
     /// could not be read; `scopes` are the session scopes of this IdP client
-    /// (`App::client_scopes`), where the sessions end. The token's `jti` is remembered in this
-    /// middleware's scope.
+    /// (`App::client_scopes`, this middleware's among them), where the sessions end; the first
+    /// remembers the token's `jti` (one replay memory per client, whichever route the token
+    /// comes through).
     pub async fn backchannel_logout(
         &self,
         content_type: Option<&str>,
@@ -69,7 +70,7 @@ impl Middleware {
         }
         let body = body.ok_or(Error::BadLogoutRequest("body too large"))?;
         let token = logout_token(body)?;
-        let scope = self.scope();
+        let scope = scopes.first().unwrap_or(self.scope());
         let t = self
             .provider
             .verify_logout_token(&token, scope.jtis(), now)
