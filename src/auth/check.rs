@@ -100,6 +100,7 @@ impl Middleware {
         decision!(self.cfg.log_level, DEBUG, middleware = %self.cfg.name, sub = %old.sub, authorized = self.verdict_on(&claims, &verdicts), "session refreshed");
         Ok(Session {
             sub: old.sub,
+            sid: old.sid,
             claims,
             iat: now,
             exp: r.expires_at.unwrap_or(now + lifetime),
