@@ -226,20 +226,20 @@ impl Middleware {
         if public {
             let claims = claims.ok();
             return Ok((
-                self.pass(cookies, claims.as_ref().map(data), Pass::Public),
+                self.pass(cookies, claims.as_ref().map(data), Pass::Public)?,
                 Outcome::Bypassed,
             ));
         }
         let claims = claims?;
         if authz::authorized(&self.cfg.assert_claims, &claims) {
             return Ok((
-                self.pass(cookies, Some(data(&claims)), Pass::Authorized),
+                self.pass(cookies, Some(data(&claims)), Pass::Authorized)?,
                 Outcome::Allowed,
             ));
         }
         match self.cfg.unauthorized_behavior {
             UnauthorizedBehavior::Forward => Ok((
-                self.pass(cookies, Some(data(&claims)), Pass::Forward),
+                self.pass(cookies, Some(data(&claims)), Pass::Forward)?,
                 Outcome::Forwarded,
             )),
             _ => Err(Error::Forbidden),
@@ -462,7 +462,7 @@ impl Middleware {
         if public {
             tracing::debug!(middleware = %self.cfg.name, path = %fwd.path, "bypass rule matched");
             return Ok((
-                self.pass(cookies, session.as_deref().map(session_data), Pass::Public),
+                self.pass(cookies, session.as_deref().map(session_data), Pass::Public)?,
                 Outcome::Bypassed,
             ));
         }
@@ -479,7 +479,7 @@ impl Middleware {
             Some(s) if authorized(&s) => {
                 tracing::debug!(middleware = %self.cfg.name, sub = %s.sub, path = %fwd.path, "allowed");
                 Ok((
-                    self.pass(cookies, Some(session_data(&s)), Pass::Authorized),
+                    self.pass(cookies, Some(session_data(&s)), Pass::Authorized)?,
                     Outcome::Allowed,
                 ))
             }
@@ -490,7 +490,7 @@ impl Middleware {
                     .login(fwd, cookies, now, Some("login"), true, self.return_url(fwd))
                     .map(|r| (r, Outcome::LoginRedirect)),
                 UnauthorizedBehavior::Forward => Ok((
-                    self.pass(cookies, Some(session_data(&s)), Pass::Forward),
+                    self.pass(cookies, Some(session_data(&s)), Pass::Forward)?,
                     Outcome::Forwarded,
                 )),
                 _ => Err(Error::Forbidden),
@@ -501,7 +501,7 @@ impl Middleware {
                     UnauthenticatedBehavior::Challenge => true,
                     UnauthenticatedBehavior::Unauthorized => false,
                     UnauthenticatedBehavior::Forward => {
-                        return Ok((self.pass(cookies, None, Pass::Forward), Outcome::Forwarded));
+                        return Ok((self.pass(cookies, None, Pass::Forward)?, Outcome::Forwarded));
                     }
                 };
                 if !redirect {
@@ -516,10 +516,18 @@ impl Middleware {
 
     /// A 200: identity headers allowed for `pass` (none without a session) and the request's
     /// cookies minus ours.
-    fn pass(&self, cookies: &RequestCookies<'_>, data: Option<Data<'_>>, pass: Pass) -> Reply {
+    /// A header template that fails to render fails the request (500), never a 2xx without it.
+    fn pass(
+        &self,
+        cookies: &RequestCookies<'_>,
+        data: Option<Data<'_>>,
+        pass: Pass,
+    ) -> Result<Reply, Error> {
         let mut r = Reply::new(200, Body::Empty);
         if let Some(data) = data {
-            for (n, v) in template::identity_headers(&self.cfg.headers, &data, pass) {
+            let headers = template::identity_headers(&self.cfg.headers, &data, pass)
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            for (n, v) in headers {
                 r.header(n, v);
             }
         }
@@ -527,7 +535,7 @@ impl Middleware {
         if !others.is_empty() {
             r.header("Cookie", others);
         }
-        r
+        Ok(r)
     }
 
     fn login(
