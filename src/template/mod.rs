@@ -18,6 +18,7 @@
 //! than the configuration asked for. [`reads`] finds which claims and tokens a template reads,
 //! so the session keeps no more than that.
 
+mod direct;
 pub mod engine;
 pub mod reads;
 
@@ -47,6 +48,9 @@ pub enum TokenField {
 pub struct Template {
     source: Arc<str>,
     compiled: Arc<gotmpl::Template>,
+    /// The same template printed straight from the session data, when it is only text and
+    /// plain fields (the common case, and the hot path).
+    direct: Option<direct::Direct>,
     reads: Reads,
 }
 
@@ -154,6 +158,7 @@ impl Template {
     pub fn parse(s: &str) -> Result<Template, ParseError> {
         let engine::Parsed { mut tree, defines } = engine::parse(s, &engine::HEADER_FUNCS)?;
         let reads = reads::analyse(&tree, &defines);
+        let direct = direct::Direct::from_tree(&tree);
         engine::nil_prints_empty(&mut tree);
         let mut t = gotmpl::Template::new(BODY)
             .funcs(engine::header_funcs())
@@ -165,6 +170,7 @@ impl Template {
         Ok(Template {
             source: s.into(),
             compiled: Arc::new(t),
+            direct,
             reads,
         })
     }
@@ -190,7 +196,10 @@ impl Template {
 
     /// Renders the template on its own (the request path renders all headers over one value).
     pub fn render(&self, data: &Data<'_>) -> Result<String, String> {
-        self.render_value(&data.template_value(std::iter::once(&self.reads)))
+        match &self.direct {
+            Some(d) => d.render(data),
+            None => self.render_value(&data.template_value(std::iter::once(&self.reads))),
+        }
     }
 
     fn render_value(&self, v: &TValue) -> Result<String, String> {
@@ -321,12 +330,18 @@ pub fn identity_headers(
         push(DEFAULT_HEADERS[2].into(), groups);
     } else {
         let sent = || rules.iter().filter(|r| r.include_when.allows(pass));
-        // One template value for all headers, built only when some header is sent.
+        // One template value for all the headers the shortcut cannot print, built only when
+        // one of them is sent.
+        let general = || sent().filter(|r| r.template.direct.is_none());
         let mut value = None;
         for r in sent() {
-            let v =
-                value.get_or_insert_with(|| data.template_value(sent().map(|r| &r.template.reads)));
-            let rendered = r.template.render_value(v).map_err(|cause| RenderError {
+            let rendered = match &r.template.direct {
+                Some(d) => d.render(data),
+                None => r.template.render_value(value.get_or_insert_with(|| {
+                    data.template_value(general().map(|r| &r.template.reads))
+                })),
+            }
+            .map_err(|cause| RenderError {
                 header: r.name.clone(),
                 cause,
             })?;

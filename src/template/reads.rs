@@ -79,7 +79,8 @@ fn field(atom: &Atom, name: &str) -> Option<Atom> {
         Atom::Claims => Some(Atom::Claim(name.to_string())),
         Atom::Claim(n) => Some(Atom::Claim(n.clone())),
         Atom::SomeClaim => Some(Atom::SomeClaim),
-        Atom::Token(_) => None,
+        // A field of a token fails at run time; the token is still read to find that out.
+        Atom::Token(t) => Some(Atom::Token(*t)),
         Atom::Any => Some(Atom::Any),
     }
 }
