@@ -130,6 +130,7 @@ impl PageTemplate {
         // Our own pass first: it checks names and reports columns.
         engine::parse(html, &[])?;
         let compiled = gotmpl::html::Template::new("page")
+            .max_range_iters(engine::MAX_RANGE_ITERS)
             .parse(html)
             .map_err(|e| engine::from_gotmpl(&e))?;
         // html/template escapes on first execution; do it now, so a page it refuses is a load

@@ -28,6 +28,11 @@ pub(crate) const HEADER_FUNCS: [&str; 3] = ["withPrefix", "withSuffix", "mapToJs
 /// Users cannot call it: the load-time check only knows the names above.
 pub(crate) const NIL_AS_EMPTY: &str = "_sidecarNilAsEmpty";
 
+/// At most this many `{{ range }}` iterations per render (gotmpl's default is 10 million):
+/// headers render on every request, and a loop nested over a large claim must fail (500, or
+/// the built-in page) rather than hold a core.
+pub(crate) const MAX_RANGE_ITERS: u64 = 100_000;
+
 /// A template that cannot be used: a syntax error, or a name that does not exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {

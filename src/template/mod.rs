@@ -161,6 +161,7 @@ impl Template {
         let direct = direct::Direct::from_tree(&tree);
         engine::nil_prints_empty(&mut tree);
         let mut t = gotmpl::Template::new(BODY)
+            .max_range_iters(engine::MAX_RANGE_ITERS)
             .funcs(engine::header_funcs())
             .add_parse_tree(BODY, tree);
         for mut d in defines {
@@ -495,6 +496,7 @@ mod tests {
             "{{ index .claims.groups 9 }}",
             "{{ lt .claims.role 1 }}",
             "{{ withPrefix \"a\" }}",
+            "{{ range .claims.groups }}{{ range $.claims.groups }}{{ range 50000 }}{{ end }}{{ end }}{{ end }}",
         ] {
             let e = render(t).expect_err(t);
             assert!(!e.contains("a@x.test") && !e.contains("AT"), "{t}: {e}");
