@@ -3,7 +3,7 @@
 //! `cargo bench --bench hot_path` first prints how large the session cookie of a Keycloak-like
 //! login gets (50 groups, realm and client roles, long names; also written to
 //! `target/bench/cookie_size.json`), then runs the criterion groups:
-//! - `session`: `RequestCookies::parse` + `CookieCodec::read_session` for a small session (the
+//! - `session`: `RequestCookies::parse` + `Scope::read_session` for a small session (the
 //!   test OP's alice) and for the Keycloak-like ones, remembered (the same cookie again) and not
 //!   remembered (base64, AES-GCM, inflate, JSON);
 //! - `authz`: `ClaimAssertion::holds` on 50 groups and on nested role claims;
@@ -29,7 +29,7 @@ use traefik_oidc_sidecar::auth::Middleware;
 use traefik_oidc_sidecar::authz::ClaimAssertion;
 use traefik_oidc_sidecar::config::{self, Env, MiddlewareConfig};
 use traefik_oidc_sidecar::forwarded::{self, Cidr};
-use traefik_oidc_sidecar::session::{CookieCodec, RequestCookies, Session};
+use traefik_oidc_sidecar::session::{RequestCookies, Scope, Session};
 use traefik_oidc_sidecar::template::{self, DEFAULT_CLAIMS, Data, HeaderRule, Pass};
 
 /// Fixed "now" so every run seals the same sessions.
@@ -69,14 +69,8 @@ middlewares:
         .expect("middleware `default`")
 }
 
-fn codec(cfg: &MiddlewareConfig) -> CookieCodec {
-    CookieCodec::new(
-        &cfg.secret,
-        &cfg.name,
-        &cfg.cookie_name_prefix,
-        &cfg.logout_uri,
-        cfg.session_cookie.clone(),
-    )
+fn codec(cfg: &MiddlewareConfig) -> Scope {
+    traefik_oidc_sidecar::auth::scope_of(&[cfg]).expect("scope")
 }
 
 /// A deterministic base64url string of `n` characters (stands in for signatures and ids).
@@ -264,8 +258,6 @@ fn session(
         "exp": NOW + 3600,
         "id_token": id_token,
         "refresh_token": refresh,
-        "authorized": true,
-        "challenged": false,
     }))
     .expect("Session from JSON")
 }
@@ -296,7 +288,7 @@ struct SizeRow {
     id_token_kept: bool,
 }
 
-fn size_row(case: &'static str, codec: &CookieCodec, s: &Session) -> SizeRow {
+fn size_row(case: &'static str, codec: &Scope, s: &Session) -> SizeRow {
     let set = codec
         .write_session(s, &RequestCookies::default(), NOW)
         .unwrap_or_else(|e| panic!("{case}: write_session: {e}"));
@@ -698,8 +690,8 @@ fn ready<F: Future>(f: F) -> F::Output {
 
 fn bench_decision(c: &mut Criterion) {
     let cfg = middleware_config();
-    let codec = codec(&cfg);
-    let mw = Middleware::new(cfg).expect("middleware");
+    let codec = std::sync::Arc::new(codec(&cfg));
+    let mw = Middleware::new(cfg, codec.clone()).expect("middleware");
     let trusted = Cidr::default_trusted();
     let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let cases = stored_sessions();

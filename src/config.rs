@@ -14,38 +14,26 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use openidconnect::ClientSecret;
 use openidconnect::url::Url;
 use serde_yaml_ng::Value;
 
 use crate::authz::ClaimAssertion;
 use crate::forwarded::Cidr;
+use crate::oidc;
+// The provider's settings belong to the OIDC module; the file is parsed into them.
+pub use crate::oidc::{ClientKey, ProviderConfig, TokenValidation};
 use crate::pages::{ErrorPage, PageTemplate};
 use crate::rules::Rule;
+// Session types live with the sessions; the configuration only fills them in.
+pub use crate::session::{SameSite, Secret, SessionCookieConfig};
 use crate::template::{HeaderRule, IncludeWhen, Template};
+
+/// The default `CookieNamePrefix`: the same for every middleware, so one scope shares by default.
+pub const DEFAULT_COOKIE_PREFIX: &str = "TraefikOidcSidecar";
 
 /// traefik-oidc-auth's published default `Secret`. Anyone can read it, so it protects nothing.
 const TOA_DEFAULT_SECRET: &str = "MLFs4TT99kOOq8h3UAVRtYoCTDYXiRcZ";
-
-/// A secret string whose `Debug` and `Display` never show the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret itself. Callers must not log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,28 +68,6 @@ pub enum UnauthorizedBehavior {
     Forward,
 }
 
-/// How bearer tokens (`AuthorizationHeader` / `AuthorizationCookie`) are validated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenValidation {
-    /// As a JWT (signature, iss, aud, exp) — the default, same as `AccessToken`.
-    IdToken,
-    /// As a JWT access token.
-    AccessToken,
-    /// By RFC 7662 introspection (opaque tokens too).
-    Introspection,
-}
-
-/// The `SameSite` attribute of the session cookie.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SameSite {
-    /// traefik-oidc-auth's `default`: we send `Lax`, which is what browsers assume anyway.
-    Lax,
-    /// `Strict`.
-    Strict,
-    /// `None` (requires `Secure`).
-    None,
-}
-
 /// The sidecar's whole configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -117,56 +83,33 @@ pub struct Config {
     pub log_level: String,
     /// Middlewares by name.
     pub middlewares: BTreeMap<String, MiddlewareConfig>,
+    /// Connection limits of both listeners (`limits:`).
+    pub limits: Limits,
 }
 
-/// The `Provider` block.
-#[derive(Debug, Clone)]
-pub struct ProviderConfig {
-    /// Issuer URL (discovery is `Url + /.well-known/openid-configuration`).
-    pub url: String,
-    /// OAuth client id.
-    pub client_id: String,
-    /// OAuth client secret (confidential clients).
-    pub client_secret: Option<Secret>,
-    /// Force PKCE S256 even when discovery does not advertise it.
-    pub use_pkce: bool,
-    /// Check the ID token's `iss`.
-    pub validate_issuer: bool,
-    /// Expected `iss` (default: the discovered issuer).
-    pub valid_issuer: Option<String>,
-    /// Check the ID token's `aud`.
-    pub validate_audience: bool,
-    /// Expected audience (default: the client id).
-    pub valid_audience: Option<String>,
-    /// Skip TLS certificate checks toward the IdP (testing only).
-    pub insecure_skip_verify: bool,
-    /// Extra CA certificates (PEM) trusted for the IdP.
-    pub ca_bundle_file: Option<PathBuf>,
-    /// Extra CA certificates inline: PEM text, or `base64:` + base64 of PEM.
-    pub ca_bundle: Option<String>,
-    /// Fraction of the token lifetime after which a session with a refresh token is refreshed.
-    pub token_renewal_threshold: f64,
-    /// How bearer tokens are validated.
-    pub token_validation: TokenValidation,
-    /// Merge the UserInfo endpoint's claims into the session at login and refresh.
-    pub use_claims_from_userinfo: bool,
+/// Connection limits of both listeners (the `limits:` block). The defaults need no tuning; the
+/// reasoning behind each number is in SECURITY.md and `listener.rs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// How long a client may take to send a request's head, from its first byte (or from the
+    /// accept, on a new connection) to its last.
+    pub header_timeout: std::time::Duration,
+    /// How long a kept-alive connection may sit between requests. Longer than the 90 s after
+    /// which Traefik's forwardAuth client and the shim close their idle connections, so the
+    /// client closes first and never sends a request into a connection the sidecar is closing.
+    pub idle_timeout: std::time::Duration,
+    /// Open connections on the auth listener; `None` derives it from the open-file limit.
+    pub max_connections: Option<usize>,
 }
 
-/// The `SessionCookie` block.
-#[derive(Debug, Clone)]
-pub struct SessionCookieConfig {
-    /// Cookie `Path`.
-    pub path: String,
-    /// Cookie `Domain`, if any.
-    pub domain: Option<String>,
-    /// Cookie `Secure`.
-    pub secure: bool,
-    /// Cookie `HttpOnly`.
-    pub http_only: bool,
-    /// Cookie `SameSite`.
-    pub same_site: SameSite,
-    /// Cookie `Max-Age` in seconds; 0 = a browser-session cookie.
-    pub max_age: i64,
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: std::time::Duration::from_secs(10),
+            idle_timeout: std::time::Duration::from_secs(120),
+            max_connections: None,
+        }
+    }
 }
 
 /// One middleware block.
@@ -188,7 +131,8 @@ pub struct MiddlewareConfig {
     pub post_logout_redirect_uri: String,
     /// Absolute targets allowed as logout `redirect_uri`.
     pub valid_post_logout_redirect_uris: Vec<String>,
-    /// Prefix of every cookie this middleware sets.
+    /// Prefix of every cookie this middleware's session scope sets (default
+    /// `TraefikOidcSidecar`: middlewares of one scope share their cookies).
     pub cookie_name_prefix: String,
     /// Session cookie attributes.
     pub session_cookie: SessionCookieConfig,
@@ -222,6 +166,9 @@ pub struct MiddlewareConfig {
     pub page_unauthenticated: Option<ErrorPage>,
     /// `ErrorPages.Unauthorized`: the 403 page for browsers.
     pub page_unauthorized: Option<ErrorPage>,
+    /// `LogLevel`: this middleware's own verbosity for its decision lines (see
+    /// [`crate::logging`]); `None` follows the global `logLevel`.
+    pub log_level: Option<tracing::Level>,
 }
 
 /// A problem (or warning) found in the file, with the key path it concerns.
@@ -309,8 +256,11 @@ const ROOT_KEYS: &[&str] = &[
     "trustedProxies",
     "logFormat",
     "logLevel",
+    "limits",
     "middlewares",
 ];
+
+const LIMITS_KEYS: &[&str] = &["headerTimeout", "idleTimeout", "maxConnections"];
 
 const MIDDLEWARE_KEYS: &[&str] = &[
     "Provider",
@@ -357,9 +307,9 @@ const PROVIDER_KEYS: &[&str] = &[
     "CABundle",
     "TokenValidation",
     "UseClaimsFromUserInfo",
+    "ClientJwtPrivateKey",
+    "ClientJwtPrivateKeyId",
 ];
-
-const PROVIDER_LATER: &[&str] = &["ClientJwtPrivateKeyId", "ClientJwtPrivateKey"];
 
 const COOKIE_KEYS: &[&str] = &["Path", "Domain", "Secure", "HttpOnly", "SameSite", "MaxAge"];
 const AUTHZ_KEYS: &[&str] = &["AssertClaims", "CheckOnEveryRequest"];
@@ -655,6 +605,10 @@ fn parse_root(root: &Value, cx: &mut Cx<'_>) -> Option<Config> {
         }
         None => "info".to_string(),
     };
+    let limits = match obj.get("limits") {
+        Some((p, v)) => parse_limits(v, &p, cx),
+        None => Limits::default(),
+    };
     let mut middlewares = BTreeMap::new();
     match obj.get("middlewares") {
         Some((p, v)) => {
@@ -690,7 +644,85 @@ fn parse_root(root: &Value, cx: &mut Cx<'_>) -> Option<Config> {
         log_format: log_format?,
         log_level,
         middlewares,
+        limits,
     })
+}
+
+fn parse_limits(v: &Value, path: &str, cx: &mut Cx<'_>) -> Limits {
+    let mut limits = Limits::default();
+    let Some(mut obj) = Obj::new(v, path, cx) else {
+        return limits;
+    };
+    let second = std::time::Duration::from_secs(1);
+    let hour = std::time::Duration::from_secs(3600);
+    let ms = std::time::Duration::from_millis;
+    if let Some((p, v)) = obj.get("headerTimeout") {
+        limits.header_timeout =
+            duration_in(v, &p, ms(100), 5 * 60 * second, cx).unwrap_or(limits.header_timeout);
+    }
+    if let Some((p, v)) = obj.get("idleTimeout")
+        // As short as 10 ms only so tests can race the shim against it in seconds.
+        && let Some(d) = duration_in(v, &p, ms(10), hour, cx)
+    {
+        if d <= 90 * second {
+            cx.warn(
+                &p,
+                "at or below 90 s, the sidecar may close an idle connection just as Traefik \
+                 or the shim (both keep idle connections 90 s) sends a request on it",
+            );
+        }
+        limits.idle_timeout = d;
+    }
+    if let Some((p, v)) = obj.get("maxConnections") {
+        match cx.integer(v, &p).map(usize::try_from) {
+            Some(Ok(n)) if n >= 16 => limits.max_connections = Some(n),
+            Some(_) => cx.problem(&p, "must be at least 16"),
+            None => {}
+        }
+    }
+    obj.finish(LIMITS_KEYS, &[], cx);
+    limits
+}
+
+/// A duration such as `10s`, `1500ms`, `2m` or a bare number of seconds, within `[min, max]`.
+fn duration_in(
+    v: &Value,
+    path: &str,
+    min: std::time::Duration,
+    max: std::time::Duration,
+    cx: &mut Cx<'_>,
+) -> Option<std::time::Duration> {
+    let raw = cx.string(v, path)?;
+    let d = parse_duration(raw.trim());
+    match d {
+        Some(d) if d >= min && d <= max => Some(d),
+        Some(_) => {
+            cx.problem(path, format!("must be between {min:?} and {max:?}"));
+            None
+        }
+        None => {
+            cx.problem(
+                path,
+                format!("{raw:?} is not a duration such as \"10s\", \"1500ms\" or \"2m\""),
+            );
+            None
+        }
+    }
+}
+
+/// `10s`, `1500ms`, `2m`, `1h`, or a bare whole number of seconds.
+fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let millis = match unit {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => None,
+    }?;
+    Some(std::time::Duration::from_millis(millis))
 }
 
 fn addr(obj: &mut Obj<'_>, key: &str, default: &str, cx: &mut Cx<'_>) -> Option<SocketAddr> {
@@ -800,8 +832,10 @@ fn parse_middleware(
     );
     let valid_post_logout_redirect_uris = url_list(&mut obj, "ValidPostLogoutRedirectUris", cx);
 
+    // One default for every middleware: middlewares with the same Secret, provider and client
+    // share their session without configuration (the key binds the rest, see session::scope).
     let cookie_name_prefix = opt_string(&mut obj, "CookieNamePrefix", cx)
-        .unwrap_or_else(|| format!("TraefikOidcSidecar.{name}"));
+        .unwrap_or_else(|| DEFAULT_COOKIE_PREFIX.into());
     if !valid_cookie_prefix(&cookie_name_prefix) {
         cx.problem(
             &join(path, "CookieNamePrefix"),
@@ -911,12 +945,20 @@ fn parse_middleware(
         },
         _ => None,
     };
-    if let Some((p, _)) = obj.get("LogLevel") {
-        cx.warn(
+    let log_level = match obj.get("LogLevel") {
+        // traefik-oidc-auth's values, case-insensitive.
+        Some((p, v)) => cx.one_of(
+            v,
             &p,
-            "per-middleware LogLevel is ignored; use the top-level logLevel",
-        );
-    }
+            &[
+                ("DEBUG", tracing::Level::DEBUG),
+                ("INFO", tracing::Level::INFO),
+                ("WARN", tracing::Level::WARN),
+                ("ERROR", tracing::Level::ERROR),
+            ],
+        ),
+        None => None,
+    };
     obj.finish(MIDDLEWARE_KEYS, MIDDLEWARE_LATER, cx);
 
     if cx.problems.len() != before {
@@ -948,6 +990,7 @@ fn parse_middleware(
         bearer_cookie,
         page_unauthenticated,
         page_unauthorized,
+        log_level,
     })
 }
 
@@ -1101,7 +1144,8 @@ fn parse_provider(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<ProviderConf
     }
     let client_secret = opt_string(&mut obj, "ClientSecret", cx)
         .filter(|s| !s.is_empty())
-        .map(Secret::new);
+        .map(ClientSecret::new);
+    let client_key = parse_client_key(&mut obj, path, client_secret.is_some(), cx);
     let mut flag = |obj: &mut Obj<'_>, key: &str, default: bool| match obj.get(key) {
         Some((p, v)) => cx.boolean(v, &p).unwrap_or(default),
         None => default,
@@ -1146,7 +1190,7 @@ fn parse_provider(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<ProviderConf
         );
     }
     if let Some(b) = &ca_bundle
-        && let Err(e) = crate::oidc::decode_ca_bundle(b)
+        && let Err(e) = oidc::decode_ca_bundle(b)
     {
         cx.problem(&join(path, "CABundle"), e);
     }
@@ -1173,11 +1217,12 @@ fn parse_provider(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<ProviderConf
             "TLS certificates of the IdP are not checked; use only for testing",
         );
     }
-    obj.finish(PROVIDER_KEYS, PROVIDER_LATER, cx);
+    obj.finish(PROVIDER_KEYS, &[], cx);
     Some(ProviderConfig {
         url: url?,
         client_id: client_id?,
         client_secret,
+        client_key,
         use_pkce,
         validate_issuer,
         valid_issuer,
@@ -1190,6 +1235,43 @@ fn parse_provider(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<ProviderConf
         token_validation,
         use_claims_from_userinfo,
     })
+}
+
+/// `ClientJwtPrivateKey` (PEM, usually `${file:…}`) and `ClientJwtPrivateKeyId`: parsed here so
+/// a bad key stops the load with its key path instead of failing every login.
+fn parse_client_key(
+    obj: &mut Obj<'_>,
+    path: &str,
+    has_secret: bool,
+    cx: &mut Cx<'_>,
+) -> Option<ClientKey> {
+    let kid = opt_string(obj, "ClientJwtPrivateKeyId", cx).filter(|s| !s.is_empty());
+    let pem = opt_string(obj, "ClientJwtPrivateKey", cx).filter(|s| !s.trim().is_empty());
+    let Some(pem) = pem else {
+        if kid.is_some() {
+            cx.problem(
+                &join(path, "ClientJwtPrivateKeyId"),
+                "given without ClientJwtPrivateKey",
+            );
+        }
+        return None;
+    };
+    let key_path = join(path, "ClientJwtPrivateKey");
+    match ClientKey::from_pem(&pem, kid) {
+        Ok(key) => {
+            if has_secret {
+                cx.warn(
+                    &join(path, "ClientSecret"),
+                    "not sent: ClientJwtPrivateKey authenticates the client (private_key_jwt)",
+                );
+            }
+            Some(key)
+        }
+        Err(e) => {
+            cx.problem(&key_path, e);
+            None
+        }
+    }
 }
 
 fn default_cookie() -> SessionCookieConfig {
@@ -1439,13 +1521,56 @@ mod tests {
         assert_eq!(m.callback_uri, "/oidc/callback");
         assert_eq!(m.logout_uri, "/logout");
         assert_eq!(m.post_logout_redirect_uri, "/");
-        assert_eq!(m.cookie_name_prefix, "TraefikOidcSidecar.default");
+        assert_eq!(m.cookie_name_prefix, "TraefikOidcSidecar");
+        assert_eq!(m.log_level, None);
         assert!(m.session_cookie.secure && m.session_cookie.http_only);
         assert_eq!(m.session_cookie.same_site, SameSite::Lax);
         assert_eq!(m.unauthenticated_behavior, UnauthenticatedBehavior::Auto);
         assert_eq!(m.unauthorized_behavior, UnauthorizedBehavior::Unauthorized);
         assert!(m.provider.validate_issuer && m.provider.validate_audience && !m.provider.use_pkce);
         assert_eq!(cfg.trusted_proxies.len(), Cidr::default_trusted().len());
+    }
+
+    #[test]
+    fn limits_parse_with_units_and_refuse_nonsense() {
+        use std::time::Duration;
+        let ok = |extra: &str| {
+            parse_with(&format!("{extra}\n{}", minimal()), &[], &[])
+                .map_err(|e| format!("{e:?}"))
+                .unwrap()
+        };
+        assert_eq!(ok("").config.limits, Limits::default());
+        let l = ok("limits:\n  headerTimeout: 1500ms\n  IdleTimeout: 2m\n  maxConnections: 500");
+        assert_eq!(l.config.limits.header_timeout, Duration::from_millis(1500));
+        assert_eq!(l.config.limits.idle_timeout, Duration::from_secs(120));
+        assert_eq!(l.config.limits.max_connections, Some(500));
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        // A bare number is seconds; an idle timeout at or below the clients' 90 s warns.
+        let l = ok("limits:\n  idleTimeout: 30\n  headerTimeout: 5");
+        assert_eq!(l.config.limits.idle_timeout, Duration::from_secs(30));
+        assert_eq!(l.config.limits.header_timeout, Duration::from_secs(5));
+        assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
+        assert_eq!(l.warnings[0].path, "limits.idleTimeout");
+        for (extra, path) in [
+            ("limits:\n  headerTimeout: 10 s", "limits.headerTimeout"),
+            ("limits:\n  headerTimeout: 50ms", "limits.headerTimeout"),
+            ("limits:\n  headerTimeout: 1d", "limits.headerTimeout"),
+            ("limits:\n  idleTimeout: 2h", "limits.idleTimeout"),
+            ("limits:\n  idleTimeout: 5ms", "limits.idleTimeout"),
+            ("limits:\n  idleTimeout: -1s", "limits.idleTimeout"),
+            ("limits:\n  maxConnections: 15", "limits.maxConnections"),
+            ("limits:\n  maxConnections: many", "limits.maxConnections"),
+            ("limits:\n  maxConnection: 100", "limits.maxConnection"),
+            ("limits: 5", "limits"),
+        ] {
+            let problems = parse_with(&format!("{extra}\n{}", minimal()), &[], &[])
+                .err()
+                .unwrap_or_else(|| panic!("{extra:?} was accepted"));
+            assert!(
+                problems.iter().any(|p| p.path == path),
+                "{extra:?}: {problems:?}"
+            );
+        }
     }
 
     /// A block in traefik-oidc-auth's documented shape (keys from its docs, values ours).
@@ -1509,7 +1634,10 @@ middlewares:
         let m = &loaded.config.middlewares["oidc-auth"];
         assert_eq!(m.provider.client_id, "app");
         assert_eq!(
-            m.provider.client_secret.as_ref().map(Secret::expose),
+            m.provider
+                .client_secret
+                .as_ref()
+                .map(|s| s.secret().as_str()),
             Some("s3cret")
         );
         assert!(m.provider.use_pkce && m.provider.validate_issuer && !m.provider.validate_audience);
@@ -1521,15 +1649,46 @@ middlewares:
             m.unauthenticated_behavior,
             UnauthenticatedBehavior::Challenge
         );
-        // Later-issue keys and the per-middleware LogLevel warn instead of failing.
+        // Later-issue keys warn instead of failing; the per-middleware LogLevel applies.
         let warned: Vec<&str> = loaded.warnings.iter().map(|w| w.path.as_str()).collect();
         assert!(
             warned.contains(&"middlewares.oidc-auth.SessionStorageType"),
             "{warned:?}"
         );
         assert!(
-            warned.contains(&"middlewares.oidc-auth.LogLevel"),
+            !warned.contains(&"middlewares.oidc-auth.LogLevel"),
             "{warned:?}"
+        );
+        assert_eq!(m.log_level, Some(tracing::Level::DEBUG));
+    }
+
+    #[test]
+    fn middleware_log_level_takes_traefik_oidc_auth_values() {
+        for (v, want) in [
+            ("DEBUG", tracing::Level::DEBUG),
+            ("info", tracing::Level::INFO),
+            ("Warn", tracing::Level::WARN),
+            ("ERROR", tracing::Level::ERROR),
+        ] {
+            let text = format!(
+                "middlewares:\n  default:\n    Provider:\n      Url: https://idp.example\n      ClientId: app\n    Secret: {SECRET}\n    LogLevel: {v}\n"
+            );
+            let loaded = parse_with(&text, &[], &[]).unwrap();
+            assert_eq!(
+                loaded.config.middlewares["default"].log_level,
+                Some(want),
+                "{v}"
+            );
+        }
+        let text = format!(
+            "middlewares:\n  default:\n    Provider:\n      Url: https://idp.example\n      ClientId: app\n    Secret: {SECRET}\n    LogLevel: verbose\n"
+        );
+        let problems = parse_with(&text, &[], &[]).unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.path == "middlewares.default.LogLevel"),
+            "{problems:?}"
         );
     }
 
@@ -1704,5 +1863,90 @@ middlewares:
         for (key, want) in cases {
             assert_eq!(did_you_mean(key, MIDDLEWARE_KEYS.iter()), want, "{key}");
         }
+    }
+
+    fn provider_block(extra: &str) -> String {
+        format!(
+            "middlewares:\n  default:\n    Provider:\n      Url: https://idp.example\n      ClientId: app\n{extra}    Secret: {SECRET}\n"
+        )
+    }
+
+    fn test_key(name: &str) -> String {
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/test-keys/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn client_jwt_private_key_is_parsed_at_load() {
+        // From a file, with its key id: a key, not a warning.
+        let loaded = parse_with(
+            &provider_block(
+                "      ClientJwtPrivateKeyId: k1\n      ClientJwtPrivateKey: \"${file:/keys/ec.pem}\"\n",
+            ),
+            &[],
+            &[("/keys/ec.pem", &test_key("ec-p256-sec1.pem"))],
+        )
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+        let p = &loaded.config.middlewares["default"].provider;
+        let key = p.client_key.as_ref().unwrap();
+        assert_eq!(key.alg(), "ES256");
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        // Debug of the whole configuration names the key, never its material.
+        let shown = format!("{:?}", loaded.config);
+        assert!(shown.contains("ES256") && shown.contains("k1"), "{shown}");
+        let material = test_key("ec-p256-sec1.pem");
+        assert!(!shown.contains(&material.lines().nth(1).unwrap()[..16]));
+
+        // Inline from an environment variable, next to a secret: the secret is not sent.
+        let loaded = parse_with(
+            &provider_block("      ClientSecret: s3cret\n      ClientJwtPrivateKey: \"${KEY}\"\n"),
+            &[("KEY", &test_key("rsa-pkcs1.pem"))],
+            &[],
+        )
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+        let p = &loaded.config.middlewares["default"].provider;
+        assert_eq!(p.client_key.as_ref().map(ClientKey::alg), Some("RS256"));
+        assert_eq!(
+            loaded
+                .warnings
+                .iter()
+                .map(|w| w.path.as_str())
+                .collect::<Vec<_>>(),
+            ["middlewares.default.Provider.ClientSecret"]
+        );
+    }
+
+    #[test]
+    fn a_bad_client_jwt_private_key_is_a_load_problem_at_its_path() {
+        let problems = |extra: &str, vars: &[(&str, &str)]| {
+            parse_with(&provider_block(extra), vars, &[])
+                .err()
+                .unwrap_or_default()
+        };
+        let p = problems(
+            "      ClientJwtPrivateKey: \"${KEY}\"\n",
+            &[("KEY", "-----BEGIN RSA PRIVATE KEY-----")],
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(
+            p[0].path,
+            "middlewares.default.Provider.ClientJwtPrivateKey"
+        );
+        assert!(p[0].message.contains("PKCS#1"), "{p:?}");
+        let p = problems(
+            "      ClientJwtPrivateKey: \"${KEY}\"\n",
+            &[("KEY", &test_key("rsa-1024-too-small.pem"))],
+        );
+        assert!(p[0].message.contains("2048"), "{p:?}");
+        let p = problems("      ClientJwtPrivateKeyId: k1\n", &[]);
+        assert_eq!(
+            p[0].path,
+            "middlewares.default.Provider.ClientJwtPrivateKeyId"
+        );
     }
 }

@@ -5,8 +5,11 @@
 //! and metrics listeners until shutdown. Module map:
 //! - `config`: the YAML file (traefik-oidc-auth keys, case-insensitive) and its validation;
 //! - `forwarded`: the original request from `X-Forwarded-*`, trusted peers only;
-//! - `auth`: the decision (check, login, callback, logout); `session`: sealed cookies;
+//! - `auth`: the decision (check, login, callback, logout); `session`: sessions, their scopes
+//!   (middlewares configured alike share one session) and sealed cookies; `logging`: the
+//!   global filter and per-middleware `LogLevel`;
 //! - `oidc`: the IdP; `authz`: claim assertions; `template`: identity headers;
+//! - `listener`: accept loops, connection budgets, timeouts and header limits;
 //! - `rules`: `BypassAuthenticationRule`; `redirect`: redirect-target validation; `error`/`reply`: answers; `routes`: HTTP mapping.
 
 pub mod auth;
@@ -14,6 +17,8 @@ pub mod authz;
 pub mod config;
 pub mod error;
 pub mod forwarded;
+pub mod listener;
+pub mod logging;
 pub mod metrics;
 pub mod oidc;
 pub mod opened;
@@ -27,7 +32,6 @@ pub mod template;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,9 +40,10 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::auth::Middleware;
-use crate::config::Config;
+use crate::auth::{Middleware, scope_key, scope_of};
+use crate::config::{Config, MiddlewareConfig};
 use crate::forwarded::Cidr;
+use crate::session::ScopeKey;
 
 /// The source of "now" (unix seconds). Domain code takes time as a parameter; this is where
 /// the HTTP layer gets it, and tests substitute their own.
@@ -68,11 +73,16 @@ pub struct App {
 
 impl App {
     /// Builds every middleware (no network I/O; call [`App::start_discovery`] next).
+    /// Middlewares with the same session scope key share one [`session::Scope`].
     pub fn new(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Self, String> {
         let mut middlewares = BTreeMap::new();
-        for (name, m) in &cfg.middlewares {
-            let mw = Middleware::new(m.clone()).map_err(|e| format!("middlewares.{name}: {e}"))?;
-            middlewares.insert(name.clone(), Arc::new(mw));
+        for (_, members) in scope_groups(cfg) {
+            let scope = Arc::new(scope_of(&members).ok_or("a scope without middlewares")?);
+            for m in members {
+                let mw = Middleware::new(m.clone(), scope.clone())
+                    .map_err(|e| format!("middlewares.{}: {e}", m.name))?;
+                middlewares.insert(m.name.clone(), Arc::new(mw));
+            }
         }
         Ok(App {
             middlewares,
@@ -127,6 +137,65 @@ impl App {
     }
 }
 
+/// The middlewares grouped by session scope key, in name order (the first of a group is the
+/// first by name).
+pub fn scope_groups(cfg: &Config) -> Vec<(ScopeKey, Vec<&MiddlewareConfig>)> {
+    let mut groups: Vec<(ScopeKey, Vec<&MiddlewareConfig>)> = Vec::new();
+    for m in cfg.middlewares.values() {
+        let key = scope_key(m);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(m),
+            None => groups.push((key, vec![m])),
+        }
+    }
+    groups
+}
+
+/// Warnings about session scopes, for `--check-config` and the start-up log:
+/// - two scopes whose cookies have the same names (prefix, domain and path) but that differ in
+///   `Secret`, `Provider.Url` or `ClientId`: in one browser each overwrites the other's session,
+///   so users bounce between logins;
+/// - middlewares of one scope whose other `SessionCookie` attributes differ: the scope writes
+///   its cookies with the first middleware's.
+pub fn scope_warnings(cfg: &Config) -> Vec<String> {
+    let groups = scope_groups(cfg);
+    let names = |ms: &[&MiddlewareConfig]| {
+        ms.iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = Vec::new();
+    for (i, (a, am)) in groups.iter().enumerate() {
+        for (b, bm) in &groups[i + 1..] {
+            if a.same_cookie_names(b) {
+                out.push(format!(
+                    "middlewares [{}] and [{}] use the same cookie names (CookieNamePrefix {:?}, SessionCookie.Domain {:?}, Path {:?}) but differ in Secret, Provider.Url or ClientId: in one browser their sessions overwrite each other; give one of them its own CookieNamePrefix",
+                    names(am),
+                    names(bm),
+                    a.prefix(),
+                    a.domain().unwrap_or(""),
+                    a.path()
+                ));
+            }
+        }
+        if let Some((first, rest)) = am.split_first() {
+            for m in rest {
+                let (x, y) = (&first.session_cookie, &m.session_cookie);
+                if (x.secure, x.http_only, x.same_site, x.max_age)
+                    != (y.secure, y.http_only, y.same_site, y.max_age)
+                {
+                    out.push(format!(
+                        "middlewares.{}.SessionCookie: shares its session with {} but sets other cookie attributes; the session cookies use {}'s",
+                        m.name, first.name, first.name
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The auth listener's router with its safety layers: a panic becomes a 500 (never a 200) and
 /// a request that hangs (a stuck IdP) ends in a 503 after 30 s.
 pub fn app(state: Arc<App>) -> Router {
@@ -139,31 +208,113 @@ pub fn app(state: Arc<App>) -> Router {
 }
 
 /// Serves the auth router on `listener` and `/metrics` on `metrics` until `shutdown` resolves,
-/// then drains in-flight requests.
+/// then drains in-flight requests. Uses the default [`config::Limits`] against the current
+/// open-file limit; [`serve_with_limits`] takes the configured ones.
 pub async fn serve(
     state: Arc<App>,
     listener: TcpListener,
     metrics: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (tx, rx) = tokio::sync::watch::channel(());
-    let mut rx2 = rx.clone();
-    let mut rx1 = rx;
-    let auth = axum::serve(
+    serve_with_limits(
+        state,
         listener,
-        app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        metrics,
+        &config::Limits::default(),
+        shutdown,
     )
-    .with_graceful_shutdown(async move {
-        let _ = rx1.changed().await;
-    });
-    let metrics =
-        axum::serve(metrics, routes::metrics_router(state)).with_graceful_shutdown(async move {
-            let _ = rx2.changed().await;
-        });
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = tx.send(());
-    });
-    let (a, m) = tokio::join!(auth, metrics);
-    a.and(m)
+    .await
+}
+
+/// [`serve`] with the connection limits of `limits` (the [`listener`] module says what they bound).
+pub async fn serve_with_limits(
+    state: Arc<App>,
+    listener: TcpListener,
+    metrics: TcpListener,
+    limits: &config::Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let settings = listener::Settings::resolve(limits, listener::open_file_limit());
+    let stats = Arc::new(metrics::Listeners::default());
+    let trusted = state.trusted_proxies().to_vec();
+    let auth = listener::Listener {
+        name: "auth",
+        socket: listener,
+        router: app(state.clone()),
+        budget: listener::Budget::auth(settings.max_connections),
+        trusted,
+        stats: stats.auth.clone(),
+    };
+    let metrics = listener::Listener {
+        name: "metrics",
+        socket: metrics,
+        router: routes::metrics_router(state).layer(axum::Extension(stats.clone())),
+        budget: listener::Budget::metrics(),
+        trusted: Vec::new(),
+        stats: stats.metrics.clone(),
+    };
+    listener::serve_both(auth, metrics, settings, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Env, parse};
+
+    fn config(middlewares: &[(&str, &str, &str)]) -> Config {
+        let mut text = String::from("middlewares:\n");
+        for (name, client, extra) in middlewares {
+            text.push_str(&format!(
+                "  {name}:\n    Provider:\n      Url: https://idp.example\n      ClientId: {client}\n    Secret: 0123456789abcdef0123456789abcdef\n{extra}"
+            ));
+        }
+        let env = Env {
+            var: &|_| None,
+            file: &|_| Err(std::io::Error::other("no files here")),
+        };
+        parse(&text, &env).unwrap().config
+    }
+
+    #[test]
+    fn middlewares_group_into_scopes_by_key() {
+        let cfg = config(&[
+            ("a", "app", ""),
+            ("b", "app", ""),
+            ("c", "other", ""),
+            ("d", "app", "    CookieNamePrefix: D\n"),
+        ]);
+        let groups: Vec<Vec<&str>> = scope_groups(&cfg)
+            .iter()
+            .map(|(_, ms)| ms.iter().map(|m| m.name.as_str()).collect())
+            .collect();
+        assert_eq!(groups, [vec!["a", "b"], vec!["c"], vec!["d"]]);
+        let app = App::new(&cfg, Arc::new(SystemClock)).unwrap();
+        let scope = |n: &str| app.middleware(n).unwrap().scope().clone();
+        assert!(Arc::ptr_eq(&scope("a"), &scope("b")));
+        assert!(!Arc::ptr_eq(&scope("a"), &scope("c")));
+        assert_eq!(scope("a").members(), ["a", "b"]);
+    }
+
+    #[test]
+    fn warnings_name_scopes_that_fight_and_members_that_disagree() {
+        let cfg = config(&[
+            ("a", "app", ""),
+            ("b", "app", "    SessionCookie:\n      SameSite: Strict\n"),
+            ("c", "other", ""),
+            ("d", "other", "    CookieNamePrefix: D\n"),
+        ]);
+        let w = scope_warnings(&cfg);
+        assert_eq!(w.len(), 2, "{w:#?}");
+        assert!(
+            w.iter()
+                .any(|l| l.contains("[a, b] and [c]") && l.contains("same cookie names")),
+            "{w:#?}"
+        );
+        assert!(
+            w.iter()
+                .any(|l| l.starts_with("middlewares.b.SessionCookie") && l.contains("a's")),
+            "{w:#?}"
+        );
+        assert!(scope_warnings(&config(&[("a", "app", ""), ("b", "app", "")])).is_empty());
+    }
 }

@@ -1,5 +1,8 @@
 //! A bounded memory of sessions opened recently, by their sealed cookie value.
 //!
+//! One per session scope (`session::Scope` owns it): every middleware of the scope finds the
+//! sessions any of them opened.
+//!
 //! A browser sends the same session cookie with every request until the session changes (a
 //! page and its assets, an SPA's API calls), so most `/auth` checks ask to open a value that was
 //! opened moments ago. Remembering the result skips base64, AES-GCM and JSON for them; the

@@ -25,28 +25,6 @@ fn yaml(issuer: &str) -> String {
     )
 }
 
-async fn machine_token(issuer: &str, resource: Option<&str>) -> String {
-    let mut form = vec![("grant_type", "client_credentials")];
-    if let Some(r) = resource {
-        form.push(("resource", r));
-        form.push(("scope", "api:read"));
-    }
-    let v: serde_json::Value = reqwest::Client::new()
-        .post(format!("{issuer}/token"))
-        .basic_auth("sidecar", Some("sidecar-secret"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{v}"))
-        .to_string()
-}
-
 #[tokio::test]
 async fn bearer_tokens_are_validated_on_every_request_and_never_redirect() {
     let issuer = shared_op();
@@ -109,7 +87,7 @@ async fn bearer_tokens_are_validated_on_every_request_and_never_redirect() {
     // An ID token from a browser login is not an access token for this API (audience).
     let mut browser = Browser::new(&s, "jwt");
     browser.login("http://app.test/", "alice").await;
-    let codec = test_codec("jwt");
+    let codec = test_codec(&s, "jwt");
     let header = browser.cookie_string(APP_HOST);
     let cookies = RequestCookies::parse([header.as_str()].into_iter());
     let session = codec.open_session(&cookies).expect("a session");

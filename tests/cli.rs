@@ -159,3 +159,154 @@ fn serves_and_stops_on_sigterm() {
     let hc = health_check(&p, port);
     assert!(!hc.status.success(), "a stopped sidecar is unhealthy");
 }
+
+#[test]
+fn check_config_warns_about_scopes_fighting_over_one_cookie_name() {
+    let mw = |name: &str, client: &str, extra: &str| {
+        format!(
+            "  {name}:\n    Provider:\n      Url: https://idp.example\n      ClientId: {client}\n    Secret: 0123456789abcdef0123456789abcdef\n{extra}"
+        )
+    };
+    let p = write(
+        "fight.yaml",
+        &format!(
+            "middlewares:\n{}{}{}{}",
+            mw("shop", "shop-app", ""),
+            mw("shopadmin", "shop-app", ""),
+            mw("wiki", "wiki-app", ""),
+            mw("own", "own-app", "    CookieNamePrefix: Own\n"),
+        ),
+    );
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&p)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "a warning, not an error: {out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let fights: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("use the same cookie names"))
+        .collect();
+    assert_eq!(fights.len(), 1, "{err}");
+    assert!(
+        fights[0].contains("[shop, shopadmin]") && fights[0].contains("[wiki]"),
+        "{err}"
+    );
+    assert!(!fights[0].contains("[own"), "{err}");
+    // One middleware (or one scope) has nothing to fight with.
+    let p = write("alone.yaml", GOOD);
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&p)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("same cookie names"),
+        "{out:?}"
+    );
+}
+
+/// One forwardAuth request to the sidecar on `port` (loopback peers are trusted).
+fn forward_auth(port: u16, middleware: &str, uri: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET /auth/{middleware} HTTP/1.1\r\nHost: x\r\nX-Forwarded-Method: GET\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: app.test\r\nX-Forwarded-Uri: {uri}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf
+}
+
+#[test]
+fn a_middleware_log_level_raises_or_lowers_its_decision_lines() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mport = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The IdP is unreachable: only decisions that need no IdP are asked for.
+    let mw = |name: &str, level: &str| {
+        format!(
+            "  {name}:\n    Provider:\n      Url: http://127.0.0.1:9/idp\n      ClientId: app\n    Secret: 0123456789abcdef0123456789abcdef\n    CookieNamePrefix: P{name}\n{level}"
+        )
+    };
+    let p = write(
+        "levels.yaml",
+        &format!(
+            "logLevel: info\nmetricsListen: 127.0.0.1:{mport}\nmiddlewares:\n{}{}{}",
+            mw("plain", ""),
+            mw("loud", "    LogLevel: debug\n"),
+            mw("quiet", "    LogLevel: ERROR\n"),
+        ),
+    );
+    let child = Command::new(BIN)
+        .arg("--config")
+        .arg(&p)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut up = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(up, "never listened");
+    for m in ["plain", "loud", "quiet"] {
+        // No session, not a navigation: a 401 "denied" line (DEBUG).
+        let r = forward_auth(port, m, "/x");
+        assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+        // A refused logout target: a "request refused" line (WARN).
+        let r = forward_auth(
+            port,
+            m,
+            "/logout?post_logout_redirect_uri=https://evil.example/",
+        );
+        assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    }
+    assert!(
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let has = |mw: &str, msg: &str| {
+        err.lines()
+            .any(|l| l.contains(msg) && l.contains(&format!("middleware={mw}")))
+    };
+    // Global info: no debug lines, warnings shown.
+    assert!(
+        !has("plain", " denied") && has("plain", "request refused"),
+        "{err}"
+    );
+    // LogLevel DEBUG: its debug lines appear under a global info.
+    assert!(
+        has("loud", " denied") && has("loud", "request refused"),
+        "{err}"
+    );
+    // LogLevel ERROR: neither its debug nor its warn lines.
+    assert!(
+        !has("quiet", " denied") && !has("quiet", "request refused"),
+        "{err}"
+    );
+}

@@ -29,6 +29,7 @@ middlewares:
       ClientId: {CLIENT_ID}
       ClientSecret: {CLIENT_SECRET}
     Secret: {SECRET}
+    CookieNamePrefix: TraefikOidcSidecar.default
     SessionCookie:
       Secure: false
 "#
@@ -283,6 +284,31 @@ async fn wrong_issuer_is_refused() {
                 } else {
                     m.insert("iss".into(), iss.clone());
                 }
+                RsaKey::idp().rs256(&obj(m))
+            }),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn internal_url_layout_still_requires_the_discovered_issuer_in_tokens() {
+    // Provider.Url is another address of the IdP (localhost), so its discovery document names
+    // another issuer (127.0.0.1): the sidecar accepts the document, and then only tokens naming
+    // exactly the discovered issuer — never the configured address.
+    let idp = FakeIdp::start().await;
+    let url = idp.issuer.replace("127.0.0.1", "localhost");
+    let sc = Running::start(&yaml(&url)).await;
+    sc.ready().await;
+    let s = Setup { idp, sc };
+    let (r, _) = s.attempt().await;
+    assert_eq!(r.status, 302, "the discovered issuer logs in: {r:#?}");
+    for iss in [url.clone(), format!("{url}/"), "https://evil.test".into()] {
+        s.refuses(
+            &format!("internal-URL layout, iss={iss}"),
+            token(move |c| {
+                let mut m = c.claims();
+                m.insert("iss".into(), json!(iss.clone()));
                 RsaKey::idp().rs256(&obj(m))
             }),
         )

@@ -25,6 +25,20 @@ middlewares:
     Scopes: [openid, profile, email, groups]
     SessionCookie:
       Secure: false
+  api:
+    Provider:
+      Url: {issuer}
+      ClientId: sidecar
+      ClientSecret: sidecar-secret
+      TokenRenewalThreshold: 0.5
+    Secret: {SECRET}
+    Scopes: [openid, profile, email, groups]
+    SessionCookie:
+      Secure: false
+    Authorization:
+      AssertClaims:
+        - Name: groups
+          AnyOf: [admins]
 "#
     )
 }
@@ -50,16 +64,18 @@ async fn session_is_refreshed_after_the_threshold_and_concurrent_requests_share_
         "fresh session: no refresh"
     );
 
-    // Past half of the 6 s lifetime: ten parallel requests with the same (old) cookie. The OP
-    // rotates refresh tokens and revokes the grant on reuse, so they only all succeed if a
-    // single refresh is shared.
+    // Past half of the 6 s lifetime: ten parallel requests with the same (old) cookie, half of
+    // them through `api`, another middleware of the same session scope. The OP rotates refresh
+    // tokens and revokes the grant on reuse, so they only all succeed if a single refresh is
+    // shared by the scope, not one per middleware.
     tokio::time::sleep(Duration::from_millis(4200)).await;
     let cookie = b.cookie_string(APP_HOST);
     let http = reqwest::Client::new();
     let mut tasks = Vec::new();
-    for _ in 0..10 {
+    for i in 0..10 {
+        let mw = if i % 2 == 0 { "default" } else { "api" };
         let req = http
-            .get(s.auth_url("default"))
+            .get(s.auth_url(mw))
             .header("X-Forwarded-Method", "GET")
             .header("X-Forwarded-Proto", "http")
             .header("X-Forwarded-Host", APP_HOST)
@@ -70,7 +86,7 @@ async fn session_is_refreshed_after_the_threshold_and_concurrent_requests_share_
     }
     // Open each answer's new session with the same key the sidecar uses: they must all hold
     // the same refresh token, i.e. come from one refresh.
-    let codec = test_codec("default");
+    let codec = test_codec(&s, "default");
     let mut set_cookie_values = std::collections::BTreeSet::new();
     for t in tasks {
         let r = t.await.unwrap();

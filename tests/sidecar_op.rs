@@ -107,7 +107,12 @@ async fn failing_assertion_is_403_and_passing_one_gets_templated_headers() {
     let s = sidecar().await;
     let mut bob = Browser::new(&s, "admins");
     let r = bob.login(HOME, "bob").await;
-    assert_eq!(r.status, 302, "login itself succeeds: {r:#?}");
+    // Decided at the callback: the callback itself is the 403, and the session is still
+    // written (another middleware of the scope may admit it).
+    assert_eq!(r.status, 403, "{r:#?}");
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    assert!(r.header("location").is_none());
+    assert!(!session_cookie_names(&bob, "admins").is_empty(), "{r:#?}");
     let r = bob.app(HOME, Kind::Navigate).await;
     assert_eq!(r.status, 403);
     assert!(r.header("content-type").unwrap().starts_with("text/html"));
@@ -142,14 +147,16 @@ async fn failing_assertion_is_403_and_passing_one_gets_templated_headers() {
 async fn unauthorized_challenge_redirects_once_with_prompt_login_then_403() {
     let s = sidecar().await;
     let mut bob = Browser::new(&s, "challenge");
-    bob.login(HOME, "bob").await;
-    let r = bob.app(HOME, Kind::Navigate).await;
+    // Decided at the callback: the first failure challenges from the callback itself.
+    let r = bob.login(HOME, "bob").await;
     assert_eq!(r.status, 302, "first failure challenges: {r:#?}");
     let auth = r.location();
+    assert!(auth.starts_with(shared_op()), "{auth}");
     assert_eq!(query(&auth)["prompt"], "login");
     // Logging in again as the same user still fails the assertion: now 403, not another loop.
     let cb = bob.login_at_op(&auth, "bob", "bob").await;
-    assert_eq!(bob.app(&cb, Kind::Navigate).await.status, 302);
+    let r = bob.app(&cb, Kind::Navigate).await;
+    assert_eq!(r.status, 403, "{r:#?}");
     assert_eq!(bob.app(HOME, Kind::Navigate).await.status, 403);
 }
 
@@ -641,7 +648,14 @@ async fn error_pages_custom_file_redirect_and_default_buttons() {
     // The custom 403 page, rendered with escaped values.
     let start = b.app("http://app.test/login", Kind::Navigate).await;
     let cb = b.login_at_op(&start.location(), "bob", "bob").await;
-    assert_eq!(b.app(&cb, Kind::Navigate).await.status, 302);
+    // The callback itself answers with the custom 403 page.
+    let r = b.app(&cb, Kind::Navigate).await;
+    assert_eq!(r.status, 403, "{r:#?}");
+    assert!(
+        r.body.starts_with("<!DOCTYPE html><title>403</title>"),
+        "{}",
+        r.body
+    );
     let r = b.app("http://app.test/x", Kind::Navigate).await;
     assert_eq!(r.status, 403);
     assert!(
@@ -680,7 +694,7 @@ async fn userinfo_claims_are_merged_once_at_login() {
     assert_eq!(r.header("x-info"), Some("info-for-alice"), "{r:#?}");
     assert_eq!(r.header("x-user"), Some("alice"));
     // The ID token itself does not carry the claim: it came from UserInfo.
-    let codec = test_codec("userinfo");
+    let codec = test_codec(&s, "userinfo");
     let header = b.cookie_string(APP_HOST);
     let cookies =
         traefik_oidc_sidecar::session::RequestCookies::parse([header.as_str()].into_iter());

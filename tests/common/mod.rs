@@ -30,6 +30,8 @@ fn repo() -> PathBuf {
 /// A running oidc-provider process; killed on drop.
 pub struct Op {
     pub issuer: String,
+    /// The address the OP listens on (differs from `issuer` when OP_ISSUER names another host).
+    pub url: String,
     child: Child,
 }
 
@@ -41,6 +43,11 @@ impl Op {
 
     /// Starts the OP with ID and access tokens that live `ttl_secs`.
     pub fn start_with(port: u16, ttl_secs: u64) -> Op {
+        Op::start_env(port, ttl_secs, &[])
+    }
+
+    /// Starts the OP with extra environment variables (e.g. `OP_ISSUER`, see tests/op/op.mjs).
+    pub fn start_env(port: u16, ttl_secs: u64, env: &[(&str, &str)]) -> Op {
         let dir = repo().join("tests/op");
         assert!(
             dir.join("node_modules/oidc-provider").exists(),
@@ -59,6 +66,7 @@ impl Op {
             )
             .env("OP_EXIT_ON_STDIN_CLOSE", "1")
             .env("OP_ID_TOKEN_TTL", ttl_secs.to_string())
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(op_log())
@@ -69,8 +77,10 @@ impl Op {
         BufReader::new(stdout).read_line(&mut line).unwrap();
         let v: serde_json::Value = serde_json::from_str(line.trim())
             .unwrap_or_else(|e| panic!("OP did not start: {e}: {line:?}"));
+        let issuer = v["issuer"].as_str().unwrap().to_string();
         Op {
-            issuer: v["issuer"].as_str().unwrap().to_string(),
+            url: v["url"].as_str().unwrap_or(&issuer).to_string(),
+            issuer,
             child,
         }
     }
@@ -126,6 +136,7 @@ middlewares:
       ClientId: sidecar
       ClientSecret: sidecar-secret
     Secret: {SECRET}
+    CookieNamePrefix: TraefikOidcSidecar.default
     Scopes: [openid, profile, email, groups]
     ValidPostLogoutRedirectUris: ["http://{APP_HOST}/bye"]
     SessionCookie:
@@ -136,6 +147,7 @@ middlewares:
       ClientId: sidecar
       ClientSecret: sidecar-secret
     Secret: {SECRET}
+    CookieNamePrefix: TraefikOidcSidecar.admins
     Scopes: [openid, profile, email, groups]
     Authorization:
       AssertClaims:
@@ -156,6 +168,7 @@ middlewares:
       ClientId: sidecar
       ClientSecret: sidecar-secret
     Secret: {SECRET}
+    CookieNamePrefix: TraefikOidcSidecar.challenge
     Scopes: [openid, profile, email, groups]
     UnauthorizedBehavior: Challenge
     Authorization:
@@ -168,6 +181,7 @@ middlewares:
       ClientId: sidecar
       ClientSecret: sidecar-secret
     Secret: {SECRET}
+    CookieNamePrefix: TraefikOidcSidecar.public
     Scopes: [openid, profile, email, groups]
     BypassAuthenticationRule: "PathPrefix(`/public`) || Path(`/health`) || Path(`/oidc/callback`) || Path(`/logout`)"
     UnauthorizedBehavior: Forward
@@ -187,6 +201,7 @@ middlewares:
       ClientId: sidecar
       ClientSecret: sidecar-secret
     Secret: {SECRET}
+    CookieNamePrefix: TraefikOidcSidecar.login
     LoginUri: /login
     ValidPostLoginRedirectUris: ["http://other.test/welcome"]
     AuthorizationParams:
@@ -206,6 +221,7 @@ middlewares:
       ClientSecret: sidecar-secret
       UseClaimsFromUserInfo: true
     Secret: {SECRET}
+    CookieNamePrefix: TraefikOidcSidecar.userinfo
     Headers:
       - Name: X-Info
         Value: "{{{{ .claims.userinfo_only }}}}"
@@ -217,6 +233,7 @@ middlewares:
       ClientId: sidecar
       ClientSecret: sidecar-secret
     Secret: {SECRET}
+    CookieNamePrefix: TraefikOidcSidecar.open
     UnauthenticatedBehavior: Forward
   api:
     Provider:
@@ -224,6 +241,7 @@ middlewares:
       ClientId: sidecar
       ClientSecret: sidecar-secret
     Secret: {SECRET}
+    CookieNamePrefix: TraefikOidcSidecar.api
     UnauthenticatedBehavior: Unauthorized
 "#
     )
@@ -483,23 +501,14 @@ impl Browser {
     }
 }
 
-/// The codec the sidecar builds for `middleware` from [`config_yaml`] (same Secret, default
-/// cookie prefix and logout path), so a test can open the cookies it wrote.
-pub fn test_codec(middleware: &str) -> traefik_oidc_sidecar::session::CookieCodec {
-    traefik_oidc_sidecar::session::CookieCodec::new(
-        &traefik_oidc_sidecar::config::Secret::new(SECRET),
-        middleware,
-        &format!("TraefikOidcSidecar.{middleware}"),
-        "/logout",
-        traefik_oidc_sidecar::config::SessionCookieConfig {
-            path: "/".into(),
-            domain: None,
-            secure: false,
-            http_only: true,
-            same_site: traefik_oidc_sidecar::config::SameSite::Lax,
-            max_age: 0,
-        },
-    )
+/// A fresh session scope built like the one the sidecar `s` gives `middleware` (same key, its
+/// own cache), so a test can open the cookies the sidecar wrote.
+pub fn test_codec(s: &Sidecar, middleware: &str) -> traefik_oidc_sidecar::session::Scope {
+    let m = s
+        .app
+        .middleware(middleware)
+        .expect("a configured middleware");
+    traefik_oidc_sidecar::auth::scope_of(&[&m.cfg]).expect("a scope")
 }
 
 /// One OP for a whole test binary (the harness keeps its stdin open; it exits with us).
@@ -510,4 +519,28 @@ pub fn shared_op() -> &'static str {
         (op.issuer.clone(), std::sync::Mutex::new(op))
     });
     issuer
+}
+
+/// A machine token from the OP's client_credentials grant for the `sidecar` client: a JWT for
+/// `resource` when one is given (RFC 8707), else opaque. `issuer` is the OP's address.
+pub async fn machine_token(issuer: &str, resource: Option<&str>) -> String {
+    let mut form = vec![("grant_type", "client_credentials")];
+    if let Some(r) = resource {
+        form.push(("resource", r));
+        form.push(("scope", "api:read"));
+    }
+    let v: serde_json::Value = reqwest::Client::new()
+        .post(format!("{issuer}/token"))
+        .basic_auth("sidecar", Some("sidecar-secret"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_string()
 }

@@ -267,7 +267,7 @@ async function main() {
       let who;
       let loggedInAt = 0;
       const sessionValue = async () => (await ctx.cookies(base))
-        .filter((c) => c.name.startsWith(`${COOKIE_PREFIX}.default.session`))
+        .filter((c) => c.name.startsWith(`${COOKIE_PREFIX}.session`))
         .sort((a, b) => a.name.localeCompare(b.name)).map((c) => c.value).join('|');
 
       const cAnon = `${L}: anonymous navigation to ${new URL(protectedUrl).pathname} redirects to the OP login page`;
@@ -310,7 +310,7 @@ async function main() {
 
       await check(`${L}: no ${COOKIE_PREFIX}* cookie reaches whoami, the application's own cookie does`, async () => {
         const held = (await ctx.cookies(base)).map((c) => c.name);
-        assert(held.some((n) => n.startsWith(`${COOKIE_PREFIX}.default.session`)), `the browser holds no ${COOKIE_PREFIX}.default.session.* cookie (has: ${held.join(', ')})`);
+        assert(held.some((n) => n.startsWith(`${COOKIE_PREFIX}.session`)), `the browser holds no ${COOKIE_PREFIX}.session.* cookie (has: ${held.join(', ')})`);
         const names = cookieNames(who);
         const leaked = names.filter((n) => n.startsWith(COOKIE_PREFIX));
         assert(leaked.length === 0, `whoami received ${leaked.join(', ')}`);
@@ -319,7 +319,7 @@ async function main() {
       }, { deps: [cLogin], page });
 
       await check(`${L}: session cookie is HttpOnly and SameSite=Lax`, async () => {
-        const sess = (await ctx.cookies(base)).filter((c) => c.name.startsWith(`${COOKIE_PREFIX}.default.session`));
+        const sess = (await ctx.cookies(base)).filter((c) => c.name.startsWith(`${COOKIE_PREFIX}.session`));
         assert(sess.length > 0, 'no session cookie');
         const bad = sess.filter((c) => !c.httpOnly || c.sameSite !== 'Lax');
         assert(bad.length === 0, bad.map((c) => `${c.name}: httpOnly=${c.httpOnly} sameSite=${c.sameSite}`).join(', '));
@@ -367,7 +367,7 @@ async function main() {
       const cLogout = `${L}: /logout -> OP end_session confirm -> back at ${door}.localhost/`;
       await check(cLogout, async () => {
         // The ID token rides in the logout-hint cookie, which the browser sends to /logout only.
-        const hint = (await ctx.cookies(`${base}/logout`)).filter((c) => c.name.startsWith(`${COOKIE_PREFIX}.default.hint.`));
+        const hint = (await ctx.cookies(`${base}/logout`)).filter((c) => c.name.startsWith(`${COOKIE_PREFIX}.hint.`));
         assert(hint.length > 0 && hint.every((c) => c.path === '/logout'), `logout-hint cookies: ${JSON.stringify(hint.map((c) => [c.name, c.path]))}`);
         const toOp = [];
         const onOut = (r) => { if (r.isNavigationRequest() && r.url().startsWith(issuer)) toOp.push(r.url()); };
@@ -394,7 +394,7 @@ async function main() {
         assert(navs.includes(`${base}/`), `the post-logout redirect did not reach ${base}/ (navigations: ${[...new Set(navs)].join(' -> ')})`);
         // Session cookies are gone. (A new flow cookie is expected: `/` started a new login.)
         const held = (await ctx.cookies([base, `${base}/logout`])).map((c) => c.name)
-          .filter((n) => n.startsWith(`${COOKIE_PREFIX}.default.session`) || n.startsWith(`${COOKIE_PREFIX}.default.hint`));
+          .filter((n) => n.startsWith(`${COOKIE_PREFIX}.session`) || n.startsWith(`${COOKIE_PREFIX}.hint`));
         assert(held.length === 0, `the browser still holds ${held.join(', ')} after logout`);
         return `via ${[...new Set(navs)].map((u) => u.split('?')[0]).join(' -> ')}`;
       }, { deps: [cLogin], page });

@@ -38,11 +38,12 @@ export const AUTH_RESPONSE_HEADERS = ['X-Forwarded-User', 'X-Forwarded-Email', '
  * forwardAuth delete every request header it matches (any spelling) before copying the sidecar's
  * matching headers. Anchored, case-insensitive, '-' '_' '.' alike. */
 export const AUTH_RESPONSE_HEADERS_REGEX = '(?i)^x[-_.]forwarded[-_.](user|email|groups)$';
-/** The session cookie chunks of middleware `default` (the sidecar writes at most 8). forwardAuth
+/** The session cookie chunks of middleware `default`'s session scope, under the default
+ * CookieNamePrefix `TraefikOidcSidecar` (the sidecar writes at most 8). forwardAuth
  * drops every Set-Cookie of a 2xx auth answer unless its name is listed in
  * addAuthCookiesToResponse; listing them lets a session the sidecar refreshed on an allowed
  * request reach the browser. */
-export const SESSION_COOKIE_NAMES = Array.from({ length: 8 }, (_, i) => `TraefikOidcSidecar.default.session.${i}`);
+export const SESSION_COOKIE_NAMES = Array.from({ length: 8 }, (_, i) => `TraefikOidcSidecar.session.${i}`);
 /** A documentation address (RFC 5737) standing for the load balancer that would sit in front
  * of Traefik. Loopback is deliberately *not* trusted: on this machine the browser itself
  * connects from 127.0.0.1, and it is the client whose X-Forwarded-* must not be believed. */

@@ -8,12 +8,23 @@
 //   OP_POST_LOGOUT_REDIRECT_URIS comma-separated post-logout redirect URIs of the client
 //   OP_ID_TOKEN_TTL              ID/access token lifetime in seconds (default 3600)
 //   OP_EXIT_ON_STDIN_CLOSE       1 = exit when stdin closes (the parent died)
-// When listening it prints one JSON line on stdout: {"issuer":"http://127.0.0.1:PORT"}.
+//   OP_ISSUER                    issuer identifier, `{port}` replaced by the port (default
+//                                http://127.0.0.1:{port}); e.g. http://localhost:{port} makes
+//                                the issuer differ from the address clients are given (the
+//                                internal-URL layout)
+// When listening it prints one JSON line on stdout:
+//   {"issuer":"<issuer>","url":"http://127.0.0.1:PORT"}.
+//
+// A second client, `sidecar-jwt`, authenticates with private_key_jwt (RFC 7523): its JWKS holds
+// the public halves of the test-only keys in tests/fixtures/test-keys (RSA, kid `test-rsa`;
+// P-256, kid `test-ec`). Same redirect URIs as the first client.
 //
 // Users: the built-in development login form accepts any login; the password must equal the login
 // name's entry in USERS (demo/demo, alice/alice, bob/bob) so the demo shows real credentials.
 // Claims come from USERS, so tests can assert on groups and names.
 import http from 'node:http';
+import { createPublicKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import Provider, { errors } from 'oidc-provider';
 
 const USERS = {
@@ -24,11 +35,18 @@ const USERS = {
 
 const list = (v) => (v || '').split(',').map((s) => s.trim()).filter(Boolean);
 const ttl = Number(process.env.OP_ID_TOKEN_TTL || 3600);
+// The public JWK of a committed test-only private key.
+const testJwk = (file, kid) => ({
+  ...createPublicKey(readFileSync(new URL(`../fixtures/test-keys/${file}`, import.meta.url))).export({ format: 'jwk' }),
+  kid,
+  use: 'sig',
+});
 
 const server = http.createServer();
 server.listen(Number(process.env.OP_PORT || 0), '127.0.0.1', () => {
   const { port } = server.address();
-  const issuer = `http://127.0.0.1:${port}`;
+  const url = `http://127.0.0.1:${port}`;
+  const issuer = (process.env.OP_ISSUER || 'http://127.0.0.1:{port}').replaceAll('{port}', String(port));
   const provider = new Provider(issuer, {
     clients: [{
       client_id: process.env.OP_CLIENT_ID || 'sidecar',
@@ -38,6 +56,14 @@ server.listen(Number(process.env.OP_PORT || 0), '127.0.0.1', () => {
       grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
+    }, {
+      client_id: 'sidecar-jwt',
+      redirect_uris: list(process.env.OP_REDIRECT_URIS),
+      post_logout_redirect_uris: list(process.env.OP_POST_LOGOUT_REDIRECT_URIS),
+      grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'private_key_jwt',
+      jwks: { keys: [testJwk('rsa-pkcs8.pem', 'test-rsa'), testJwk('ec-p256-pkcs8.pem', 'test-ec')] },
     }],
     pkce: { required: () => true },
     features: {
@@ -129,7 +155,7 @@ server.listen(Number(process.env.OP_PORT || 0), '127.0.0.1', () => {
   });
   provider.on('server_error', (ctx, err) => console.error('op server_error', err));
   server.on('request', provider.callback());
-  console.log(JSON.stringify({ issuer }));
+  console.log(JSON.stringify({ issuer, url }));
   // Harnesses read only that first line and may close the pipe: everything else goes to stderr,
   // and a closed stdout must never kill the provider.
   process.stdout.on('error', () => {});

@@ -1,20 +1,15 @@
-//! Session and login-flow cookies: what they hold, how they are sealed, chunked and named.
+//! The cookie codec: how a scope's cookies are sealed, chunked, named and expired.
 //!
-//! Both are AES-256-GCM sealed with the `cookie` crate's private jar (authenticated encryption:
-//! a tampered, truncated or foreign cookie fails to open). The key is derived from `Secret`
-//! *and the middleware name*, and the cookie name is bound in as associated data, so a cookie
-//! made by another middleware, another Secret or another prefix never opens here.
+//! Every value is AES-256-GCM sealed in the `cookie` crate's private-jar layout (authenticated
+//! encryption: a tampered, truncated or foreign cookie fails to open). The key is derived from
+//! the whole [`ScopeKey`] (`Secret`, `Provider.Url`, `ClientId`, cookie prefix, domain and path),
+//! and the cookie name is bound in as associated data, so a cookie made for another scope never
+//! opens here, even when two scopes share a `Secret` or a cookie prefix.
 //!
-//! The session is stateless: checking it is one decryption, no IdP round-trip and no JWT
-//! signature work, which keeps `/auth` cheap. The price is that a session cannot be revoked
-//! before it expires except by rotating the Secret (SECURITY notes in the README).
-//!
-//! Login flows get one cookie each, named after their `state`, so parallel logins from one
-//! browser (several tabs, a page firing many requests) never overwrite each other, and a
-//! callback whose state has no cookie in this browser is refused (login CSRF, OIDC Core §3.1.2.1).
+//! Sessions are split into chunks (`<prefix>.session.N`) that browsers accept; the ID token kept
+//! as the logout hint travels in `<prefix>.hint.N` cookies sent only to the logout paths.
 
 use std::fmt;
-use std::sync::Arc;
 
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::generic_array::GenericArray;
@@ -22,13 +17,10 @@ use aes_gcm::aead::{AeadInPlace, KeyInit};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use cookie::{Cookie, Key};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use subtle::ConstantTimeEq;
 
-use crate::config::{SameSite, Secret, SessionCookieConfig};
+use super::scope::ScopeKey;
+use super::{RequestCookies, SameSite, Session, SessionCookieConfig};
 use crate::error::Error;
-use crate::opened::Opened;
 
 /// Largest number of session chunks we accept or write. Bounding it makes a forged cookie set
 /// cheap to refuse: we never look further than this.
@@ -47,140 +39,11 @@ pub const MAX_HINT_LEN: usize = 8192;
 /// Nonce and tag lengths of AES-256-GCM as sealed here.
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
-/// Lifetime of a login flow, in seconds.
-pub const FLOW_TTL: u64 = 600;
-/// Login flows kept per browser; starting another drops the oldest.
-pub const MAX_FLOWS: usize = 5;
-/// Characters of `state` used in the flow cookie's name.
-const FLOW_ID_LEN: usize = 16;
-/// Flow cookies we are willing to open when pruning (the rest are simply expired).
-const MAX_FLOW_SCAN: usize = 16;
 
-/// What a session cookie holds.
-#[derive(Clone, Serialize, Deserialize, PartialEq)]
-pub struct Session {
-    /// The `sub` claim.
-    pub sub: String,
-    /// The claims that assertions and headers read (never the whole token).
-    pub claims: Map<String, Value>,
-    /// Unix time the session was created.
-    pub iat: u64,
-    /// Unix time the session ends.
-    pub exp: u64,
-    /// The ID token, kept for the logout `id_token_hint` when it fits.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id_token: Option<String>,
-    /// The access token, kept only when a `Headers` template prints `.accessToken`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub access_token: Option<String>,
-    /// The refresh token, when the IdP issued one (refresh keeps the session alive).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<String>,
-    /// Whether the claim assertions passed at login.
-    pub authorized: bool,
-    /// Whether this session came from an `UnauthorizedBehavior: Challenge` re-login, so a second
-    /// failure answers 403 instead of looping.
-    #[serde(default)]
-    pub challenged: bool,
-}
+/// The sealed chunks of a request's session, in order, before they are opened.
+pub type Chunks<'a> = ([&'a str; MAX_CHUNKS], usize);
 
-impl fmt::Debug for Session {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
-            .field("sub", &self.sub)
-            .field("iat", &self.iat)
-            .field("exp", &self.exp)
-            .field("authorized", &self.authorized)
-            .field("challenged", &self.challenged)
-            .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
-            .field(
-                "refresh_token",
-                &self.refresh_token.as_ref().map(|_| "[redacted]"),
-            )
-            .finish_non_exhaustive()
-    }
-}
-
-/// What a login-flow cookie holds.
-#[derive(Clone, Serialize, Deserialize, PartialEq)]
-pub struct Flow {
-    /// The `state` sent to the IdP.
-    pub state: String,
-    /// The `nonce` sent to the IdP.
-    pub nonce: String,
-    /// The PKCE verifier, when PKCE is used.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verifier: Option<String>,
-    /// Where to go after login (same host as the request that started it).
-    pub return_to: String,
-    /// Unix time the flow started.
-    pub created: u64,
-    /// Started by `UnauthorizedBehavior: Challenge`.
-    #[serde(default)]
-    pub challenge: bool,
-}
-
-impl fmt::Debug for Flow {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Flow")
-            .field("return_to", &self.return_to)
-            .field("created", &self.created)
-            .field("challenge", &self.challenge)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The cookies of one request, in order, as name/value pairs.
-#[derive(Debug, Default)]
-pub struct RequestCookies<'a> {
-    pairs: Vec<(&'a str, &'a str)>,
-}
-
-impl<'a> RequestCookies<'a> {
-    /// Parses `Cookie` header values (several headers are allowed, as in HTTP/2).
-    pub fn parse(headers: impl Iterator<Item = &'a str>) -> Self {
-        let mut pairs = Vec::with_capacity(8);
-        for h in headers {
-            for part in h.split(';') {
-                let part = part.trim();
-                if part.is_empty() {
-                    continue;
-                }
-                match part.split_once('=') {
-                    Some((n, v)) => pairs.push((n.trim(), v.trim())),
-                    None => pairs.push((part, "")),
-                }
-            }
-        }
-        RequestCookies { pairs }
-    }
-
-    /// The value of `name` when it appears exactly once.
-    pub fn get(&self, name: &str) -> Option<&'a str> {
-        self.unique(name)
-    }
-
-    /// The values of every cookie called `name`.
-    fn all<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a str> + 's {
-        self.pairs
-            .iter()
-            .filter(move |(n, _)| *n == name)
-            .map(|(_, v)| *v)
-    }
-
-    /// The value of `name` when it appears exactly once. A name given twice (a cookie planted
-    /// for a parent domain next to ours) is ambiguous and counts as absent.
-    fn unique(&self, name: &str) -> Option<&'a str> {
-        let mut it = self.all(name);
-        let first = it.next()?;
-        if it.next().is_some() {
-            return None;
-        }
-        Some(first)
-    }
-}
-
-/// Seals, opens, names and expires one middleware's cookies.
+/// Seals, opens, names and expires one scope's cookies.
 pub struct CookieCodec {
     cipher: Aes256Gcm,
     prefix: String,
@@ -195,11 +58,10 @@ pub struct CookieCodec {
     hint_names: Vec<String>,
     /// `<prefix>.flow.`
     flow_prefix: String,
-    /// Path of the logout-hint cookies: the logout path, so browsers send them nowhere else.
-    logout_path: String,
+    /// Paths of the logout-hint cookies: the scope's logout paths, so browsers send them
+    /// nowhere else.
+    hint_paths: Vec<String>,
     attrs: SessionCookieConfig,
-    /// Sessions opened recently, by sealed value.
-    opened: Opened<Session>,
 }
 
 impl fmt::Debug for CookieCodec {
@@ -211,25 +73,22 @@ impl fmt::Debug for CookieCodec {
 }
 
 impl CookieCodec {
-    /// A codec for `middleware`, keyed from `secret` (at least 32 bytes, checked at load).
-    /// `logout_path` is the middleware's `LogoutUri`, where the logout-hint cookies are sent.
-    pub fn new(
-        secret: &Secret,
-        middleware: &str,
-        prefix: &str,
-        logout_path: &str,
-        attrs: SessionCookieConfig,
-    ) -> Self {
-        // HKDF (the cookie crate's key expansion) over Secret plus the middleware name: two
-        // middlewares sharing a Secret still get unrelated keys. The encryption half is the key
-        // the crate's private jar would use, so sessions sealed by earlier versions still open.
-        let mut master = Vec::with_capacity(secret.expose().len() + 64);
-        master.extend_from_slice(secret.expose().as_bytes());
-        master.extend_from_slice(b"\0traefik-oidc-sidecar/v1/");
-        master.extend_from_slice(middleware.as_bytes());
-        let key = Key::derive_from(&master);
+    /// The codec of the scope `key`; `attrs` are the cookie attributes (its `Path` and `Domain`
+    /// are the key's), `hint_paths` the scope's logout paths (where the logout-hint cookies are
+    /// sent).
+    pub fn new(key: &ScopeKey, mut attrs: SessionCookieConfig, hint_paths: Vec<String>) -> Self {
+        // HKDF (the cookie crate's key expansion) over Secret plus everything else that names
+        // the scope: two scopes sharing a Secret, or a cookie prefix, get unrelated keys. The
+        // encryption half is the key the crate's private jar would use.
+        let key_material = Key::derive_from(&key.master());
+        let prefix = key.prefix();
+        attrs.path = key.path().to_string();
+        attrs.domain = key.domain().map(str::to_string);
+        let mut hint_paths = hint_paths;
+        hint_paths.sort();
+        hint_paths.dedup();
         CookieCodec {
-            cipher: Aes256Gcm::new(GenericArray::from_slice(key.encryption())),
+            cipher: Aes256Gcm::new(GenericArray::from_slice(key_material.encryption())),
             prefix: prefix.to_string(),
             session_base: format!("{prefix}.session"),
             chunk_names: (0..=MAX_CHUNKS)
@@ -240,20 +99,24 @@ impl CookieCodec {
                 .map(|i| format!("{prefix}.hint.{i}"))
                 .collect(),
             flow_prefix: format!("{prefix}.flow."),
-            logout_path: logout_path.to_string(),
+            hint_paths,
             attrs,
-            opened: Opened::default(),
         }
     }
 
-    /// Whether a cookie name belongs to this middleware (stripped before the upstream).
+    /// `<prefix>.flow.`: the start of every flow cookie's name.
+    pub(super) fn flow_prefix(&self) -> &str {
+        &self.flow_prefix
+    }
+
+    /// Whether a cookie name is one of this scope's (stripped before the upstream).
     pub fn is_ours(&self, name: &str) -> bool {
         name.len() > self.prefix.len()
             && name.starts_with(&self.prefix)
             && name.as_bytes().get(self.prefix.len()) == Some(&b'.')
     }
 
-    /// The request's `Cookie` header without this middleware's cookies.
+    /// The request's `Cookie` header without this scope's cookies.
     pub fn foreign_cookies(&self, req: &RequestCookies<'_>) -> String {
         // Room for every pair (ours included): one allocation, no second pass over the names.
         let mut out =
@@ -276,7 +139,7 @@ impl CookieCodec {
     /// nonce ‖ ciphertext ‖ tag, the cookie crate's private-jar layout. A fresh random 96-bit
     /// nonce per seal (NIST SP 800-38D §8.2.2); the name as associated data, so a value moved to
     /// another cookie name does not open.
-    fn seal(&self, aad: &str, plaintext: &[u8]) -> Option<String> {
+    pub(super) fn seal(&self, aad: &str, plaintext: &[u8]) -> Option<String> {
         let nonce: [u8; NONCE_LEN] = rand::random();
         let mut buf = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
         buf.extend_from_slice(&nonce);
@@ -296,7 +159,11 @@ impl CookieCodec {
     /// Opens what [`CookieCodec::seal`] made, given as the pieces of its base64 in order (the
     /// chunks of a session). Each piece but the last is a multiple of 4 characters, so pieces
     /// decode one after the other into one buffer, without first joining the strings.
-    fn open<'v>(&self, aad: &str, pieces: impl Iterator<Item = &'v str>) -> Option<Vec<u8>> {
+    pub(super) fn open<'v>(
+        &self,
+        aad: &str,
+        pieces: impl Iterator<Item = &'v str>,
+    ) -> Option<Vec<u8>> {
         let mut data = Vec::new();
         for p in pieces {
             BASE64.decode_vec(p, &mut data).ok()?;
@@ -320,15 +187,9 @@ impl CookieCodec {
         unpack(data)
     }
 
-    /// The valid, unexpired session of this request, if any.
-    pub fn read_session(&self, req: &RequestCookies<'_>, now: u64) -> Option<Arc<Session>> {
-        self.open_session(req).filter(|s| s.exp > now)
-    }
-
-    /// The session of this request if it opens, expired or not (an expired session with a
-    /// refresh token can still be refreshed). Sessions opened recently come from memory
-    /// (see [`crate::opened`]).
-    pub fn open_session(&self, req: &RequestCookies<'_>) -> Option<Arc<Session>> {
+    /// The sealed session chunks this request carries, in order; `None` when it carries none,
+    /// more than [`MAX_CHUNKS`], or a chunk name twice.
+    pub fn session_chunks<'a>(&self, req: &RequestCookies<'a>) -> Option<Chunks<'a>> {
         let mut chunks: [&str; MAX_CHUNKS] = [""; MAX_CHUNKS];
         let mut n = 0;
         for name in &self.chunk_names {
@@ -339,17 +200,14 @@ impl CookieCodec {
             }
             n += 1;
         }
-        if n == 0 {
-            return None;
-        }
-        let chunks = &chunks[..n];
-        if let Some(s) = self.opened.get(chunks) {
-            return Some(s);
-        }
+        (n > 0).then_some((chunks, n))
+    }
+
+    /// Opens the session sealed in `chunks` (from [`CookieCodec::session_chunks`]), expired or
+    /// not.
+    pub fn open_session(&self, chunks: &[&str]) -> Option<Session> {
         let json = self.open(&self.session_base, chunks.iter().copied())?;
-        let session: Arc<Session> = Arc::new(serde_json::from_slice(&json).ok()?);
-        self.opened.insert(chunks, session.clone());
-        Some(session)
+        serde_json::from_slice(&json).ok()
     }
 
     /// `Set-Cookie` values writing `session`, and expiring chunks the request had beyond the new
@@ -439,7 +297,7 @@ impl CookieCodec {
     }
 
     /// `Set-Cookie` values storing the ID token as the logout hint, in cookies whose `Path` is
-    /// the logout path: the browser sends them with the logout request only, so the token does
+    /// each logout path of the scope: the browser sends them with the logout request only, so the token does
     /// not weigh on every request the way it would inside the session. Every hint chunk not
     /// written is expired (the browser does not send them here, so we cannot know which exist).
     /// A token over [`MAX_HINT_LEN`] bytes is not kept: it would make the logout redirect's URL
@@ -457,24 +315,17 @@ impl CookieCodec {
         .unwrap_or_default();
         let max_age = (self.attrs.max_age > 0).then_some(self.attrs.max_age);
         let written = chunks.len();
-        let mut out: Vec<String> = chunks
-            .into_iter()
-            .zip(&self.hint_names)
-            .map(|(v, name)| {
-                self.cookie(
-                    name.clone(),
-                    v,
-                    max_age,
-                    &self.logout_path,
-                    self.attrs.same_site,
-                )
-            })
-            .collect();
-        out.extend(
-            self.hint_names[written..]
-                .iter()
-                .map(|n| self.removal(n.clone(), &self.logout_path)),
-        );
+        let mut out = Vec::with_capacity(MAX_HINT_CHUNKS * self.hint_paths.len());
+        for path in &self.hint_paths {
+            for (v, name) in chunks.iter().zip(&self.hint_names) {
+                out.push(self.cookie(name.clone(), v.clone(), max_age, path, self.attrs.same_site));
+            }
+            out.extend(
+                self.hint_names[written..]
+                    .iter()
+                    .map(|n| self.removal(n.clone(), path)),
+            );
+        }
         Ok(out)
     }
 
@@ -498,95 +349,13 @@ impl CookieCodec {
 
     /// `Set-Cookie` values expiring every logout-hint cookie.
     pub fn clear_hint(&self) -> Vec<String> {
-        self.hint_names
+        self.hint_paths
             .iter()
-            .map(|n| self.removal(n.clone(), &self.logout_path))
+            .flat_map(|p| self.hint_names.iter().map(|n| self.removal(n.clone(), p)))
             .collect()
     }
 
-    /// `Set-Cookie` values starting `flow`, and expiring stale or surplus flows of this browser.
-    pub fn start_flow(
-        &self,
-        flow: &Flow,
-        req: &RequestCookies<'_>,
-        now: u64,
-    ) -> Result<Vec<String>, Error> {
-        let id = flow_id(&flow.state).ok_or_else(|| Error::Internal("state too short".into()))?;
-        let name = format!("{}{id}", self.flow_prefix);
-        let json = serde_json::to_vec(flow).map_err(|e| Error::Internal(e.to_string()))?;
-        let sealed = self
-            .seal(&name, &json)
-            .ok_or_else(|| Error::Internal("sealing failed".into()))?;
-        let mut out = vec![self.cookie(name, sealed, Some(FLOW_TTL as i64), "/", SameSite::Lax)];
-
-        let prefix = &self.flow_prefix;
-        // (created, position in the request, name): browsers send older cookies first, so the
-        // position breaks ties between flows started within the same second.
-        let mut live: Vec<(u64, usize, &str)> = Vec::new();
-        for (i, (n, v)) in req
-            .pairs
-            .iter()
-            .filter(|(n, _)| n.starts_with(prefix.as_str()))
-            .enumerate()
-        {
-            let created = if i < MAX_FLOW_SCAN {
-                self.open(n, std::iter::once(*v))
-                    .and_then(|j| serde_json::from_slice::<Flow>(&j).ok())
-                    .map(|f| f.created)
-                    .filter(|c| c + FLOW_TTL > now)
-            } else {
-                None
-            };
-            match created {
-                Some(c) => live.push((c, i, n)),
-                None => out.push(self.removal(n.to_string(), "/")),
-            }
-        }
-        // Keep the newest MAX_FLOWS - 1 beside the new one.
-        live.sort_by_key(|l| std::cmp::Reverse((l.0, l.1)));
-        for (_, _, n) in live.into_iter().skip(MAX_FLOWS - 1) {
-            out.push(self.removal(n.to_string(), "/"));
-        }
-        Ok(out)
-    }
-
-    /// Finds and opens the flow that `state` belongs to, checking it started in this browser
-    /// and has not expired. Returns it with the `Set-Cookie` value that deletes it.
-    pub fn take_flow(
-        &self,
-        req: &RequestCookies<'_>,
-        state: &str,
-        now: u64,
-    ) -> Result<(Flow, String), Error> {
-        let id = flow_id(state).ok_or(Error::BadState("malformed state"))?;
-        let name = format!("{}{id}", self.flow_prefix);
-        let sealed = req
-            .unique(&name)
-            .ok_or(Error::BadState("no flow cookie for this state"))?;
-        let flow: Flow = self
-            .open(&name, std::iter::once(sealed))
-            .and_then(|j| serde_json::from_slice(&j).ok())
-            .ok_or(Error::BadState("flow cookie does not open"))?;
-        // Constant-time: the comparison must not reveal how much of a guessed state matched.
-        if !bool::from(flow.state.as_bytes().ct_eq(state.as_bytes())) {
-            return Err(Error::BadState("state mismatch"));
-        }
-        if flow.created + FLOW_TTL <= now || flow.created > now + 60 {
-            return Err(Error::BadState("flow expired"));
-        }
-        Ok((flow, self.removal(name, "/")))
-    }
-
-    /// `Set-Cookie` values expiring every flow cookie of this request.
-    pub fn clear_flows(&self, req: &RequestCookies<'_>) -> Vec<String> {
-        req.pairs
-            .iter()
-            .filter(|(n, _)| n.starts_with(&self.flow_prefix))
-            .map(|(n, _)| self.removal(n.to_string(), "/"))
-            .collect()
-    }
-
-    fn cookie(
+    pub(super) fn cookie(
         &self,
         name: String,
         value: String,
@@ -612,7 +381,7 @@ impl CookieCodec {
         b.build().to_string()
     }
 
-    fn removal(&self, name: String, path: &str) -> String {
+    pub(super) fn removal(&self, name: String, path: &str) -> String {
         let mut c = Cookie::build((name, ""))
             .path(path.to_string())
             .secure(self.attrs.secure)
@@ -676,29 +445,11 @@ fn split(sealed: &str) -> Vec<String> {
         .collect()
 }
 
-/// The part of `state` that names its flow cookie; `None` for a state we could not have made.
-fn flow_id(state: &str) -> Option<&str> {
-    if state.len() < FLOW_ID_LEN || state.len() > 128 {
-        return None;
-    }
-    if !state
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return None;
-    }
-    state.get(..FLOW_ID_LEN)
-}
-
-/// 32 random bytes, base64url: used for `state` and `nonce`.
-pub fn random_token() -> String {
-    let bytes: [u8; 32] = rand::random();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::session::{Secret, random_token};
+    use serde_json::{Map, Value};
 
     fn attrs() -> SessionCookieConfig {
         SessionCookieConfig {
@@ -711,18 +462,31 @@ mod tests {
         }
     }
 
-    fn codec(mw: &str, prefix: &str) -> CookieCodec {
-        CookieCodec::new(
-            &Secret::new("0123456789abcdef0123456789abcdef!"),
-            mw,
+    /// A codec of a scope with the cookie prefix `prefix`.
+    pub(crate) fn codec(prefix: &str) -> CookieCodec {
+        codec_for("0123456789abcdef0123456789abcdef!", "app", prefix)
+    }
+
+    fn codec_for(secret: &str, client: &str, prefix: &str) -> CookieCodec {
+        let key = ScopeKey::new(
+            &Secret::new(secret),
+            "https://idp.example/realm",
+            client,
             prefix,
-            "/logout",
-            attrs(),
-        )
+            None,
+            "/",
+        );
+        CookieCodec::new(&key, attrs(), vec!["/logout".into()])
+    }
+
+    /// Opens the request's session with `c` when it has not expired, as the scope does.
+    pub(crate) fn read(c: &CookieCodec, req: &RequestCookies<'_>, now: u64) -> Option<Session> {
+        let (chunks, n) = c.session_chunks(req)?;
+        c.open_session(&chunks[..n]).filter(|s| s.exp > now)
     }
 
     /// Random base64 text: deflate saves only about a quarter of it.
-    fn noise(bytes: usize) -> String {
+    pub(crate) fn noise(bytes: usize) -> String {
         let mut out = String::new();
         while out.len() < bytes {
             out.push_str(&random_token());
@@ -731,7 +495,7 @@ mod tests {
         out
     }
 
-    fn session(claim_bytes: usize) -> Session {
+    pub(crate) fn session(claim_bytes: usize) -> Session {
         let mut claims = Map::new();
         claims.insert("sub".into(), Value::String("u1".into()));
         claims.insert("blob".into(), Value::String(noise(claim_bytes)));
@@ -743,13 +507,13 @@ mod tests {
             id_token: Some("eyJ.hdr.sig".into()),
             refresh_token: Some("rt-secret".into()),
             access_token: None,
-            authorized: true,
-            challenged: false,
+            verdicts: [("m".to_string(), true)].into(),
+            challenged: Default::default(),
         }
     }
 
     /// Turns Set-Cookie values into a Cookie header, as a browser would (removals dropped).
-    fn browser(set: &[String]) -> String {
+    pub(crate) fn browser(set: &[String]) -> String {
         set.iter()
             .filter_map(|s| Cookie::parse(s.clone()).ok())
             .filter(|c| !c.value().is_empty())
@@ -760,7 +524,7 @@ mod tests {
 
     #[test]
     fn session_round_trip_and_chunk_counts() {
-        let c = codec("default", "P");
+        let c = codec("P");
         // Sealed size ≈ 4/3 × (nonce + deflated JSON + tag); the random claim deflates to ~3/4.
         for (bytes, chunks) in [(10, 1), (2000, 1), (4000, 2), (12000, 4)] {
             let s = session(bytes);
@@ -773,14 +537,14 @@ mod tests {
             }
             let header = browser(&set);
             let req = RequestCookies::parse([header.as_str()].into_iter());
-            assert_eq!(c.read_session(&req, 1500).as_deref(), Some(&s));
-            assert_eq!(c.read_session(&req, 2000), None, "expired");
+            assert_eq!(read(&c, &req, 1500).as_ref(), Some(&s));
+            assert_eq!(read(&c, &req, 2000), None, "expired");
         }
     }
 
     #[test]
     fn repetitive_claims_are_deflated_into_fewer_chunks() {
-        let c = codec("default", "P");
+        let c = codec("P");
         let mut s = session(0);
         let groups: Vec<Value> = (0..200)
             .map(|i| {
@@ -798,26 +562,7 @@ mod tests {
         assert_eq!(set.len(), 1, "deflated into one chunk");
         let header = browser(&set);
         let req = RequestCookies::parse([header.as_str()].into_iter());
-        assert_eq!(c.read_session(&req, 1500).as_deref(), Some(&s));
-    }
-
-    #[test]
-    fn a_session_opened_again_comes_from_memory() {
-        let c = codec("default", "P");
-        let set = c
-            .write_session(&session(6000), &RequestCookies::default(), 1000)
-            .unwrap();
-        assert!(set.len() > 1);
-        let header = browser(&set);
-        let req = RequestCookies::parse([header.as_str()].into_iter());
-        let first = c.open_session(&req).unwrap();
-        let again = c.open_session(&req).unwrap();
-        assert!(Arc::ptr_eq(&first, &again));
-        // The expiry is still checked on the remembered session.
-        assert!(c.read_session(&req, 1500).is_some());
-        assert!(c.read_session(&req, 2000).is_none());
-        // Same chunks in another codec (another middleware): not remembered there, not opened.
-        assert!(codec("other", "P").open_session(&req).is_none());
+        assert_eq!(read(&c, &req, 1500).as_ref(), Some(&s));
     }
 
     #[test]
@@ -846,24 +591,31 @@ mod tests {
     }
 
     #[test]
-    fn sessions_sealed_by_the_private_jar_still_open() {
-        // Version 0.1 sealed with cookie's private jar; the layout and key are unchanged.
-        let c = codec("default", "P");
+    fn sessions_sealed_in_the_private_jar_layout_open() {
+        // The layout is the cookie crate's private jar, keyed from the scope key's material.
+        let c = codec("P");
         let s = session(10);
-        let mut master = b"0123456789abcdef0123456789abcdef!".to_vec();
-        master.extend_from_slice(b"\0traefik-oidc-sidecar/v1/default");
+        let master = ScopeKey::new(
+            &Secret::new("0123456789abcdef0123456789abcdef!"),
+            "https://idp.example/realm",
+            "app",
+            "P",
+            None,
+            "/",
+        )
+        .master();
         let mut jar = cookie::CookieJar::new();
         jar.private_mut(&Key::derive_from(&master))
             .add(Cookie::new("P.session", serde_json::to_string(&s).unwrap()));
         let sealed = jar.get("P.session").unwrap().value().to_string();
         let header = format!("P.session.0={sealed}");
         let req = RequestCookies::parse([header.as_str()].into_iter());
-        assert_eq!(c.read_session(&req, 1500).as_deref(), Some(&s));
+        assert_eq!(read(&c, &req, 1500).as_ref(), Some(&s));
     }
 
     #[test]
     fn logout_hint_lives_on_the_logout_path() {
-        let c = codec("default", "P");
+        let c = codec("P");
         let token = format!("eyJ{}", noise(4000));
         let set = c.write_hint(Some(&token)).unwrap();
         assert_eq!(set.len(), MAX_HINT_CHUNKS, "{set:#?}");
@@ -877,10 +629,10 @@ mod tests {
         let req = RequestCookies::parse([header.as_str()].into_iter());
         assert_eq!(c.read_hint(&req).as_deref(), Some(token.as_str()));
         // The hint is not a session, and a session chunk is not a hint (the name is bound in).
-        assert_eq!(c.read_session(&req, 1500), None);
+        assert_eq!(read(&c, &req, 1500), None);
         let moved = header.replace("P.hint.", "P.session.");
         let req = RequestCookies::parse([moved.as_str()].into_iter());
-        assert_eq!(c.read_session(&req, 1500), None);
+        assert_eq!(read(&c, &req, 1500), None);
         // Too long to be a URL parameter, or absent: every hint cookie is expired.
         for t in [None, Some("x".repeat(MAX_HINT_LEN + 1))] {
             let set = c.write_hint(t.as_deref()).unwrap();
@@ -895,16 +647,19 @@ mod tests {
 
     #[test]
     fn oversized_session_drops_id_token_then_fails() {
-        let c = codec("default", "P");
+        let c = codec("P");
         let mut s = session(10);
         s.id_token = Some(noise(CHUNK_SIZE * MAX_CHUNKS));
         let set = c
             .write_session(&s, &RequestCookies::default(), 1000)
             .unwrap();
         let header = browser(&set);
-        let back = c
-            .read_session(&RequestCookies::parse([header.as_str()].into_iter()), 1500)
-            .unwrap();
+        let back = read(
+            &c,
+            &RequestCookies::parse([header.as_str()].into_iter()),
+            1500,
+        )
+        .unwrap();
         assert_eq!(back.id_token, None);
         assert!(
             c.write_session(
@@ -926,7 +681,7 @@ mod tests {
 
     #[test]
     fn tampered_truncated_foreign_cookies_do_not_open() {
-        let c = codec("default", "P");
+        let c = codec("P");
         let set = c
             .write_session(&session(5000), &RequestCookies::default(), 1000)
             .unwrap();
@@ -962,108 +717,31 @@ mod tests {
         cases.push(("garbage".into(), "P.session.0=%%%".into()));
         for (name, header) in cases {
             let req = RequestCookies::parse([header.as_str()].into_iter());
-            assert_eq!(c.read_session(&req, 1500), None, "{name}");
+            assert_eq!(read(&c, &req, 1500), None, "{name}");
         }
-        // Another middleware, another prefix, another secret.
+        // Another scope: another client, another secret, another prefix.
         let req = RequestCookies::parse([good.as_str()].into_iter());
-        assert!(c.read_session(&req, 1500).is_some());
-        assert_eq!(codec("other", "P").read_session(&req, 1500), None);
-        let other_secret = CookieCodec::new(
-            &Secret::new("another-secret-another-secret-another"),
-            "default",
-            "P",
-            "/logout",
-            attrs(),
+        assert!(read(&c, &req, 1500).is_some());
+        assert_eq!(
+            read(
+                &codec_for("0123456789abcdef0123456789abcdef!", "other-client", "P"),
+                &req,
+                1500
+            ),
+            None
         );
-        assert_eq!(other_secret.read_session(&req, 1500), None);
+        let other_secret = codec_for("another-secret-another-secret-another", "app", "P");
+        assert_eq!(read(&other_secret, &req, 1500), None);
         let renamed = good.replace("P.session", "Q.session");
         let req = RequestCookies::parse([renamed.as_str()].into_iter());
-        assert_eq!(codec("default", "Q").read_session(&req, 1500), None);
+        assert_eq!(read(&codec("Q"), &req, 1500), None);
     }
 
     #[test]
     fn foreign_cookies_keep_everything_but_ours() {
-        let c = codec("default", "P");
+        let c = codec("P");
         let req =
             RequestCookies::parse(["a=1; P.session.0=x; Pz=2; P.flow.abc=y", "b=3"].into_iter());
         assert_eq!(c.foreign_cookies(&req), "a=1; Pz=2; b=3");
-    }
-
-    fn flow(state: &str, created: u64) -> Flow {
-        Flow {
-            state: state.into(),
-            nonce: "n".into(),
-            verifier: Some("v".into()),
-            return_to: "https://a/x".into(),
-            created,
-            challenge: false,
-        }
-    }
-
-    #[test]
-    fn flows_are_per_state_and_expire() {
-        let c = codec("default", "P");
-        let s1 = random_token();
-        let s2 = random_token();
-        let set1 = c
-            .start_flow(&flow(&s1, 1000), &RequestCookies::default(), 1000)
-            .unwrap();
-        let h1 = browser(&set1);
-        let set2 = c
-            .start_flow(
-                &flow(&s2, 1001),
-                &RequestCookies::parse([h1.as_str()].into_iter()),
-                1001,
-            )
-            .unwrap();
-        let both = format!("{h1}; {}", browser(&set2[..1]));
-        let req = RequestCookies::parse([both.as_str()].into_iter());
-        assert_eq!(c.take_flow(&req, &s1, 1100).unwrap().0.state, s1);
-        assert_eq!(c.take_flow(&req, &s2, 1100).unwrap().0.state, s2);
-        // A state that did not start here, a forged state sharing the id, an expired flow.
-        assert!(c.take_flow(&req, &random_token(), 1100).is_err());
-        let forged = format!("{}{}", &s1[..FLOW_ID_LEN], "A".repeat(27));
-        assert!(matches!(
-            c.take_flow(&req, &forged, 1100),
-            Err(Error::BadState(_))
-        ));
-        assert!(c.take_flow(&req, &s1, 1000 + FLOW_TTL).is_err());
-        assert!(c.take_flow(&req, "short", 1100).is_err());
-    }
-
-    #[test]
-    fn at_most_max_flows_are_kept() {
-        let c = codec("default", "P");
-        let mut header = String::new();
-        for i in 0..MAX_FLOWS as u64 {
-            let set = c
-                .start_flow(
-                    &flow(&random_token(), 1000 + i),
-                    &RequestCookies::parse([header.as_str()].into_iter()),
-                    1000 + i,
-                )
-                .unwrap();
-            let new = browser(&set[..1]);
-            header = if header.is_empty() {
-                new
-            } else {
-                format!("{header}; {new}")
-            };
-        }
-        let req = RequestCookies::parse([header.as_str()].into_iter());
-        let set = c
-            .start_flow(&flow(&random_token(), 1010), &req, 1010)
-            .unwrap();
-        let removals = set.iter().filter(|s| s.contains("Max-Age=0")).count();
-        assert_eq!(removals, 1, "{set:#?}");
-    }
-
-    #[test]
-    fn debug_never_shows_tokens() {
-        let s = session(1);
-        assert!(!format!("{s:?}").contains("eyJ"));
-        assert!(!format!("{s:?}").contains("rt-secret"));
-        let f = flow("the-state-value-123456", 1);
-        assert!(!format!("{f:?}").contains("the-state"));
     }
 }

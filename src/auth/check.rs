@@ -1,0 +1,202 @@
+//! The hot path: open the scope's session, refresh it when due, and decide for this middleware.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::{Middleware, session_data};
+use crate::authz;
+use crate::config::{UnauthenticatedBehavior, UnauthorizedBehavior};
+use crate::error::Error;
+use crate::forwarded::Forwarded;
+use crate::logging::decision;
+use crate::metrics::Outcome;
+use crate::reply::Reply;
+use crate::session::{RequestCookies, Session};
+use crate::template::Pass;
+
+impl Middleware {
+    /// The hot path: one cookie decryption, no I/O (unless the session is due for a refresh).
+    pub(super) async fn check(
+        &self,
+        fwd: &Forwarded,
+        cookies: &RequestCookies<'_>,
+        nav: bool,
+        public: bool,
+        now: u64,
+    ) -> Result<(Reply, Outcome), Error> {
+        let mut set_cookies = Vec::new();
+        let session = match self.scope.open_session(cookies) {
+            Some(s) if self.due_for_refresh(&s, now) => match self.refresh((*s).clone(), now).await
+            {
+                Ok(new) => {
+                    set_cookies = self.scope.write_session(&new, cookies, now)?;
+                    Some(Arc::new(new))
+                }
+                Err(e) => {
+                    decision!(self.cfg.log_level, INFO, middleware = %self.cfg.name, error = %e, "session refresh failed");
+                    // Until it expires, the old session stays good: an IdP outage must not log
+                    // everyone out. Past expiry, the unauthenticated behaviour applies.
+                    (s.exp > now).then_some(s)
+                }
+            },
+            Some(s) if s.exp > now => Some(s),
+            _ => None,
+        };
+        let (mut reply, outcome) = self.decide(fwd, cookies, nav, public, now, session)?;
+        // The refreshed session travels as Set-Cookie on the answer (2xx included: the plugin
+        // passes it on, forwardAuth does with addAuthCookiesToResponse).
+        reply.set_cookies(set_cookies);
+        Ok((reply, outcome))
+    }
+
+    pub(super) fn due_for_refresh(&self, s: &Session, now: u64) -> bool {
+        if s.refresh_token.is_none() {
+            return false;
+        }
+        let lifetime = s.exp.saturating_sub(s.iat) as f64;
+        let elapsed = now.saturating_sub(s.iat) as f64;
+        now >= s.exp || elapsed > lifetime * self.cfg.provider.token_renewal_threshold
+    }
+
+    /// Refreshes `old`, sharing the work with concurrent requests of the same session, through
+    /// any middleware of the scope (a rotating refresh token is redeemed once).
+    async fn refresh(&self, old: Session, now: u64) -> Result<Session, String> {
+        let Some(rt) = old.refresh_token.clone() else {
+            return Err("no refresh token".into());
+        };
+        let cell = self.scope.refresh_cell(&rt, now).await;
+        cell.get_or_init(|| self.refresh_once(old, rt, now))
+            .await
+            .clone()
+    }
+
+    async fn refresh_once(&self, old: Session, rt: String, now: u64) -> Result<Session, String> {
+        let d = self.provider.current().ok_or("discovery not loaded")?;
+        let r = self
+            .provider
+            .refresh(d, &rt, &old.sub, &self.cfg.requested_resources, now)
+            .await
+            .map_err(|e| e.to_string())?;
+        let lifetime = old.exp.saturating_sub(old.iat).max(1);
+        let mut claims = match r.claims {
+            Some(c) => c,
+            None => old.claims,
+        };
+        if self.cfg.provider.use_claims_from_userinfo
+            && let Some(d) = self.provider.current()
+        {
+            self.provider
+                .merge_userinfo(&d, &r.access_token, &mut claims)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let keep = self.scope.keep();
+        let claims = keep.claims(claims);
+        // Every login-time verdict is made again: a group removed at the IdP takes effect now,
+        // for every middleware of the scope.
+        let verdicts = self.scope.verdicts(&claims);
+        decision!(self.cfg.log_level, DEBUG, middleware = %self.cfg.name, sub = %old.sub, authorized = self.verdict_on(&claims, &verdicts), "session refreshed");
+        Ok(Session {
+            sub: old.sub,
+            claims,
+            iat: now,
+            exp: r.expires_at.unwrap_or(now + lifetime),
+            // Without an `.idToken` template the hint cookie keeps the login's ID token: an OP
+            // accepts an expired ID token as `id_token_hint` (RP-Initiated Logout 1.0 §2).
+            id_token: if keep.id_token {
+                r.id_token.or(old.id_token)
+            } else {
+                None
+            },
+            refresh_token: r.refresh_token.or(Some(rt)),
+            access_token: keep.access_token.then_some(r.access_token),
+            verdicts,
+            challenged: old.challenged,
+        })
+    }
+
+    pub(super) fn decide(
+        &self,
+        fwd: &Forwarded,
+        cookies: &RequestCookies<'_>,
+        nav: bool,
+        public: bool,
+        now: u64,
+        session: Option<Arc<Session>>,
+    ) -> Result<(Reply, Outcome), Error> {
+        if public {
+            decision!(self.cfg.log_level, DEBUG, middleware = %self.cfg.name, path = %fwd.path, "bypass rule matched");
+            return Ok((
+                self.pass(cookies, session.as_deref().map(session_data), Pass::Public)?,
+                Outcome::Bypassed,
+            ));
+        }
+        match session {
+            Some(s) if self.authorized(&s) => {
+                decision!(self.cfg.log_level, DEBUG, middleware = %self.cfg.name, sub = %s.sub, path = %fwd.path, "allowed");
+                Ok((
+                    self.pass(cookies, Some(session_data(&s)), Pass::Authorized)?,
+                    Outcome::Allowed,
+                ))
+            }
+            Some(s) => match self.cfg.unauthorized_behavior {
+                // Challenge once: a session that already came back from a challenge and still
+                // fails gets 403, never another redirect (no loop).
+                UnauthorizedBehavior::Challenge
+                    if nav && !s.challenged.contains(&self.cfg.name) =>
+                {
+                    self.login(fwd, cookies, now, Some("login"), true, self.return_url(fwd))
+                        .map(|r| (r, Outcome::LoginRedirect))
+                }
+                UnauthorizedBehavior::Forward => Ok((
+                    self.pass(cookies, Some(session_data(&s)), Pass::Forward)?,
+                    Outcome::Forwarded,
+                )),
+                _ => Err(Error::Forbidden),
+            },
+            None => {
+                let redirect = match self.cfg.unauthenticated_behavior {
+                    UnauthenticatedBehavior::Auto => nav,
+                    UnauthenticatedBehavior::Challenge => true,
+                    UnauthenticatedBehavior::Unauthorized => false,
+                    UnauthenticatedBehavior::Forward => {
+                        return Ok((self.pass(cookies, None, Pass::Forward)?, Outcome::Forwarded));
+                    }
+                };
+                if !redirect {
+                    return Err(Error::Unauthenticated);
+                }
+                let mut r = self.login(fwd, cookies, now, None, false, self.return_url(fwd))?;
+                r.set_cookies(self.scope.clear_present_session(cookies));
+                Ok((r, Outcome::LoginRedirect))
+            }
+        }
+    }
+
+    /// Whether this middleware admits the session. With `CheckOnEveryRequest` the assertions
+    /// run on the session's claims now; otherwise the verdict this middleware's assertions gave
+    /// when the session was made (login or refresh, see `Scope::verdicts`). A session made
+    /// before this middleware judged at login time (it was added to the scope later, or its
+    /// `CheckOnEveryRequest` changed) has no verdict for it: the assertions run now, never
+    /// another middleware's verdict.
+    pub(super) fn authorized(&self, s: &Session) -> bool {
+        self.verdict_on(&s.claims, &s.verdicts)
+    }
+
+    /// [`Middleware::authorized`] on claims and login-time verdicts.
+    pub(super) fn verdict_on(
+        &self,
+        claims: &Map<String, Value>,
+        verdicts: &BTreeMap<String, bool>,
+    ) -> bool {
+        if self.cfg.check_on_every_request {
+            return authz::authorized(&self.cfg.assert_claims, claims);
+        }
+        match verdicts.get(&self.cfg.name) {
+            Some(v) => *v,
+            None => authz::authorized(&self.cfg.assert_claims, claims),
+        }
+    }
+}

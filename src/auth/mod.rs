@@ -1,0 +1,367 @@
+//! The decision for one forwardAuth request: check, login redirect, callback or logout.
+//!
+//! Everything here is transport-neutral: it takes the rebuilt [`Forwarded`] request, the
+//! client's headers and the current time, and returns a [`Reply`]. The HTTP layer only
+//! extracts and maps. Every path that is not an authorized check ends in a non-2xx.
+//!
+//! A [`Middleware`] judges requests with its own assertions, headers, bypass rule and
+//! behaviours; the session it judges belongs to its [`Scope`], shared with every middleware
+//! configured with the same Secret, provider, client and cookie names. Parts:
+//! - `check`: the hot path (session, refresh, the decision);
+//! - `callback`: starting a login and finishing it (decided at the callback);
+//! - `bearer`: API clients with a token; `logout`: RP-initiated logout.
+//!
+//! Decision lines go through [`crate::logging::decision!`], so a middleware's own `LogLevel`
+//! applies to them.
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+use openidconnect::url::{Url, form_urlencoded};
+
+use crate::config::MiddlewareConfig;
+use crate::error::Error;
+use crate::forwarded::{Forwarded, is_navigation};
+use crate::logging::decision;
+use crate::metrics::{Counters, Outcome};
+use crate::oidc::Provider;
+use crate::pages::{ErrorPage, PageData, default_page};
+use crate::redirect;
+use crate::reply::{Body, Reply};
+use crate::session::{Judge, Keep, RequestCookies, Scope, ScopeKey, Session};
+use crate::template::{self, DEFAULT_CLAIMS, Data, Pass, TokenField};
+
+mod bearer;
+mod callback;
+mod check;
+mod logout;
+
+/// One configured middleware, ready to answer requests.
+pub struct Middleware {
+    /// Its configuration.
+    pub cfg: MiddlewareConfig,
+    /// Its IdP.
+    pub provider: Arc<Provider>,
+    /// Its decision counters.
+    pub counters: Arc<Counters>,
+    /// The session scope it shares with the middlewares configured like it.
+    scope: Arc<Scope>,
+}
+
+impl std::fmt::Debug for Middleware {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Middleware")
+            .field("name", &self.cfg.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The session scope key of a middleware (see [`crate::session::scope`]).
+pub fn scope_key(cfg: &MiddlewareConfig) -> ScopeKey {
+    ScopeKey::new(
+        &cfg.secret,
+        &cfg.provider.url,
+        &cfg.provider.client_id,
+        &cfg.cookie_name_prefix,
+        cfg.session_cookie.domain.as_deref(),
+        &cfg.session_cookie.path,
+    )
+}
+
+/// What a middleware reads from a session: `sub`, the claims its headers print (the default
+/// identity claims without `Headers`), the root claims its assertions read, and the tokens its
+/// templates print.
+pub fn keep_of(cfg: &MiddlewareConfig) -> Keep {
+    let mut claims: std::collections::BTreeSet<String> = ["sub".to_string()].into();
+    if cfg.headers.is_empty() {
+        claims.extend(DEFAULT_CLAIMS.iter().map(|s| s.to_string()));
+    }
+    for h in &cfg.headers {
+        claims.extend(h.template.claims_used().map(str::to_string));
+    }
+    for a in &cfg.assert_claims {
+        // A wildcard at the root reads everything.
+        claims.insert(a.root_claim().unwrap_or("*").to_string());
+    }
+    let uses = |t| cfg.headers.iter().any(|h| h.template.uses_token(t));
+    Keep {
+        claims,
+        access_token: uses(TokenField::Access),
+        id_token: uses(TokenField::Id),
+    }
+}
+
+/// The scope of `members`, which must share one [`scope_key`]: one cookie codec and cache for
+/// all, sessions that keep what any of them reads, and a login-time judge for each that checks
+/// assertions only at login. Cookie attributes other than `Domain`/`Path` come from the first.
+pub fn scope_of(members: &[&MiddlewareConfig]) -> Option<Scope> {
+    let first = members.first()?;
+    let mut keep = Keep::default();
+    for m in members {
+        keep.merge(&keep_of(m));
+    }
+    let judges = members
+        .iter()
+        .filter(|m| !m.check_on_every_request && !m.assert_claims.is_empty())
+        .map(|m| Judge {
+            middleware: m.name.clone(),
+            assertions: m.assert_claims.clone(),
+        })
+        .collect();
+    Some(Scope::new(
+        &scope_key(first),
+        first.session_cookie.clone(),
+        members.iter().map(|m| m.logout_uri.clone()).collect(),
+        keep,
+        judges,
+        members.iter().map(|m| m.name.clone()).collect(),
+    ))
+}
+
+impl Middleware {
+    /// Builds the middleware in `scope` (no network I/O; discovery runs separately).
+    pub fn new(cfg: MiddlewareConfig, scope: Arc<Scope>) -> Result<Self, String> {
+        let provider = Arc::new(Provider::new(cfg.provider.clone())?);
+        Ok(Middleware {
+            cfg,
+            provider,
+            counters: Arc::new(Counters::default()),
+            scope,
+        })
+    }
+
+    /// The session scope this middleware belongs to.
+    pub fn scope(&self) -> &Arc<Scope> {
+        &self.scope
+    }
+
+    /// Answers one forwardAuth request.
+    pub async fn handle(&self, fwd: &Forwarded, headers: &HeaderMap, now: u64) -> Reply {
+        let cookie_headers = headers.get_all(http::header::COOKIE);
+        let cookies = RequestCookies::parse(cookie_headers.iter().filter_map(|v| v.to_str().ok()));
+        let nav = is_navigation(&fwd.method, headers);
+        let result = if self.is_callback(fwd) {
+            self.callback(fwd, &cookies, now).await
+        } else if fwd.path == self.cfg.logout_uri {
+            self.logout(fwd, &cookies, now)
+        } else if self.cfg.login_uri.as_deref() == Some(fwd.path.as_str()) {
+            self.explicit_login(fwd, &cookies, now)
+        } else {
+            // The callback and logout paths above win over the bypass rule, so a rule like
+            // `PathPrefix(`/`)` can never swallow them.
+            let public = self
+                .cfg
+                .bypass
+                .as_ref()
+                .is_some_and(|r| r.matches(fwd, headers));
+            match self.bearer_token(headers, &cookies) {
+                // A bearer token decides alone: valid or 401, never a session, never a redirect.
+                Some(token) => self.bearer(token, &cookies, public, now).await,
+                None => self.check(fwd, &cookies, nav, public, now).await,
+            }
+        };
+        let reply = match result {
+            Ok((reply, outcome)) => {
+                self.counters.count(outcome);
+                reply
+            }
+            Err(e) => {
+                self.counters.count(Outcome::from_error(&e));
+                match &e {
+                    Error::Unauthenticated | Error::Forbidden => {
+                        decision!(self.cfg.log_level, DEBUG, middleware = %self.cfg.name, host = %fwd.host, path = %fwd.path, decision = %e, "denied")
+                    }
+                    _ => {
+                        decision!(self.cfg.log_level, WARN, middleware = %self.cfg.name, host = %fwd.host, path = %fwd.path, error = %e, "request refused")
+                    }
+                }
+                let mut r = match &e {
+                    Error::Unauthenticated | Error::Forbidden if nav => self.error_page(&e, fwd),
+                    _ => {
+                        e.to_reply(nav || self.is_callback(fwd) || fwd.path == self.cfg.logout_uri)
+                    }
+                };
+                if matches!(e, Error::Unauthenticated) {
+                    // A present but invalid or expired session is cleared so the browser stops
+                    // sending it.
+                    r.set_cookies(self.scope.clear_present_session(&cookies));
+                }
+                r
+            }
+        };
+        let mut reply = reply;
+        if reply.status != 200 {
+            // Redirects and errors carry per-user state; no cache may keep them.
+            reply.header("Cache-Control", "no-store");
+        }
+        reply
+    }
+
+    fn is_callback(&self, fwd: &Forwarded) -> bool {
+        let cb = &self.cfg.callback_uri;
+        if cb.starts_with('/') {
+            return fwd.path == *cb;
+        }
+        // Absolute CallbackUri: only that scheme, host and path are the callback.
+        Url::parse(cb).is_ok_and(|u| {
+            u.path() == fwd.path && u.scheme() == fwd.proto.as_str() && authority(&u) == fwd.host
+        })
+    }
+
+    /// The 401/403 page for a browser: `ErrorPages` (a page or a redirect) or the built-in one,
+    /// with buttons to log in (when `LoginUri` is set) or out.
+    fn error_page(&self, e: &Error, fwd: &Forwarded) -> Reply {
+        let origin = fwd.origin();
+        let login = self.cfg.login_uri.as_deref();
+        let (status, name, configured) = match e {
+            Error::Unauthenticated => (401, "Unauthenticated", &self.cfg.page_unauthenticated),
+            _ => (403, "Access denied", &self.cfg.page_unauthorized),
+        };
+        let data = if status == 401 {
+            PageData {
+                status,
+                name: name.into(),
+                description: e.detail(),
+                primary: login.map(|l| ("Log in".to_string(), format!("{origin}{l}"))),
+                secondary: None,
+            }
+        } else {
+            PageData {
+                status,
+                name: name.into(),
+                description: e.detail(),
+                primary: Some((
+                    "Log out".to_string(),
+                    format!("{origin}{}", self.cfg.logout_uri),
+                )),
+                secondary: login.map(|l| {
+                    (
+                        "Log in with a different account".to_string(),
+                        format!("{origin}{l}?prompt=login"),
+                    )
+                }),
+            }
+        };
+        match configured {
+            Some(ErrorPage::RedirectTo(u)) => Reply::redirect(absolute_url(u, fwd)),
+            Some(ErrorPage::Html(t)) => page_reply(status, t.render(&data)),
+            None => page_reply(status, default_page(&data)),
+        }
+    }
+
+    /// Where a login started by this request returns: `PostLoginRedirectUri` if set, else the
+    /// request's own URL.
+    fn return_url(&self, fwd: &Forwarded) -> String {
+        match &self.cfg.post_login_redirect_uri {
+            Some(u) => absolute_url(u, fwd),
+            None => fwd.url(),
+        }
+    }
+
+    /// A redirect target the client asked for: a same-host path or an exact entry of `allowed`
+    /// (anything else is a 400, never followed), made absolute.
+    fn client_target(
+        &self,
+        target: &str,
+        allowed: &[String],
+        fwd: &Forwarded,
+    ) -> Result<String, Error> {
+        let t = redirect::validate(target, allowed).map_err(|r| {
+            decision!(self.cfg.log_level, WARN, middleware = %self.cfg.name, reason = r.0, "redirect target refused");
+            Error::BadRedirect
+        })?;
+        Ok(absolute_url(&t, fwd))
+    }
+
+    /// A 200: identity headers allowed for `pass` (none without a session) and the request's
+    /// cookies minus ours. A header template that fails to render fails the request (500),
+    /// never a 2xx without it.
+    fn pass(
+        &self,
+        cookies: &RequestCookies<'_>,
+        data: Option<Data<'_>>,
+        pass: Pass,
+    ) -> Result<Reply, Error> {
+        let mut r = Reply::new(200, Body::Empty);
+        if let Some(data) = data {
+            let headers = template::identity_headers(&self.cfg.headers, &data, pass)
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            for (n, v) in headers {
+                r.header(n, v);
+            }
+        }
+        let others = self.scope.codec().foreign_cookies(cookies);
+        if !others.is_empty() {
+            r.header("Cookie", others);
+        }
+        Ok(r)
+    }
+}
+
+fn page_reply(status: u16, html: String) -> Reply {
+    let mut r = Reply::new(status, Body::Html(html));
+    if status == 401 {
+        // RFC 9110 §11.6.1, as in Error::to_reply.
+        r.header("WWW-Authenticate", "Cookie realm=\"traefik-oidc-sidecar\"");
+    }
+    r
+}
+
+/// A configured or validated target made absolute on the request's origin when it is a path.
+/// (forwardAuth resolves a relative Location against the sidecar's own URL, so every Location
+/// the sidecar sends is absolute.)
+fn absolute_url(target: &str, fwd: &Forwarded) -> String {
+    if target.starts_with('/') {
+        format!("{}{target}", fwd.origin())
+    } else {
+        target.to_string()
+    }
+}
+
+/// What header templates may read from a session.
+fn session_data(s: &Session) -> Data<'_> {
+    Data {
+        claims: &s.claims,
+        access_token: s.access_token.as_deref(),
+        id_token: s.id_token.as_deref(),
+        refresh_token: s.refresh_token.as_deref(),
+    }
+}
+
+/// `host[:port]` of a URL, as `X-Forwarded-Host` would carry it.
+fn authority(u: &Url) -> String {
+    match (u.host_str(), u.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// Query parameters where a repeated name is an error rather than a guess.
+struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    fn parse(q: &str) -> Result<Query, Error> {
+        let pairs: Vec<(String, String)> =
+            form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+        for (i, (k, _)) in pairs.iter().enumerate() {
+            if pairs.iter().skip(i + 1).any(|(k2, _)| k2 == k) {
+                return Err(Error::BadCallback("a query parameter is repeated"));
+            }
+        }
+        Ok(Query { pairs })
+    }
+
+    fn get(&self, k: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    }
+}

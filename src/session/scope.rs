@@ -1,0 +1,462 @@
+//! The session scope: the seam that owns a session, shared by every middleware of the scope.
+//!
+//! Middlewares whose [`ScopeKey`] is equal (same `Secret`, `Provider.Url`, `ClientId`,
+//! `CookieNamePrefix`, `SessionCookie.Domain` and `SessionCookie.Path`) get one `Arc<Scope>`
+//! (grouped in `App::new`). The scope owns what must be one per session, not one per
+//! middleware:
+//! - the cookie codec (one key, one set of cookie names, so a session or a flow made through one
+//!   middleware opens in all of them);
+//! - the remembered-session cache ([`crate::opened`]);
+//! - the refresh single-flight: two middlewares refreshing the same session redeem a rotating
+//!   refresh token once;
+//! - what a session keeps ([`Keep`]: the union of what its middlewares read), and the verdict
+//!   of each login-time judge ([`Scope::verdicts`]).
+//!
+//! The session API is store-shaped (`open_session` / `write_session` / `clear_session`), so a
+//! server-side store can replace the cookie codec later without the middlewares noticing.
+//!
+//! What stays per middleware: its assertions, headers, bypass rule and behaviours; its verdict
+//! (`Session::verdicts[name]`); its "challenged once" marker (`Session::challenged`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::codec::CookieCodec;
+use super::{RequestCookies, Secret, Session, SessionCookieConfig};
+use crate::authz::{self, ClaimAssertion};
+use crate::error::Error;
+use crate::opened::Opened;
+
+/// How long a finished refresh is reused for requests carrying the old cookie.
+pub const REFRESH_REUSE_SECS: u64 = 60;
+
+/// One refresh shared by every request of the same session (single-flight): the first request
+/// redeems the refresh token, the others await its result. The result stays for
+/// [`REFRESH_REUSE_SECS`] so requests still carrying the old cookie get the new session instead
+/// of redeeming a refresh token the IdP may already have rotated away.
+pub type RefreshCell = Arc<tokio::sync::OnceCell<Result<Session, String>>>;
+
+/// What makes two middlewares share a session. Equal keys share; any difference isolates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeKey {
+    secret: Secret,
+    provider_url: String,
+    client_id: String,
+    prefix: String,
+    domain: Option<String>,
+    path: String,
+}
+
+impl ScopeKey {
+    /// The key of a middleware with these settings. A trailing `/` of the provider URL does not
+    /// make another scope (discovery appends its path the same way either way).
+    pub fn new(
+        secret: &Secret,
+        provider_url: &str,
+        client_id: &str,
+        prefix: &str,
+        domain: Option<&str>,
+        path: &str,
+    ) -> Self {
+        ScopeKey {
+            secret: secret.clone(),
+            provider_url: provider_url.trim_end_matches('/').to_string(),
+            client_id: client_id.to_string(),
+            prefix: prefix.to_string(),
+            // Cookie domains compare case-insensitively and without a leading dot (RFC 6265
+            // §5.2.3): `.Example.com` and `example.com` name the same cookies.
+            domain: domain.map(|d| d.trim_start_matches('.').to_ascii_lowercase()),
+            path: path.to_string(),
+        }
+    }
+
+    /// The cookie prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The cookie `Domain`, if any.
+    pub fn domain(&self) -> Option<&str> {
+        self.domain.as_deref()
+    }
+
+    /// The cookie `Path`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Whether the two keys name the same cookies in a browser (prefix, domain and path): two
+    /// different scopes that do would overwrite each other's sessions.
+    pub fn same_cookie_names(&self, other: &ScopeKey) -> bool {
+        self.prefix == other.prefix && self.domain == other.domain && self.path == other.path
+    }
+
+    /// The key material: the Secret, then every other part, each length-prefixed so no two
+    /// different keys produce the same bytes.
+    pub(super) fn master(&self) -> Vec<u8> {
+        let mut m = Vec::with_capacity(self.secret.expose().len() + 256);
+        m.extend_from_slice(self.secret.expose().as_bytes());
+        m.extend_from_slice(b"\0traefik-oidc-sidecar/v2/scope");
+        let domain = self.domain.as_deref().map(|d| format!("D{d}"));
+        for part in [
+            self.provider_url.as_str(),
+            self.client_id.as_str(),
+            self.prefix.as_str(),
+            domain.as_deref().unwrap_or("-"),
+            self.path.as_str(),
+        ] {
+            m.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            m.extend_from_slice(part.as_bytes());
+        }
+        m
+    }
+}
+
+/// What a session keeps: the union of what the scope's middlewares read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Keep {
+    /// Top-level claims kept; `*` keeps every claim.
+    pub claims: BTreeSet<String>,
+    /// Whether a header template prints the access token (only then is it kept).
+    pub access_token: bool,
+    /// Whether a header template prints the ID token. Only then is it kept in the session;
+    /// otherwise it goes into the logout-hint cookies, which only the logout path receives.
+    pub id_token: bool,
+}
+
+impl Keep {
+    /// Adds what `other` keeps.
+    pub fn merge(&mut self, other: &Keep) {
+        self.claims.extend(other.claims.iter().cloned());
+        self.access_token |= other.access_token;
+        self.id_token |= other.id_token;
+    }
+
+    /// The claims worth keeping: the cookie stays small and the session holds no more personal
+    /// data than something reads.
+    pub fn claims(&self, claims: Map<String, Value>) -> Map<String, Value> {
+        if self.claims.contains("*") {
+            return claims;
+        }
+        claims
+            .into_iter()
+            .filter(|(k, _)| self.claims.contains(k))
+            .collect()
+    }
+}
+
+/// A middleware of the scope that checks its assertions at login only
+/// (`CheckOnEveryRequest: false`, with assertions).
+#[derive(Debug, Clone)]
+pub struct Judge {
+    /// The middleware's name.
+    pub middleware: String,
+    /// Its `Authorization.AssertClaims`.
+    pub assertions: Vec<ClaimAssertion>,
+}
+
+/// One session scope (see the module docs).
+pub struct Scope {
+    codec: CookieCodec,
+    opened: Opened<Session>,
+    refreshes: tokio::sync::Mutex<HashMap<[u8; 32], (u64, RefreshCell)>>,
+    keep: Keep,
+    judges: Vec<Judge>,
+    members: Vec<String>,
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope")
+            .field("members", &self.members)
+            .field("codec", &self.codec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Scope {
+    /// The scope `key` of `members` (middleware names), with the cookie attributes `attrs`,
+    /// their logout paths, what their sessions keep and their login-time judges.
+    pub fn new(
+        key: &ScopeKey,
+        attrs: SessionCookieConfig,
+        logout_paths: Vec<String>,
+        keep: Keep,
+        judges: Vec<Judge>,
+        members: Vec<String>,
+    ) -> Self {
+        Scope {
+            codec: CookieCodec::new(key, attrs, logout_paths),
+            opened: Opened::default(),
+            refreshes: tokio::sync::Mutex::new(HashMap::new()),
+            keep,
+            judges,
+            members,
+        }
+    }
+
+    /// The names of the middlewares sharing this scope.
+    pub fn members(&self) -> &[String] {
+        &self.members
+    }
+
+    /// What sessions of this scope keep.
+    pub fn keep(&self) -> &Keep {
+        &self.keep
+    }
+
+    /// The cookie codec (flows, logout hints, foreign cookies).
+    pub fn codec(&self) -> &CookieCodec {
+        &self.codec
+    }
+
+    /// The session of this request if it opens, expired or not (an expired session with a
+    /// refresh token can still be refreshed). Sessions opened recently come from memory
+    /// (see [`crate::opened`]).
+    pub fn open_session(&self, req: &RequestCookies<'_>) -> Option<Arc<Session>> {
+        let (chunks, n) = self.codec.session_chunks(req)?;
+        let chunks = &chunks[..n];
+        if let Some(s) = self.opened.get(chunks) {
+            return Some(s);
+        }
+        let session = Arc::new(self.codec.open_session(chunks)?);
+        self.opened.insert(chunks, session.clone());
+        Some(session)
+    }
+
+    /// The valid, unexpired session of this request, if any.
+    pub fn read_session(&self, req: &RequestCookies<'_>, now: u64) -> Option<Arc<Session>> {
+        self.open_session(req).filter(|s| s.exp > now)
+    }
+
+    /// `Set-Cookie` values storing `session` for this browser (replacing what `req` carried).
+    pub fn write_session(
+        &self,
+        session: &Session,
+        req: &RequestCookies<'_>,
+        now: u64,
+    ) -> Result<Vec<String>, Error> {
+        self.codec.write_session(session, req, now)
+    }
+
+    /// `Set-Cookie` values removing the session, whatever this request carried.
+    pub fn clear_session(&self) -> Vec<String> {
+        self.codec.clear_session()
+    }
+
+    /// `Set-Cookie` values removing the session chunks this request carries.
+    pub fn clear_present_session(&self, req: &RequestCookies<'_>) -> Vec<String> {
+        self.codec.clear_present_session(req)
+    }
+
+    /// `Set-Cookie` values keeping the ID token as the logout hint (see
+    /// [`CookieCodec::write_hint`]).
+    pub fn write_hint(&self, id_token: Option<&str>) -> Result<Vec<String>, Error> {
+        self.codec.write_hint(id_token)
+    }
+
+    /// The logout hint this request carries.
+    pub fn read_hint(&self, req: &RequestCookies<'_>) -> Option<String> {
+        self.codec.read_hint(req)
+    }
+
+    /// The verdict of every login-time judge of the scope on `claims`: each middleware's own
+    /// assertions, evaluated now, when the session is made (login or refresh). A middleware
+    /// that did not handle the callback gets exactly the verdict it would have reached had it
+    /// handled it: the same assertions on the same claims at the same moment.
+    pub fn verdicts(&self, claims: &Map<String, Value>) -> BTreeMap<String, bool> {
+        self.judges
+            .iter()
+            .map(|j| {
+                (
+                    j.middleware.clone(),
+                    authz::authorized(&j.assertions, claims),
+                )
+            })
+            .collect()
+    }
+
+    /// The single-flight cell of the refresh redeeming `refresh_token` (see [`RefreshCell`]).
+    pub async fn refresh_cell(&self, refresh_token: &str, now: u64) -> RefreshCell {
+        let key: [u8; 32] = Sha256::digest(refresh_token.as_bytes()).into();
+        let mut map = self.refreshes.lock().await;
+        map.retain(|_, (started, _)| *started + REFRESH_REUSE_SECS > now);
+        map.entry(key)
+            .or_insert_with(|| (now, Arc::new(tokio::sync::OnceCell::new())))
+            .1
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::SameSite;
+    use crate::session::codec::tests::{browser, session};
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef!";
+
+    fn attrs() -> SessionCookieConfig {
+        SessionCookieConfig {
+            path: "/".into(),
+            domain: None,
+            secure: true,
+            http_only: true,
+            same_site: SameSite::Lax,
+            max_age: 0,
+        }
+    }
+
+    fn key(secret: &str, url: &str, client: &str, prefix: &str, domain: Option<&str>) -> ScopeKey {
+        ScopeKey::new(&Secret::new(secret), url, client, prefix, domain, "/")
+    }
+
+    fn scope(k: &ScopeKey) -> Scope {
+        Scope::new(
+            k,
+            attrs(),
+            vec!["/logout".into()],
+            Keep::default(),
+            vec![],
+            vec!["m".into()],
+        )
+    }
+
+    #[test]
+    fn a_session_opens_only_in_its_own_scope() {
+        let base = key(SECRET, "https://idp/r", "app", "P", None);
+        let s = scope(&base);
+        let set = s
+            .write_session(&session(10), &RequestCookies::default(), 1000)
+            .unwrap();
+        let header = browser(&set);
+        let req = RequestCookies::parse([header.as_str()].into_iter());
+        assert!(s.read_session(&req, 1500).is_some());
+        // Another Scope value with an equal key (another middleware of the scope): opens.
+        assert!(scope(&base).read_session(&req, 1500).is_some());
+        // A trailing slash on the provider URL and a leading dot on the domain change nothing.
+        assert_eq!(base, key(SECRET, "https://idp/r/", "app", "P", None));
+        assert_eq!(
+            key(SECRET, "u", "c", "P", Some(".Example.com")),
+            key(SECRET, "u", "c", "P", Some("example.com"))
+        );
+        // Any difference in the key: another scope, even with the same cookie names.
+        for (name, other) in [
+            (
+                "secret",
+                key(
+                    "another-secret-another-secret-12345",
+                    "https://idp/r",
+                    "app",
+                    "P",
+                    None,
+                ),
+            ),
+            (
+                "provider",
+                key(SECRET, "https://idp/other", "app", "P", None),
+            ),
+            ("client", key(SECRET, "https://idp/r", "app2", "P", None)),
+            (
+                "domain",
+                key(SECRET, "https://idp/r", "app", "P", Some("example.com")),
+            ),
+            (
+                "path",
+                ScopeKey::new(
+                    &Secret::new(SECRET),
+                    "https://idp/r",
+                    "app",
+                    "P",
+                    None,
+                    "/x",
+                ),
+            ),
+        ] {
+            assert_ne!(other, base, "{name}");
+            assert!(scope(&other).read_session(&req, 1500).is_none(), "{name}");
+        }
+        // Another prefix: other cookie names, and the value moved under them does not open.
+        let q = key(SECRET, "https://idp/r", "app", "Q", None);
+        let moved = header.replace("P.session", "Q.session");
+        let req = RequestCookies::parse([moved.as_str()].into_iter());
+        assert!(scope(&q).read_session(&req, 1500).is_none());
+        assert!(base.same_cookie_names(&key("x".repeat(40).as_str(), "u", "c", "P", None)));
+        assert!(!base.same_cookie_names(&q));
+    }
+
+    #[test]
+    fn a_session_opened_again_comes_from_memory() {
+        let s = scope(&key(SECRET, "https://idp/r", "app", "P", None));
+        let set = s
+            .write_session(&session(6000), &RequestCookies::default(), 1000)
+            .unwrap();
+        assert!(set.len() > 1);
+        let header = browser(&set);
+        let req = RequestCookies::parse([header.as_str()].into_iter());
+        let first = s.open_session(&req).unwrap();
+        let again = s.open_session(&req).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        // The expiry is still checked on the remembered session.
+        assert!(s.read_session(&req, 1500).is_some());
+        assert!(s.read_session(&req, 2000).is_none());
+    }
+
+    #[test]
+    fn verdicts_are_per_judge_and_keep_is_a_union() {
+        let group = |g: &str| ClaimAssertion::new("groups", vec![g.into()], vec![]).unwrap();
+        let s = Scope::new(
+            &key(SECRET, "u", "c", "P", None),
+            attrs(),
+            vec!["/logout".into()],
+            Keep::default(),
+            vec![
+                Judge {
+                    middleware: "alice".into(),
+                    assertions: vec![group("a")],
+                },
+                Judge {
+                    middleware: "bob".into(),
+                    assertions: vec![group("b")],
+                },
+            ],
+            vec!["alice".into(), "bob".into(), "root".into()],
+        );
+        let mut claims = Map::new();
+        claims.insert("groups".into(), serde_json::json!(["a"]));
+        let v = s.verdicts(&claims);
+        assert_eq!(v.get("alice"), Some(&true));
+        assert_eq!(v.get("bob"), Some(&false));
+        assert_eq!(v.get("root"), None, "no assertions: nothing to remember");
+
+        let mut k = Keep {
+            claims: ["sub".to_string()].into(),
+            ..Keep::default()
+        };
+        k.merge(&Keep {
+            claims: ["groups".to_string()].into(),
+            access_token: true,
+            id_token: false,
+        });
+        assert!(k.access_token && !k.id_token);
+        claims.insert("secret_stuff".into(), serde_json::json!("x"));
+        claims.insert("sub".into(), serde_json::json!("u"));
+        let kept = k.claims(claims);
+        assert_eq!(kept.keys().collect::<Vec<_>>(), ["groups", "sub"]);
+    }
+
+    #[tokio::test]
+    async fn refresh_cells_are_shared_per_token_and_expire() {
+        let s = scope(&key(SECRET, "u", "c", "P", None));
+        let a = s.refresh_cell("rt-1", 1000).await;
+        let b = s.refresh_cell("rt-1", 1010).await;
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &s.refresh_cell("rt-2", 1010).await));
+        let later = s.refresh_cell("rt-1", 1000 + REFRESH_REUSE_SECS).await;
+        assert!(!Arc::ptr_eq(&a, &later));
+    }
+}
