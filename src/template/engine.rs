@@ -565,6 +565,7 @@ mod tests {
             "{{- /* c */ -}} {{ with .a }}{{ else with .b }}{{ end }}",
             "{{ withPrefix \"a\" .x }}{{ index .a 1 }}{{ $iffy := 1 }}{{ with $e := $iffy }}{{ end }}",
             "{{ $x := 1 }}{{ $x = 2 }}{{ if $y := $x }}{{ $y }}{{ else }}{{ $y }}{{ end }}",
+            "{{ block \"b\" . }}x{{ end }}{{ define \"c\" }}{{ template \"b\" }}{{ end }}",
         ] {
             assert!(parse(ok, &HEADER_FUNCS).is_ok(), "{ok}");
             assert!(check_blocks(ok).is_ok(), "{ok}");
