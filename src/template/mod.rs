@@ -15,8 +15,12 @@
 //! (say `{{ range }}` over a claim that turned out to be a string) fails the request with a
 //! 500: traefik-oidc-auth would send the error text as the header's value, and an upstream
 //! could take that for an identity; leaving the header out could pass the request with less
-//! than the configuration asked for. [`reads`] finds which claims and tokens a template reads,
-//! so the session keeps no more than that.
+//! than the configuration asked for. A loop may run at most 100,000 times per render.
+//!
+//! Templates parse once, at load. [`reads`] finds which claims and tokens a template reads, so
+//! the session keeps no more than that and a render converts no more than that; a template of
+//! only text and plain fields (`Bearer {{ .accessToken }}`) is printed straight from the session
+//! data by `direct`, with the engine's output.
 
 mod direct;
 pub mod engine;
