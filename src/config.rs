@@ -1794,6 +1794,38 @@ middlewares:
     }
 
     #[test]
+    fn templates_load_or_fail_with_their_position() {
+        let pages = "    ErrorPages:\n      Unauthenticated:\n        FilePath: /p/401.html\n      Unauthorized:\n        FilePath: /p/403.html\n";
+        let headers = "    Headers:\n      - Name: X-Groups\n        Value: \"{{ range .claims.groups }}{{ . }},{{ end }}\"\n      - Name: X-Bad\n        Value: \"{{ if .claims.a }}\\n{{ nosuch }}{{ end }}\"\n";
+        let text = format!("{}{pages}{headers}", minimal());
+        let good = "{{ if .primaryButtonUrl }}<a href=\"{{ .primaryButtonUrl }}\">{{ .primaryButtonText }}</a>{{ end }}";
+        let bad = "<h1>{{ .statusName }}</h1>\n<p>{{ .description | nosuch }}</p>";
+        let problems = parse_with(&text, &[], &[("/p/401.html", good), ("/p/403.html", bad)])
+            .map(|_| ())
+            .unwrap_err();
+        let msgs: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(msgs.len(), 2, "{msgs:#?}");
+        let page = problems
+            .iter()
+            .find(|p| p.path == "middlewares.default.ErrorPages.Unauthorized.FilePath")
+            .unwrap_or_else(|| panic!("{msgs:#?}"));
+        assert!(
+            page.message.contains("line 2, column 22"),
+            "{}",
+            page.message
+        );
+        let header = problems
+            .iter()
+            .find(|p| p.path == "middlewares.default.Headers[1].Value")
+            .unwrap_or_else(|| panic!("{msgs:#?}"));
+        assert!(
+            header.message.contains("line 2, column 4"),
+            "{}",
+            header.message
+        );
+    }
+
+    #[test]
     fn secret_rules() {
         let cases = [
             (TOA_DEFAULT_SECRET, false),

@@ -274,11 +274,19 @@ impl Middleware {
     }
 
     /// A 200: identity headers allowed for `pass` (none without a session) and the request's
-    /// cookies minus ours.
-    fn pass(&self, cookies: &RequestCookies<'_>, data: Option<Data<'_>>, pass: Pass) -> Reply {
+    /// cookies minus ours. A header template that fails to render fails the request (500),
+    /// never a 2xx without it.
+    fn pass(
+        &self,
+        cookies: &RequestCookies<'_>,
+        data: Option<Data<'_>>,
+        pass: Pass,
+    ) -> Result<Reply, Error> {
         let mut r = Reply::new(200, Body::Empty);
         if let Some(data) = data {
-            for (n, v) in template::identity_headers(&self.cfg.headers, &data, pass) {
+            let headers = template::identity_headers(&self.cfg.headers, &data, pass)
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            for (n, v) in headers {
                 r.header(n, v);
             }
         }
@@ -286,7 +294,7 @@ impl Middleware {
         if !others.is_empty() {
             r.header("Cookie", others);
         }
-        r
+        Ok(r)
     }
 }
 
