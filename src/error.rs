@@ -7,6 +7,11 @@
 
 use crate::reply::{Body, Reply};
 
+/// Set on the answer to a forwardAuth request for `BackchannelLogoutUri`: the plugin shim
+/// (traefik-plugin) then POSTs the request body to `/backchannel-logout/{middleware}` and relays
+/// that answer instead. Traefik's own forwardAuth ignores it and relays the 400.
+pub const FORWARD_BODY_HEADER: &str = "X-Oidc-Sidecar-Forward-Body";
+
 /// Everything that can go wrong while answering a forwardAuth request.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -62,6 +67,21 @@ pub enum Error {
     /// The IdP could not be reached, or discovery/JWKS are not loaded yet.
     #[error("identity provider unavailable: {0}")]
     IdpUnavailable(String),
+    /// A back-channel `logout_token` failed a check of Back-Channel Logout 1.0 §2.6, or was
+    /// replayed: nothing is ended.
+    #[error("logout token refused: {0}")]
+    BadLogoutToken(String),
+    /// A back-channel logout request that is not a capped form POST with one `logout_token`.
+    #[error("bad back-channel logout request: {0}")]
+    BadLogoutRequest(&'static str),
+    /// A forwardAuth request for `BackchannelLogoutUri`: forwardAuth carries no body, so the
+    /// token cannot be read here (the plugin shim forwards the body when it sees this answer).
+    #[error("back-channel logout reached the forwardAuth endpoint")]
+    BackchannelNeedsBody,
+    /// A back-channel logout could not be recorded now (its memory is full of live entries, or
+    /// its store is unreachable); the IdP may retry.
+    #[error("back-channel logout unavailable: {0}")]
+    LogoutBusy(&'static str),
     /// A bug or an impossible state: answer 500, never 200.
     #[error("internal error: {0}")]
     Internal(String),
@@ -79,9 +99,12 @@ impl Error {
             | Error::BadState(_)
             | Error::BadCallback(_)
             | Error::BadLogin(_)
-            | Error::ExchangeRefused(_) => 400,
+            | Error::ExchangeRefused(_)
+            | Error::BadLogoutToken(_)
+            | Error::BadLogoutRequest(_)
+            | Error::BackchannelNeedsBody => 400,
             Error::UnknownMiddleware => 404,
-            Error::IdpUnavailable(_) => 503,
+            Error::IdpUnavailable(_) | Error::LogoutBusy(_) => 503,
             Error::Internal(_) => 500,
         }
     }
@@ -103,6 +126,10 @@ impl Error {
             Error::InvalidIdToken(_) => "Login could not be verified",
             Error::InvalidBearer(_) => "Invalid token",
             Error::IdpUnavailable(_) => "Identity provider unavailable",
+            Error::BadLogoutToken(_) => "Logout token refused",
+            Error::BadLogoutRequest(_) => "Bad back-channel logout request",
+            Error::BackchannelNeedsBody => "Back-channel logout needs its own route",
+            Error::LogoutBusy(_) => "Logout unavailable",
             Error::Internal(_) => "Internal error",
         }
     }
@@ -139,6 +166,16 @@ impl Error {
             Error::IdpUnavailable(_) => {
                 "The identity provider cannot be reached. Try again shortly.".into()
             }
+            Error::BadLogoutToken(_) => "The logout_token failed verification.".into(),
+            Error::BadLogoutRequest(_) => {
+                "Expected an application/x-www-form-urlencoded POST with one logout_token.".into()
+            }
+            Error::BackchannelNeedsBody => {
+                "forwardAuth does not forward request bodies: route this path to the sidecar's \
+                 /backchannel-logout/{middleware} (see the README)."
+                    .into()
+            }
+            Error::LogoutBusy(_) => "The logout could not be recorded now. Retry later.".into(),
             Error::Internal(_) => "Something went wrong.".into(),
         }
     }
@@ -158,6 +195,10 @@ impl Error {
         if matches!(self, Error::InvalidBearer(_)) {
             // RFC 6750 §3.1.
             reply.header("WWW-Authenticate", "Bearer error=\"invalid_token\"");
+        }
+        if matches!(self, Error::BackchannelNeedsBody) {
+            // The plugin shim's cue to send the body to the sidecar's direct route.
+            reply.header(FORWARD_BODY_HEADER, "1");
         }
         if matches!(self, Error::Unauthenticated) {
             // RFC 9110 §11.6.1: a 401 carries a challenge. The session is a cookie, so the
@@ -195,6 +236,10 @@ mod tests {
             Error::InvalidIdToken("x".into()),
             Error::InvalidBearer("x".into()),
             Error::IdpUnavailable("x".into()),
+            Error::BadLogoutToken("x".into()),
+            Error::BadLogoutRequest("x"),
+            Error::BackchannelNeedsBody,
+            Error::LogoutBusy("x"),
             Error::Internal("x".into()),
         ];
         for e in all {

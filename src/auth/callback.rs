@@ -180,10 +180,18 @@ impl Middleware {
             .map(|old| old.challenged.clone())
             .unwrap_or_default();
         challenged.extend(flow.challenge.iter().cloned());
+        // Kept outside the claims (whatever `Keep` says): a back-channel logout token names the
+        // session by it (Back-Channel Logout 1.0 §2.4).
+        let sid = verified
+            .claims
+            .get("sid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let keep = self.scope.keep();
         let claims = keep.claims(verified.claims);
         let session = Session {
             sub: sub.clone(),
+            sid,
             verdicts: self.scope.verdicts(&claims),
             claims,
             iat: now,

@@ -10,7 +10,9 @@
 //! - the refresh single-flight: two middlewares refreshing the same session redeem a rotating
 //!   refresh token once;
 //! - what a session keeps ([`Keep`]: the union of what its middlewares read), and the verdict
-//!   of each login-time judge ([`Scope::verdicts`]).
+//!   of each login-time judge ([`Scope::verdicts`]);
+//! - back-channel logout: the `jti` replay memory ([`JtiStore`]) and the sessions ended by it
+//!   ([`Scope::end_sessions`]; in cookie mode the [`Ended`] list, which `open_session` consults).
 //!
 //! The session API is store-shaped (`open_session` / `write_session` / `clear_session`), so a
 //! server-side store can replace the cookie codec later without the middlewares noticing.
@@ -26,9 +28,11 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::codec::CookieCodec;
+use super::ended::{EndBy, Ended};
 use super::{RequestCookies, Secret, Session, SessionCookieConfig};
 use crate::authz::{self, ClaimAssertion};
 use crate::error::Error;
+use crate::oidc::{JtiStore, MemoryJtiStore};
 use crate::opened::Opened;
 
 /// How long a finished refresh is reused for requests carrying the old cookie.
@@ -167,6 +171,8 @@ pub struct Scope {
     keep: Keep,
     judges: Vec<Judge>,
     members: Vec<String>,
+    ended: Ended,
+    jtis: Arc<dyn JtiStore>,
 }
 
 impl fmt::Debug for Scope {
@@ -196,7 +202,33 @@ impl Scope {
             keep,
             judges,
             members,
+            ended: Ended::default(),
+            jtis: Arc::new(MemoryJtiStore::default()),
         }
+    }
+
+    /// The scope with `store` as its logout-token replay memory (instead of this process's).
+    pub fn with_jti_store(mut self, store: Arc<dyn JtiStore>) -> Self {
+        self.jtis = store;
+        self
+    }
+
+    /// The logout-token replay memory of this scope.
+    pub fn jtis(&self) -> &dyn JtiStore {
+        &*self.jtis
+    }
+
+    /// Ends the sessions `by` names that were created at or before `now` (a back-channel
+    /// logout, after its token was verified). In cookie mode the [`Ended`] list remembers them
+    /// and [`Scope::open_session`] refuses them from then on, in this process only.
+    pub async fn end_sessions(&self, by: EndBy, now: u64) -> Result<(), Error> {
+        if self.ended.end(&by, now) {
+            tracing::warn!(
+                members = ?self.members,
+                "the ended-session list is full: every session of this scope made before now must log in again"
+            );
+        }
+        Ok(())
     }
 
     /// The names of the middlewares sharing this scope.
@@ -221,11 +253,12 @@ impl Scope {
         let (chunks, n) = self.codec.session_chunks(req)?;
         let chunks = &chunks[..n];
         if let Some(s) = self.opened.get(chunks) {
-            return Some(s);
+            return (!self.ended.refuses(&s)).then_some(s);
         }
         let session = Arc::new(self.codec.open_session(chunks)?);
+        self.ended.note_lifetime(&session);
         self.opened.insert(chunks, session.clone());
-        Some(session)
+        (!self.ended.refuses(&session)).then_some(session)
     }
 
     /// The valid, unexpired session of this request, if any.
@@ -240,6 +273,7 @@ impl Scope {
         req: &RequestCookies<'_>,
         now: u64,
     ) -> Result<Vec<String>, Error> {
+        self.ended.note_lifetime(session);
         self.codec.write_session(session, req, now)
     }
 
