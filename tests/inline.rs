@@ -95,7 +95,7 @@ async fn registration_rules() {
     let ha = hash(&a);
 
     // Unknown hash: the cue the shim registers on.
-    let r = reqwest::get(format!("{}", s.auth_url(&format!("inline/{ha}"))))
+    let r = reqwest::get(s.auth_url(&format!("inline/{ha}")))
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
