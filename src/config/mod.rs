@@ -26,7 +26,7 @@ pub use crate::oidc::{ClientKey, ProviderConfig, TokenValidation};
 // Session types live with the sessions; the configuration only fills them in.
 pub use crate::inline::InlineConfig;
 pub use crate::session::{SameSite, Secret, SessionCookieConfig};
-pub use inline::{BlockError, ParsedBlock, parse_block, parse_value};
+pub use inline::{BlockError, ParsedBlock, parse_block, parse_value, parse_yaml_block};
 use root::parse_root;
 use walk::Cx;
 
