@@ -134,6 +134,13 @@ async fn register_inline(
             }
         }
     };
+    if result.is_ok()
+        && let Some(b) = app.inline_block(&hash)
+        && !b.loaded(inline::REGISTER_WAIT).await
+    {
+        // Still registered: its requests answer 503 until discovery loads (fail closed).
+        tracing::warn!(middleware = %label, block = %&b.hash[..12], "inline block registered; its provider's discovery is not loaded yet");
+    }
     match result {
         Ok(inline::Registered::Created) => (StatusCode::CREATED, "registered\n").into_response(),
         Ok(inline::Registered::Known) => (StatusCode::OK, "already registered\n").into_response(),

@@ -69,6 +69,16 @@ impl InlineConfig {
     }
 }
 
+/// How long a registration waits for the block's discovery before answering.
+pub const REGISTER_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The middleware name (session verdicts, `challenged` markers) of the block `hash`: `inline:`
+/// and the first 32 hex digits (128 bits; the `:` keeps it apart from every YAML name). Short,
+/// because a session cookie carries one verdict per login-time judge of its scope.
+pub fn member_name(hash: &str) -> String {
+    format!("inline:{}", hash.get(..32).unwrap_or(hash))
+}
+
 /// The longest label kept from `X-Oidc-Sidecar-Middleware`.
 pub const MAX_LABEL: usize = 64;
 

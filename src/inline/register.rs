@@ -175,7 +175,7 @@ impl App {
             drop(b);
             return Ok(Registered::Known);
         }
-        let name = format!("inline:{hash}");
+        let name = super::member_name(hash);
         let parsed = parse_block(body, &name, &Env::process()).map_err(|e| match e {
             BlockError::NotAnObject(why) => RegisterError::NotAnObject(why),
             BlockError::Invalid(p) => RegisterError::Invalid(p),

@@ -16,7 +16,7 @@ pub struct Block {
     pub body: Vec<u8>,
     /// The Traefik middleware name it was first registered under (for metrics).
     pub label: String,
-    /// The middleware it configures (named `inline:{hash}`).
+    /// The middleware it configures (named by [`super::member_name`]).
     pub middleware: Arc<Middleware>,
     /// Its provider's discovery loop, stopped when the block goes away.
     discovery: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
@@ -40,6 +40,21 @@ impl Block {
             label,
             middleware,
             discovery: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether its provider's discovery has loaded, waiting at most `within` for it: a
+    /// registration answers once the block can judge, so the shim's retry does not meet a 503.
+    pub async fn loaded(&self, within: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if self.middleware.provider.current().is_some() {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
     }
 
