@@ -253,7 +253,14 @@ async fn an_inline_and_a_yaml_middleware_of_one_scope_share_one_login() {
     ))
     .await;
     s.wait_ready(10).await;
-    let a = block(issuer, json!({}));
+    // The Secret from a file on the sidecar's side: `${file:}` is expanded there.
+    let secret_file =
+        std::env::temp_dir().join(format!("tos-inline-secret-{}", std::process::id()));
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let a = block(
+        issuer,
+        json!({"Secret": format!("${{file:{}}}", secret_file.display())}),
+    );
     let ha = hash(&a);
     assert_eq!(register(&s, &ha, &a, Some(TOKEN)).await.0, 201);
     wait_inline_ready(&s, &ha).await;
@@ -275,6 +282,19 @@ async fn an_inline_and_a_yaml_middleware_of_one_scope_share_one_login() {
     // Another scope (another cookie prefix) does not.
     b.middleware = "admins".into();
     assert_eq!(b.app("http://app.test/x", Kind::Xhr).await.status, 401);
+    // Metrics name the inline middleware by its Traefik name and the start of its hash.
+    let m = reqwest::get(format!("http://{}/metrics", s.metrics_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let name = format!("middleware=\"inline:oidc@docker:{}\"", &ha[..8]);
+    assert!(
+        m.lines()
+            .any(|l| l.contains(&name) && l.contains("allowed") && l.ends_with(" 1")),
+        "{m}"
+    );
 }
 
 #[tokio::test]

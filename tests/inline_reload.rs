@@ -161,13 +161,17 @@ fn forward_auth(port: u16, middleware: &str) -> u16 {
 
 /// A GET of `path` with `headers` (CRLF-terminated lines): the status code.
 fn raw_get(port: u16, path: &str, headers: &str) -> u16 {
+    raw(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n"),
+    )
+}
+
+/// Sends `request` as is: the status code of the answer.
+fn raw(port: u16, request: &str) -> u16 {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n"
-    )
-    .unwrap();
+    s.write_all(request.as_bytes()).unwrap();
     let mut buf = String::new();
     let _ = s.read_to_string(&mut buf);
     buf.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
@@ -189,7 +193,7 @@ fn sighup_reloads_the_binary() {
     let issuer = shared_op();
     let port = free_port();
     let mport = free_port();
-    let base = format!("logLevel: info\nmetricsListen: 127.0.0.1:{mport}\n");
+    let base = format!("logLevel: debug\nmetricsListen: 127.0.0.1:{mport}\n");
     // No middlewares of its own at all.
     let path = temp("hup.yaml", &base);
     let mut child = std::process::Command::new(BIN)
@@ -258,6 +262,36 @@ fn sighup_reloads_the_binary() {
         l.contains("configuration reload refused") && l.contains("middlewares.extra.Secret")
     });
     assert_eq!(forward_auth(port, "extra"), 401);
+
+    // An inline block: its decision lines name it by the Traefik name the shim sends.
+    let block =
+        format!(r#"{{"Provider":{{"ClientId":"sidecar","Url":"{issuer}"}},"Secret":"{SECRET}"}}"#);
+    let h: String = Sha256::digest(block.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let posted = raw(
+        port,
+        &format!(
+            "POST /inline/{h} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{block}",
+            block.len()
+        ),
+    );
+    assert_eq!(posted, 201);
+    let denied = raw(
+        port,
+        &format!(
+            "GET /auth/inline/{h} HTTP/1.1\r\nHost: x\r\nX-Oidc-Sidecar-Middleware: shop-oidc@docker\r\nX-Forwarded-Method: GET\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: app.test\r\nX-Forwarded-Uri: /\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(denied, 401);
+    wait("the inline decision line", &|| {
+        lines
+            .lock()
+            .unwrap()
+            .lines()
+            .any(|l| l.contains("denied") && l.contains("shop-oidc@docker"))
+    });
     let _ = std::process::Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
