@@ -75,25 +75,23 @@ pub(super) fn parse_root(root: &Value, cx: &mut Cx<'_>) -> Option<Config> {
     };
     let mut middlewares = BTreeMap::new();
     // `middlewares:` with nothing under it is null in YAML: no middlewares, like an absent key.
-    if let Some((p, v)) = obj.get("middlewares").filter(|(_, v)| !v.is_null()) {
-        {
-            if let Some(mut mws) = Obj::new(v, &p, cx) {
-                let names: Vec<String> = mws.entries.iter().map(|(k, _)| k.clone()).collect();
-                for name in names {
-                    let Some((mp, mv)) = mws.get(&name) else {
-                        continue;
-                    };
-                    if !valid_name(&name) {
-                        cx.problem(
-                            &mp,
-                            "middleware names use letters, digits, '-' and '_' (at most 64)",
-                        );
-                        continue;
-                    }
-                    if let Some(m) = parse_middleware(&name, mv, &mp, cx) {
-                        middlewares.insert(name, m);
-                    }
-                }
+    if let Some((p, v)) = obj.get("middlewares").filter(|(_, v)| !v.is_null())
+        && let Some(mut mws) = Obj::new(v, &p, cx)
+    {
+        let names: Vec<String> = mws.entries.iter().map(|(k, _)| k.clone()).collect();
+        for name in names {
+            let Some((mp, mv)) = mws.get(&name) else {
+                continue;
+            };
+            if !valid_name(&name) {
+                cx.problem(
+                    &mp,
+                    "middleware names use letters, digits, '-' and '_' (at most 64)",
+                );
+                continue;
+            }
+            if let Some(m) = parse_middleware(&name, mv, &mp, cx) {
+                middlewares.insert(name, m);
             }
         }
     }
