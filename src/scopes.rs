@@ -24,10 +24,19 @@ struct Slot {
     scope: Arc<Scope>,
 }
 
+/// Finishes a newly built scope (e.g. gives it a shared session store or `jti` memory).
+pub type FinishScope = Box<dyn Fn(Scope, &ScopeKey) -> Scope + Send + Sync>;
+
 /// The scopes by key (see the module docs).
-#[derive(Default)]
 pub struct ScopeRegistry {
     slots: Mutex<Vec<Slot>>,
+    finish: FinishScope,
+}
+
+impl Default for ScopeRegistry {
+    fn default() -> Self {
+        ScopeRegistry::new(Box::new(|s, _| s))
+    }
 }
 
 /// The login-time judge of a member, when it has one (assertions checked at login only).
@@ -46,6 +55,15 @@ fn hint_paths(members: &[&MiddlewareConfig]) -> Vec<String> {
 }
 
 impl ScopeRegistry {
+    /// A registry whose new scopes all pass through `finish` (the one place scopes are made,
+    /// for the YAML file, reloads and inline blocks alike).
+    pub fn new(finish: FinishScope) -> Self {
+        ScopeRegistry {
+            slots: Mutex::new(Vec::new()),
+            finish,
+        }
+    }
+
     /// The scope of `members` (which share one key), holding exactly them: the existing scope
     /// of that key when its cookie attributes and logout paths are the same, else a new one.
     pub fn set(&self, members: &[&MiddlewareConfig]) -> Option<Arc<Scope>> {
@@ -69,7 +87,7 @@ impl ScopeRegistry {
             );
             return Some(s.scope.clone());
         }
-        let scope = Arc::new(scope_of(members)?);
+        let scope = Arc::new((self.finish)(scope_of(members)?, &key));
         slots.retain(|s| s.key != key);
         slots.push(Slot {
             key,
@@ -91,7 +109,7 @@ impl ScopeRegistry {
             s.scope.join(&cfg.name, &keep_of(cfg), judge_of(cfg));
             return Some(s.scope.clone());
         }
-        let scope = Arc::new(scope_of(&[cfg])?);
+        let scope = Arc::new((self.finish)(scope_of(&[cfg])?, &key));
         slots.push(Slot {
             key,
             attrs: cfg.session_cookie.clone(),
@@ -180,5 +198,25 @@ mod tests {
         let other = r.set(&[&changed]).unwrap();
         assert!(!Arc::ptr_eq(&a, &other));
         assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn every_new_scope_passes_through_finish() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let made = Arc::new(AtomicUsize::new(0));
+        let seen = made.clone();
+        let r = ScopeRegistry::new(Box::new(move |s, _| {
+            seen.fetch_add(1, Ordering::Relaxed);
+            s
+        }));
+        let c = cfgs("");
+        r.set(&[&c[0]]).unwrap();
+        r.join(&c[1]).unwrap();
+        r.set(&[&c[0], &c[1]]).unwrap();
+        assert_eq!(made.load(Ordering::Relaxed), 1, "one key, one scope made");
+        let mut other = c[1].clone();
+        other.cookie_name_prefix = "Other".into();
+        r.join(&other).unwrap();
+        assert_eq!(made.load(Ordering::Relaxed), 2);
     }
 }
