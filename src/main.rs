@@ -61,18 +61,26 @@ fn main() -> ExitCode {
         for w in &scope_problems {
             eprintln!("  warning: {w}");
         }
-        println!(
-            "{}: valid ({} middleware(s): {})",
-            cli.config.display(),
-            loaded.config.middlewares.len(),
-            loaded
-                .config
-                .middlewares
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        if loaded.config.middlewares.is_empty() {
+            // Valid: a sidecar for inline blocks only has none of its own.
+            println!(
+                "{}: valid (no middlewares of its own: inline blocks only)",
+                cli.config.display()
+            );
+        } else {
+            println!(
+                "{}: valid ({} middleware(s): {})",
+                cli.config.display(),
+                loaded.config.middlewares.len(),
+                loaded
+                    .config
+                    .middlewares
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         return ExitCode::SUCCESS;
     }
     let mut cfg = loaded.config;
