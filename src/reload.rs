@@ -40,8 +40,8 @@ pub struct Reloaded {
 }
 
 impl App {
-    /// Replaces the configuration with `cfg` (see the module docs). Settings only a restart
-    /// changes are taken from `running`'s values and not applied.
+    /// Replaces the configuration with `cfg` (see the module docs). The sockets, connection
+    /// limits and logging of `cfg` are not applied: they change at a restart.
     pub async fn reload(&self, cfg: &Config) -> Result<Reloaded, String> {
         let next = Arc::new(crate::Generation::build(cfg, &self.scopes)?);
         // `set` above reset each scope to its YAML members; the inline blocks of those keys
