@@ -20,8 +20,9 @@ use crate::reply::{Body, Reply};
 use crate::{App, Generation};
 
 /// The auth listener's routes: `/auth`, `/auth/{middleware}`, `/auth/inline/{hash}` and
-/// `POST /inline/{hash}` (inline blocks, see [`crate::inline`]), `/backchannel-logout` and
-/// `/backchannel-logout/{middleware}` (POST, Back-Channel Logout 1.0), `/healthz`, `/readyz`.
+/// `POST /inline/{hash}` (inline blocks, see [`crate::inline`]), `/backchannel-logout`,
+/// `/backchannel-logout/{middleware}` and `/backchannel-logout/inline/{hash}` (POST,
+/// Back-Channel Logout 1.0), `/healthz`, `/readyz`.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         // Traefik's forwardAuth always sends GET; `any` also serves proxies that keep the method
@@ -34,6 +35,10 @@ pub fn router(app: Arc<App>) -> Router {
         // router or plugin shim that carries `BackchannelLogoutUri` here with its body.
         .route("/backchannel-logout", post(backchannel_default))
         .route("/backchannel-logout/{middleware}", post(backchannel_named))
+        .route(
+            "/backchannel-logout/inline/{hash}",
+            post(backchannel_inline),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(app)
@@ -201,7 +206,8 @@ async fn auth(
 
 async fn backchannel_default(State(app): State<Arc<App>>, req: Request) -> Response {
     let name = app.default_middleware_name();
-    backchannel(&app, name.as_deref(), req).await
+    let mw = name.and_then(|n| app.middleware(&n));
+    backchannel(&app, mw, req).await
 }
 
 async fn backchannel_named(
@@ -209,13 +215,31 @@ async fn backchannel_named(
     Path(name): Path<String>,
     req: Request,
 ) -> Response {
-    backchannel(&app, Some(name.as_str()), req).await
+    let mw = app.middleware(&name);
+    backchannel(&app, mw, req).await
+}
+
+/// The inline twin of `/backchannel-logout/{middleware}`: the shim carries the IdP's logout
+/// POST for an inline middleware here. An unknown block gets the registration cue.
+async fn backchannel_inline(
+    State(app): State<Arc<App>>,
+    Path(hash): Path<String>,
+    req: Request,
+) -> Response {
+    let Some(block) = app.inline_block(&hash) else {
+        return to_response(inline::unknown_block(&hash));
+    };
+    let label = inline::label(req.headers().get(MIDDLEWARE_LABEL).map(|v| v.as_bytes()));
+    let span = tracing::info_span!("inline", middleware = %label, block = %&block.hash[..12]);
+    backchannel(&app, Some(block.middleware.clone()), req)
+        .instrument(span)
+        .await
 }
 
 /// Reads the body up to [`crate::auth::MAX_BACKCHANNEL_BODY`] (more, or a broken body, is
 /// `None`) and hands it to the middleware.
-async fn backchannel(app: &App, name: Option<&str>, req: Request) -> Response {
-    let Some(mw) = name.and_then(|n| app.middleware(n)) else {
+async fn backchannel(app: &App, mw: Option<Arc<Middleware>>, req: Request) -> Response {
+    let Some(mw) = mw else {
         return to_response(Error::UnknownMiddleware.to_reply(false));
     };
     let mw = &*mw;

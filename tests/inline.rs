@@ -184,6 +184,25 @@ async fn registration_rules() {
         "served by the block: no session"
     );
 
+    // Back-channel logout of an inline middleware: the unknown-block cue, or the block's own
+    // logout-token check (a body that is no logout token is refused, never a 2xx).
+    let post = |path: String| {
+        reqwest::Client::new()
+            .post(format!("http://{}{path}", s.addr))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("logout_token=not-a-jwt")
+            .send()
+    };
+    let r = post(format!("/backchannel-logout/inline/{}", hash(b"x")))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers().contains_key("x-oidc-sidecar-unknown-block"));
+    let r = post(format!("/backchannel-logout/inline/{ha}"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "{:?}", r.text().await);
+
     // Over maxBlocks (2): the least recently used goes. `a` was used last, so `b` goes.
     let b = block(issuer, json!({"LogoutUri": "/b-logout"}));
     let c = block(issuer, json!({"LogoutUri": "/c-logout"}));
