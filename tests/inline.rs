@@ -379,3 +379,56 @@ async fn a_session_survives_a_restart_and_an_unrelated_edit() {
     wait_inline_ready(&second, &hg).await;
     assert_eq!(xhr(&mut b, &hg).await, 403);
 }
+
+/// The IdP ends the session (Back-Channel Logout 1.0): its logout token reaches the inline
+/// block's own back-channel route, and the session made through the block is refused from then
+/// on (with the token sent nowhere, the same request answered 200: the first draft of this test
+/// did exactly that).
+#[tokio::test]
+async fn a_back_channel_logout_reaches_an_inline_middleware() {
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let s = Sidecar::start(&inline_root(&issuer, "")).await;
+    let a = block(&issuer, json!({}));
+    let ha = hash(&a);
+    // The OP's client sends its logout tokens to the inline twin of the back-channel route.
+    let _op = Op::start_env(
+        port,
+        3600,
+        &[(
+            "OP_BACKCHANNEL_LOGOUT_URI",
+            &format!("http://{}/backchannel-logout/inline/{ha}", s.addr),
+        )],
+    );
+    assert_eq!(register(&s, &ha, &a, Some(TOKEN)).await.0, 201);
+    wait_inline_ready(&s, &ha).await;
+    let mut b = Browser::new(&s, &format!("inline/{ha}"));
+    assert_eq!(b.login("http://app.test/p", "alice").await.status, 302);
+    assert_eq!(xhr(&mut b, &ha).await, 200);
+
+    // End the session at the OP (its end-session page, confirmed).
+    let end = format!("{issuer}/session/end");
+    let page = b.op_get(&end).await;
+    assert_eq!(page.status, 200, "{page:#?}");
+    let xsrf = page
+        .body
+        .split("name=\"xsrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = b
+        .op_post(
+            &resolve(&end, "/session/end/confirm"),
+            &[("xsrf", &xsrf), ("logout", "yes")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{r:#?}");
+    assert_eq!(
+        xhr(&mut b, &ha).await,
+        401,
+        "the IdP's logout ended the session"
+    );
+}
