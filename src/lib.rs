@@ -110,11 +110,19 @@ impl Drop for Generation {
 
 impl Generation {
     /// Builds every middleware of `cfg` in the scope of its key (taken from `scopes`, so an
-    /// unchanged key keeps its scope). No network I/O.
-    fn build(cfg: &Config, scopes: &scopes::ScopeRegistry) -> Result<Self, String> {
+    /// unchanged key keeps its scope). Each scope is set to exactly its members at once: the
+    /// YAML middlewares of its key and the registered inline blocks (`inline`) of that key.
+    /// No network I/O.
+    fn build(
+        cfg: &Config,
+        scopes: &scopes::ScopeRegistry,
+        inline: &[&MiddlewareConfig],
+    ) -> Result<Self, String> {
         let mut middlewares = BTreeMap::new();
-        for (_, members) in scope_groups(cfg) {
-            let scope = scopes.set(&members).ok_or("a scope without middlewares")?;
+        for (key, members) in scope_groups(cfg) {
+            let mut all = members.clone();
+            all.extend(inline.iter().copied().filter(|m| scope_key(m) == key));
+            let scope = scopes.set(&all).ok_or("a scope without middlewares")?;
             for m in members {
                 let mw = Middleware::new(m.clone(), scope.clone())
                     .map_err(|e| format!("middlewares.{}: {e}", m.name))?;
@@ -180,7 +188,7 @@ impl App {
     /// Middlewares with the same session scope key share one [`session::Scope`].
     pub fn new(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Self, String> {
         let scopes = scopes::ScopeRegistry::default();
-        let generation = Generation::build(cfg, &scopes)?;
+        let generation = Generation::build(cfg, &scopes, &[])?;
         Ok(App {
             live: RwLock::new(Arc::new(generation)),
             scopes,

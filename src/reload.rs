@@ -43,12 +43,10 @@ impl App {
     /// Replaces the configuration with `cfg` (see the module docs). The sockets, connection
     /// limits and logging of `cfg` are not applied: they change at a restart.
     pub async fn reload(&self, cfg: &Config) -> Result<Reloaded, String> {
-        let next = Arc::new(crate::Generation::build(cfg, &self.scopes)?);
-        // `set` above reset each scope to its YAML members; the inline blocks of those keys
-        // join again.
-        for b in self.blocks.blocks() {
-            self.scopes.join(&b.middleware.cfg);
-        }
+        let blocks = self.blocks.blocks();
+        let inline: Vec<&crate::config::MiddlewareConfig> =
+            blocks.iter().map(|b| &b.middleware.cfg).collect();
+        let next = Arc::new(crate::Generation::build(cfg, &self.scopes, &inline)?);
         if self.discovering() {
             next.start_discovery();
             let deadline = tokio::time::Instant::now() + READY_WAIT;
