@@ -149,7 +149,13 @@ func canonValue(path, shown string, shape int, v interface{}) (interface{}, erro
 	switch shape {
 	case shapeObject:
 		if m, ok := asMap(v); ok {
-			return canonObject(path, shown, m)
+			// Not "return canonObject(...)": Yaegi v0.16.1 drops the error when the results
+			// of a call are returned directly as (interface{}, error).
+			o, err := canonObject(path, shown, m)
+			if err != nil {
+				return nil, err
+			}
+			return o, nil
 		}
 	case shapeList:
 		if list, ok := asList(v, true); ok {
@@ -201,7 +207,11 @@ func canonValue(path, shown string, shape int, v interface{}) (interface{}, erro
 	// the sidecar reports what is wrong with its path. Mappings below an unknown key get
 	// lower-cased keys, like the unknown key itself.
 	if m, ok := asMap(v); ok {
-		return canonObject("\x00", shown, m)
+		o, err := canonObject("\x00", shown, m)
+		if err != nil {
+			return nil, err
+		}
+		return o, nil
 	}
 	if list, ok := asList(v, false); ok {
 		out := make([]interface{}, len(list))
