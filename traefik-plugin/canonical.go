@@ -30,6 +30,7 @@ const (
 	shapeList    = 3 // a list of scalars
 	shapeObjList = 4 // a list of mappings of known keys
 	shapeFreeMap = 5 // a mapping whose keys are the user's own (AuthorizationParams)
+	shapeDecimal = 6 // a scalar that is a fractional number (TokenRenewalThreshold)
 )
 
 // blockKey is one known key: its traefik-oidc-auth spelling and its shape.
@@ -67,8 +68,9 @@ func buildBlockKeys() map[string]blockKey {
 	add("", shapeFreeMap, "AuthorizationParams")
 	add("provider", shapeScalar, "Url", "ClientId", "ClientSecret", "UsePkce", "ValidateIssuer",
 		"ValidIssuer", "ValidateAudience", "ValidAudience", "InsecureSkipVerify", "CABundleFile",
-		"TokenRenewalThreshold", "CABundle", "TokenValidation", "UseClaimsFromUserInfo",
+		"CABundle", "TokenValidation", "UseClaimsFromUserInfo",
 		"ClientJwtPrivateKey", "ClientJwtPrivateKeyId")
+	add("provider", shapeDecimal, "TokenRenewalThreshold")
 	add("sessioncookie", shapeScalar, "Path", "Domain", "Secure", "HttpOnly", "SameSite", "MaxAge")
 	add("authorization", shapeScalar, "CheckOnEveryRequest")
 	add("authorization", shapeObjList, "AssertClaims")
@@ -189,6 +191,15 @@ func canonValue(path, shown string, shape int, v interface{}) (interface{}, erro
 			}
 			return out, nil
 		}
+	case shapeDecimal:
+		// Traefik's file provider hands a YAML 0.8 over as the string "0.800000" (paerser
+		// formats floats with six decimals), labels as "0.8": a plain decimal string is written
+		// in Go's shortest form so both give one hash. Anything else stays as given.
+		if str, ok := v.(string); ok && isPlainDecimal(str) {
+			if f, err := strconv.ParseFloat(str, 64); err == nil {
+				return strconv.FormatFloat(f, 'f', -1, 64), nil
+			}
+		}
 	case shapeFreeMap:
 		// Keys are the authorize request's parameter names: kept exactly as given.
 		if m, ok := asMap(v); ok {
@@ -307,6 +318,25 @@ func indexedList(m map[string]interface{}) ([]interface{}, bool) {
 		out[i] = byIdx[n]
 	}
 	return out, true
+}
+
+// isPlainDecimal reports whether s is digits with an optional sign and decimal part, such as
+// "0.75" or "-1" (not "1e3", "inf", "0x1p-2" or " 1", which strconv would also read).
+func isPlainDecimal(s string) bool {
+	digits, dot := 0, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			digits++
+		case c == '.' && !dot && digits > 0 && i < len(s)-1:
+			dot = true
+		case c == '-' && i == 0:
+		default:
+			return false
+		}
+	}
+	return digits > 0
 }
 
 // scalarString is a scalar's canonical string: strings as given (untrimmed), booleans as

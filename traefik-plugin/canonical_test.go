@@ -150,6 +150,30 @@ func TestCanonicalScalars(t *testing.T) {
 	}
 }
 
+func TestCanonicalDecimalFromTraefiksFileProvider(t *testing.T) {
+	cases := []struct {
+		in   interface{}
+		want string
+	}{
+		{"0.800000", "0.8"}, // Traefik's file provider
+		{"0.8", "0.8"},      // labels
+		{0.8, "0.8"},        // typed
+		{"1", "1"},
+		{"-0.5", "-0.5"},
+		{"1e3", "1e3"}, // not a plain decimal: as given, for the sidecar to judge
+		{" 0.8", " 0.8"},
+		{"0.", "0."},
+		{"abc", "abc"},
+	}
+	for _, c := range cases {
+		body, _ := mustCanonical(t, map[string]interface{}{"provider": map[string]interface{}{"tokenrenewalthreshold": c.in}})
+		want := `{"Provider":{"TokenRenewalThreshold":"` + c.want + `"}}`
+		if string(body) != want {
+			t.Errorf("%#v: got %s, want %s", c.in, body, want)
+		}
+	}
+}
+
 func TestCanonicalLists(t *testing.T) {
 	cases := []struct {
 		name string
