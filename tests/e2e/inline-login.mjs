@@ -8,12 +8,14 @@
 // Per door: anonymous navigation goes to the OP; demo/demo logs in and lands on the original URL;
 // whoami gets the sidecar's identity headers; the sidecar is restarted (forgetting every inline
 // block) and the next request of the logged-in user still reaches whoami without a trip to the
-// OP; /logout goes through the OP and login is asked again.
+// OP; /logout goes through the OP and login is asked again. Two more doors carry blocks the
+// sidecar refuses with 422 (a typo; a provider outside allowedProviderUrls): they answer 500,
+// never whoami, and Traefik's log names the problem once.
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { chromium } from 'playwright-core';
-import { Stack } from './stack.mjs';
+import { Stack, request } from './stack.mjs';
 import { flowYaml, labelShape } from './inline-config.mjs';
 
 const NAV_TIMEOUT_MS = 15000;
@@ -60,6 +62,7 @@ export async function partLogin({ check, assert, ARTIFACTS, CHROMIUM }) {
     log: (m) => console.log(`     ${m}`),
     inline: {
       doors: DOORS,
+      extraDoors: ['inline-typo', 'inline-forbidden'],
       env: {
         INLINE_REGISTRATION_TOKEN: token,
         INLINE_CLIENT_SECRET: 'sidecar-secret',
@@ -68,6 +71,10 @@ export async function partLogin({ check, assert, ARTIFACTS, CHROMIUM }) {
       toYaml: flowYaml,
       config: ({ issuer, sidecarUrl, door }) => {
         const block = readmeBlock(issuer);
+        // Blocks the sidecar refuses: a typo, and an identity provider outside its
+        // allowedProviderUrls.
+        if (door === 'inline-typo') block.SessionCookie = { Secure: false, SameSit: 'lax' };
+        if (door === 'inline-forbidden') block.Provider.Url = 'https://evil.example.com/realms/main';
         const own = { sidecarUrl, timeout: '5s', registrationToken: token };
         return door === 'inline-labels' ? { ...labelShape(own), ...labelShape(block) } : { ...own, ...block };
       },
@@ -89,6 +96,23 @@ export async function partLogin({ check, assert, ARTIFACTS, CHROMIUM }) {
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking'],
       timeout: 30000,
     });
+
+    for (const [door, problem] of [['inline-typo', /SessionCookie\.samesit.*SameSite/i], ['inline-forbidden', /Provider\.Url/]]) {
+      await check(`${door}: a block the sidecar refuses (422) answers 500, never whoami, and Traefik logs its problem once`, async () => {
+        const statuses = [];
+        for (let i = 0; i < 3; i++) {
+          const r = await request({ port: stack.ports.traefik, path: '/private/page', headers: { Host: `${door}.localhost`, Accept: 'text/html' } });
+          statuses.push(r.status);
+          assert(!r.body.includes('RemoteAddr'), 'whoami answered');
+        }
+        assert(statuses.every((s) => s === 500), `statuses ${statuses.join(', ')}`);
+        const lines = fs.readFileSync(path.join(ARTIFACTS, 'login', 'traefik.log'), 'utf8').split('\n')
+          .filter((l) => l.includes(`traefik-oidc-sidecar[oidc-${door}@file]`) && l.includes('422'));
+        assert(lines.length === 1, `expected one 422 log line, got ${lines.length}:\n${lines.join('\n')}`);
+        assert(problem.test(lines[0]), `the log line does not name the problem: ${lines[0]}`);
+        return lines[0].slice(lines[0].indexOf('(422)') + 7).slice(0, 200);
+      });
+    }
 
     for (const door of DOORS) {
       const base = stack.urls[door];

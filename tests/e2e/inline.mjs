@@ -15,7 +15,8 @@
 // Part 2, the real thing (OP, the Rust sidecar with an empty `middlewares:`, Chromium): the
 // README's traefik-oidc-auth block pasted as the plugin's config (file provider), and the same
 // block label-shaped; login, identity headers, logout; the sidecar restarted between two requests
-// of a logged-in user, who stays logged in.
+// of a logged-in user, who stays logged in; refused blocks (422) answer 500 and are logged once.
+// E2E_INLINE_PARTS=decoding runs part 1 only (no Rust sidecar needed).
 //
 // Environment as run.mjs (SIDECAR_BIN, TRAEFIK_BIN, CHROMIUM, E2E_ARTIFACTS). Prints one
 // PASS/FAIL line per check and "N passed, N failed"; exits non-zero on any failure.

@@ -401,7 +401,8 @@ export class Stack {
    * @param {object} [o.inline]       issue 12: instead of the fa and plugin doors, the sidecar
    *   has no middlewares and each door is the plugin with an inline block. `doors` is a list of
    *   door names; `config({ issuer, sidecarUrl, door })` returns that door's plugin config;
-   *   `toYaml` writes it; `env` is extra sidecar environment (the ${VAR}s the blocks name).
+   *   `toYaml` writes it; `env` is extra sidecar environment (the ${VAR}s the blocks name);
+   *   `extraDoors` are routed the same way but not waited for (doors expected to refuse).
    */
   constructor({ artifactsDir, traefikPort = 0, log = () => {}, logLevel = 'debug', traefikLogLevel = 'DEBUG', tokenTtl, renewalThreshold, inline }) {
     this.inline = inline;
@@ -446,8 +447,10 @@ export class Stack {
     const [sidecarPort, metricsPort, whoamiPort] = [await freePort(), await freePort(), await freePort()];
     this.ports = { traefik: traefikPort, sidecar: sidecarPort, metrics: metricsPort, whoami: whoamiPort };
     this.doors = this.inline ? this.inline.doors : ['fa', 'plugin'];
+    // Routed like the doors, but not expected to let anyone in (e.g. an invalid inline block).
+    this.extraDoors = this.inline?.extraDoors || [];
     this.urls = {
-      ...Object.fromEntries(this.doors.map((d) => [d, `http://${d}.localhost:${traefikPort}`])),
+      ...Object.fromEntries([...this.doors, ...this.extraDoors].map((d) => [d, `http://${d}.localhost:${traefikPort}`])),
       api: `http://traefik.localhost:${traefikPort}/api`,
       sidecar: `http://127.0.0.1:${sidecarPort}`,
       metrics: `http://127.0.0.1:${metricsPort}/metrics`,
@@ -530,7 +533,7 @@ export class Stack {
       ? traefikInlineDynamicConfig({
         whoamiPort: this.ports.whoami,
         toYaml: this.inline.toYaml,
-        doors: this.doors.map((door) => ({ name: door, config: this.inline.config({ issuer: this.issuer, sidecarUrl: this.urls.sidecar, door }) })),
+        doors: [...this.doors, ...this.extraDoors].map((door) => ({ name: door, config: this.inline.config({ issuer: this.issuer, sidecarUrl: this.urls.sidecar, door }) })),
       })
       : traefikDynamicConfig({ sidecarPort: this.ports.sidecar, whoamiPort: this.ports.whoami }));
     fs.writeFileSync(staticFile, traefikStaticConfig({
