@@ -501,41 +501,53 @@ export class Stack {
     this.say(`whoami ready on 127.0.0.1:${port} (${whoami.kind})`);
   }
 
-  async startSidecar(bin) {
-    const configFile = path.join(this.artifactsDir, 'sidecar.yaml');
-    // Kept across restartSidecar(): sessions must outlive a sidecar restart.
-    this.secret ||= crypto.randomBytes(32).toString('hex');
-    this.sidecarBin = bin;
-    fs.writeFileSync(configFile, sidecarConfig({
-      sidecarPort: this.ports.sidecar,
-      metricsPort: this.ports.metrics,
-      issuer: this.issuer,
-      secret: this.secret,
-      logLevel: this.logLevel,
-      renewalThreshold: this.renewalThreshold,
-      inline: Boolean(this.inline),
-    }), { mode: 0o600 });
-    const p = this.spawn('sidecar', bin, ['--config', configFile], { env: { RUST_BACKTRACE: '1', ...(this.inline?.env || {}) } });
-    await waitFor('sidecar /readyz', async () => {
+  /** Starts a sidecar. Without options: the suite's own (config from sidecarConfig()). With
+   * `configText`, another sidecar process named `name` on `port` (the Keycloak suite runs several,
+   * so that a configuration one of them refuses cannot take the others down). Waits for /readyz,
+   * or only for /healthz with `waitReady: false` (the caller then judges readiness itself). */
+  async startSidecar(bin, { name = 'sidecar', port = this.ports.sidecar, configText, waitReady = true } = {}) {
+    const configFile = path.join(this.artifactsDir, `${name}.yaml`);
+    if (configText === undefined) {
+      // Kept across restartSidecar(): sessions must outlive a sidecar restart.
+      this.secret ||= crypto.randomBytes(32).toString('hex');
+      configText = sidecarConfig({
+        sidecarPort: this.ports.sidecar,
+        metricsPort: this.ports.metrics,
+        issuer: this.issuer,
+        secret: this.secret,
+        logLevel: this.logLevel,
+        renewalThreshold: this.renewalThreshold,
+        inline: Boolean(this.inline),
+      });
+    }
+    if (name === 'sidecar') this.sidecarBin = bin;
+    fs.writeFileSync(configFile, configText, { mode: 0o600 });
+    const p = this.spawn(name, bin, ['--config', configFile], { env: { RUST_BACKTRACE: '1', ...(this.inline?.env || {}) } });
+    const probe = waitReady ? '/readyz' : '/healthz';
+    await waitFor(`${name} ${probe}`, async () => {
       p.assertRunning();
-      return (await request({ port: this.ports.sidecar, path: '/readyz', timeoutMs: 1000 })).status === 200;
+      return (await request({ port, path: probe, timeoutMs: 1000 })).status === 200;
     }, { timeoutMs: 30000 });
-    this.say(`sidecar ready: ${this.urls.sidecar} (${bin})`);
+    this.say(`${name} ${waitReady ? 'ready' : 'up'}: http://127.0.0.1:${port} (${bin})`);
+    return p;
   }
 
-  async startTraefik(bin) {
+  /** Starts Traefik. Without options: the suite's dynamic configuration (traefikDynamicConfig()),
+   * routers fa@file and plugin@file (or the inline doors). `dynamicConfig`, `routerNames` and `hosts` let another
+   * suite bring its own routers and say which must be enabled and answer. */
+  async startTraefik(bin, { dynamicConfig, routerNames = (this.doors || ['fa', 'plugin']).map((d) => `${d}@file`), hosts = (this.doors || ['fa', 'plugin']).map((d) => `${d}.localhost`) } = {}) {
     // Traefik's working directory: plugins-local/ must sit right under it.
     this.traefikWorkDir = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-traefik-'));
     layoutLocalPlugin(this.traefikWorkDir);
     const dynamicFile = path.join(this.artifactsDir, 'traefik-dynamic.yml');
     const staticFile = path.join(this.artifactsDir, 'traefik-static.yml');
-    fs.writeFileSync(dynamicFile, this.inline
+    fs.writeFileSync(dynamicFile, dynamicConfig ?? (this.inline
       ? traefikInlineDynamicConfig({
         whoamiPort: this.ports.whoami,
         toYaml: this.inline.toYaml,
         doors: [...this.doors, ...this.extraDoors].map((door) => ({ name: door, config: this.inline.config({ issuer: this.issuer, sidecarUrl: this.urls.sidecar, door }) })),
       })
-      : traefikDynamicConfig({ sidecarPort: this.ports.sidecar, whoamiPort: this.ports.whoami }));
+      : traefikDynamicConfig({ sidecarPort: this.ports.sidecar, whoamiPort: this.ports.whoami })));
     fs.writeFileSync(staticFile, traefikStaticConfig({
       traefikPort: this.ports.traefik,
       dynamicFile,
@@ -546,7 +558,6 @@ export class Stack {
     const port = this.ports.traefik;
 
     // 1. The entry point answers, and the file provider's routers are in the API.
-    const routerNames = this.doors.map((d) => `${d}@file`);
     const routers = await waitFor(`Traefik routers ${routerNames.join(', ')}`, async () => {
       p.assertRunning();
       const r = await request({ port, path: '/api/http/routers', headers: { Host: 'traefik.localhost' }, timeoutMs: 2000 });
@@ -572,7 +583,7 @@ export class Stack {
     }
 
     // 3. Each door answers through its middleware: not a 404 (router missing) nor a 5xx.
-    for (const host of this.doors.map((d) => `${d}.localhost`)) {
+    for (const host of hosts) {
       const r = await waitFor(`${host} answering through its middleware`, async () => {
         p.assertRunning();
         const res = await request({ port, path: '/', headers: { Host: host, Accept: 'text/html' }, timeoutMs: 10000 });
@@ -582,7 +593,7 @@ export class Stack {
       });
       this.say(`Traefik ${host} answers ${r.status}${r.headers.location ? ` -> ${r.headers.location.split('?')[0]}` : ''}`);
     }
-    this.say(`Traefik ready: ${this.doors.map((d) => `${this.urls[d]}/`).join(' and ')} (${bin})`);
+    this.say(`Traefik ready on 127.0.0.1:${port}: ${hosts.join(', ')} (${bin})`);
   }
 
   /** Error-level lines of Traefik's log that mention plugins (load or runtime failures). */
@@ -609,6 +620,8 @@ export class Stack {
     for (const name of ['traefik', 'sidecar', 'whoami', 'op']) {
       await this.procs[name]?.stop();
     }
+    // Whatever else was started through spawn() (the Keycloak suite's sidecars, Keycloak).
+    for (const p of Object.values(this.procs)) await p.stop();
     if (this.traefikWorkDir) fs.rmSync(this.traefikWorkDir, { recursive: true, force: true });
   }
 }
