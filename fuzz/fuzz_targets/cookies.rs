@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use traefik_oidc_sidecar::config::{self, Env};
 use traefik_oidc_sidecar::session::{FLOW_TTL, Flow, MAX_CHUNKS, RequestCookies, Scope, Session};
 
-const PREFIX: &str = "TraefikOidcSidecar.";
+const PREFIX: &str = "TraefikOidcSidecar";
 
 /// The session scope of a middleware as the configuration builds it (so new cookie settings
 /// with defaults do not break this target).
@@ -82,7 +82,7 @@ fuzz_target!(|data: &[u8]| {
         .chain(&c.clear_flows(&req))
     {
         assert!(
-            removal.starts_with(PREFIX),
+            removal.starts_with(&format!("{PREFIX}.")),
             "removal of a foreign cookie: {removal}"
         );
     }
