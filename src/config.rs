@@ -29,6 +29,9 @@ use crate::rules::Rule;
 pub use crate::session::{SameSite, Secret, SessionCookieConfig};
 use crate::template::{HeaderRule, IncludeWhen, Template};
 
+mod redis;
+pub use redis::{RedisConfig, RedisTarget, SessionStorage};
+
 /// The default `CookieNamePrefix`: the same for every middleware, so one scope shares by default.
 pub const DEFAULT_COOKIE_PREFIX: &str = "TraefikOidcSidecar";
 
@@ -83,6 +86,8 @@ pub struct Config {
     pub log_level: String,
     /// Middlewares by name.
     pub middlewares: BTreeMap<String, MiddlewareConfig>,
+    /// The `redis:` block (server-side sessions), if any; see [`redis`].
+    pub redis: Option<RedisConfig>,
 }
 
 /// One middleware block.
@@ -142,6 +147,8 @@ pub struct MiddlewareConfig {
     /// `LogLevel`: this middleware's own verbosity for its decision lines (see
     /// [`crate::logging`]); `None` follows the global `logLevel`.
     pub log_level: Option<tracing::Level>,
+    /// `SessionStorageType`: sealed cookies or Redis (see [`redis`]).
+    pub session_storage: SessionStorage,
 }
 
 /// A problem (or warning) found in the file, with the key path it concerns.
@@ -230,6 +237,7 @@ const ROOT_KEYS: &[&str] = &[
     "logFormat",
     "logLevel",
     "middlewares",
+    "redis",
 ];
 
 const MIDDLEWARE_KEYS: &[&str] = &[
@@ -256,11 +264,12 @@ const MIDDLEWARE_KEYS: &[&str] = &[
     "AuthorizationHeader",
     "AuthorizationCookie",
     "ErrorPages",
+    "SessionStorageType",
 ];
 
 /// traefik-oidc-auth keys that a later version of the sidecar implements: they warn, not fail.
 /// Ignoring any of them only makes the middleware stricter (no bypass, no bearer tokens…).
-const MIDDLEWARE_LATER: &[&str] = &["ErrorPages", "SessionStorageType"];
+const MIDDLEWARE_LATER: &[&str] = &["ErrorPages"];
 
 const PROVIDER_KEYS: &[&str] = &[
     "Url",
@@ -602,6 +611,22 @@ fn parse_root(root: &Value, cx: &mut Cx<'_>) -> Option<Config> {
         }
         None => cx.problem("middlewares", "required: at least one middleware block"),
     }
+    let redis = match obj.get("redis") {
+        Some((p, v)) => redis::parse_redis(v, &p, cx),
+        None => None,
+    };
+    let redis_given = obj
+        .entries
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("redis"));
+    for m in middlewares.values() {
+        if m.session_storage == SessionStorage::Redis && !redis_given {
+            cx.problem(
+                &format!("middlewares.{}.SessionStorageType", m.name),
+                "Redis needs the top-level redis: block",
+            );
+        }
+    }
     obj.finish(ROOT_KEYS, &[], cx);
     Some(Config {
         listen: listen?,
@@ -610,6 +635,7 @@ fn parse_root(root: &Value, cx: &mut Cx<'_>) -> Option<Config> {
         log_format: log_format?,
         log_level,
         middlewares,
+        redis,
     })
 }
 
@@ -847,6 +873,7 @@ fn parse_middleware(
         ),
         None => None,
     };
+    let session_storage = redis::parse_storage(&mut obj, cx);
     obj.finish(MIDDLEWARE_KEYS, MIDDLEWARE_LATER, cx);
 
     if cx.problems.len() != before {
@@ -879,6 +906,7 @@ fn parse_middleware(
         page_unauthenticated,
         page_unauthorized,
         log_level,
+        session_storage,
     })
 }
 
@@ -1495,12 +1523,14 @@ middlewares:
             m.unauthenticated_behavior,
             UnauthenticatedBehavior::Challenge
         );
-        // Later-issue keys warn instead of failing; the per-middleware LogLevel applies.
+        // SessionStorageType is implemented (see config::redis); the per-middleware LogLevel
+        // applies.
         let warned: Vec<&str> = loaded.warnings.iter().map(|w| w.path.as_str()).collect();
         assert!(
-            warned.contains(&"middlewares.oidc-auth.SessionStorageType"),
+            !warned.contains(&"middlewares.oidc-auth.SessionStorageType"),
             "{warned:?}"
         );
+        assert_eq!(m.session_storage, SessionStorage::Cookie);
         assert!(
             !warned.contains(&"middlewares.oidc-auth.LogLevel"),
             "{warned:?}"
