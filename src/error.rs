@@ -62,6 +62,10 @@ pub enum Error {
     /// The IdP could not be reached, or discovery/JWKS are not loaded yet.
     #[error("identity provider unavailable: {0}")]
     IdpUnavailable(String),
+    /// The session store (Redis) is unreachable, too slow or answered an error: Redis-mode
+    /// requests answer 503 (never a login redirect, never a 200) until it is back.
+    #[error("session store unavailable: {0}")]
+    StoreUnavailable(String),
     /// A bug or an impossible state: answer 500, never 200.
     #[error("internal error: {0}")]
     Internal(String),
@@ -81,7 +85,7 @@ impl Error {
             | Error::BadLogin(_)
             | Error::ExchangeRefused(_) => 400,
             Error::UnknownMiddleware => 404,
-            Error::IdpUnavailable(_) => 503,
+            Error::IdpUnavailable(_) | Error::StoreUnavailable(_) => 503,
             Error::Internal(_) => 500,
         }
     }
@@ -103,6 +107,7 @@ impl Error {
             Error::InvalidIdToken(_) => "Login could not be verified",
             Error::InvalidBearer(_) => "Invalid token",
             Error::IdpUnavailable(_) => "Identity provider unavailable",
+            Error::StoreUnavailable(_) => "Session store unavailable",
             Error::Internal(_) => "Internal error",
         }
     }
@@ -136,6 +141,9 @@ impl Error {
             }
             Error::InvalidIdToken(_) => "The identity token could not be verified.".into(),
             Error::InvalidBearer(_) => "The bearer token is invalid or expired.".into(),
+            Error::StoreUnavailable(_) => {
+                "Sessions cannot be checked right now. Try again shortly.".into()
+            }
             Error::IdpUnavailable(_) => {
                 "The identity provider cannot be reached. Try again shortly.".into()
             }
@@ -195,6 +203,7 @@ mod tests {
             Error::InvalidIdToken("x".into()),
             Error::InvalidBearer("x".into()),
             Error::IdpUnavailable("x".into()),
+            Error::StoreUnavailable("x".into()),
             Error::Internal("x".into()),
         ];
         for e in all {

@@ -40,9 +40,10 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::auth::{Middleware, scope_key, scope_of};
-use crate::config::{Config, MiddlewareConfig};
+use crate::config::{Config, MiddlewareConfig, SessionStorage};
 use crate::forwarded::Cidr;
 use crate::session::ScopeKey;
+use crate::session::redis::RedisPool;
 
 /// The source of "now" (unix seconds). Domain code takes time as a parameter; this is where
 /// the HTTP layer gets it, and tests substitute their own.
@@ -66,6 +67,8 @@ impl Clock for SystemClock {
 /// The running sidecar: its middlewares and shared settings.
 pub struct App {
     middlewares: BTreeMap<String, Arc<Middleware>>,
+    /// The process's one Redis connection, when a middleware keeps its sessions there.
+    redis: Option<Arc<RedisPool>>,
     trusted: Vec<Cidr>,
     clock: Arc<dyn Clock>,
 }
@@ -73,10 +76,27 @@ pub struct App {
 impl App {
     /// Builds every middleware (no network I/O; call [`App::start_discovery`] next).
     /// Middlewares with the same session scope key share one [`session::Scope`].
+    /// With `SessionStorageType: Redis` middlewares, the one Redis pool is built here (no I/O:
+    /// it connects on first use and from [`App::start_discovery`]).
     pub fn new(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Self, String> {
         let mut middlewares = BTreeMap::new();
-        for (_, members) in scope_groups(cfg) {
-            let scope = Arc::new(scope_of(&members).ok_or("a scope without middlewares")?);
+        let wants_redis = cfg
+            .middlewares
+            .values()
+            .any(|m| m.session_storage == SessionStorage::Redis);
+        let redis = match (&cfg.redis, wants_redis) {
+            (Some(r), true) => Some(Arc::new(RedisPool::new(r)?)),
+            (None, true) => return Err("SessionStorageType Redis needs the redis: block".into()),
+            (_, false) => None,
+        };
+        for (key, members) in scope_groups(cfg) {
+            let mut scope = scope_of(&members).ok_or("a scope without middlewares")?;
+            if key.storage() == SessionStorage::Redis
+                && let Some(pool) = &redis
+            {
+                scope = scope.with_redis(pool.clone());
+            }
+            let scope = Arc::new(scope);
             for m in members {
                 let mw = Middleware::new(m.clone(), scope.clone())
                     .map_err(|e| format!("middlewares.{}: {e}", m.name))?;
@@ -85,23 +105,44 @@ impl App {
         }
         Ok(App {
             middlewares,
+            redis,
             trusted: cfg.trusted_proxies.clone(),
             clock,
         })
     }
 
-    /// Starts each middleware's discovery loop on the current runtime.
+    /// Starts each middleware's discovery loop on the current runtime, and the Redis
+    /// invalidation subscriber and health check when Redis is used.
     pub fn start_discovery(&self) {
         for (name, m) in &self.middlewares {
             tokio::spawn(m.provider.clone().run(name.clone()));
         }
+        if let Some(r) = &self.redis {
+            tokio::spawn(r.clone().run_background());
+        }
     }
 
-    /// Whether every middleware has its discovery document and signing keys.
+    /// Whether every middleware has its discovery document and signing keys, and Redis (when
+    /// used) answers.
     pub fn ready(&self) -> bool {
-        self.middlewares
+        self.not_ready().is_none()
+    }
+
+    /// Why the sidecar is not ready (for `/readyz`), or `None`.
+    pub fn not_ready(&self) -> Option<String> {
+        if !self
+            .middlewares
             .values()
             .all(|m| m.provider.current().is_some())
+        {
+            return Some("discovery or signing keys not loaded".into());
+        }
+        self.redis.as_ref().and_then(|r| r.status().err())
+    }
+
+    /// The Redis pool, when a middleware keeps its sessions in Redis.
+    pub fn redis(&self) -> Option<&Arc<RedisPool>> {
+        self.redis.as_ref()
     }
 
     /// A middleware by name.

@@ -165,6 +165,13 @@ impl Middleware {
                     .await?;
             }
         }
+        // OIDC Front/Back-Channel Logout's session id: indexes a Redis session for back-channel
+        // logout (never kept in the session itself).
+        let sid = verified
+            .claims
+            .get("sid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let sub = verified
             .claims
             .get("sub")
@@ -175,7 +182,8 @@ impl Middleware {
         // the browser's previous session of the same user already carried.
         let mut challenged = self
             .scope
-            .open_session(cookies)
+            .load(cookies)
+            .await?
             .filter(|old| old.sub == sub)
             .map(|old| old.challenged.clone())
             .unwrap_or_default();
@@ -195,7 +203,10 @@ impl Middleware {
         };
         // Every session chunk is written afresh, so a cookie planted before login is replaced
         // (no session fixation).
-        let mut set = self.scope.write_session(&session, cookies, now)?;
+        let mut set = self
+            .scope
+            .save_login(&session, sid.as_deref(), cookies, now)
+            .await?;
         // The ID token is only the logout hint: outside the session, in cookies only the logout
         // path receives (unless a template prints it, and the session holds it).
         let hint = (!keep.id_token).then_some(verified.id_token.as_str());

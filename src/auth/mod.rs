@@ -66,6 +66,7 @@ pub fn scope_key(cfg: &MiddlewareConfig) -> ScopeKey {
         cfg.session_cookie.domain.as_deref(),
         &cfg.session_cookie.path,
     )
+    .with_storage(cfg.session_storage)
 }
 
 /// What a middleware reads from a session: `sub`, the claims its headers print (the default
@@ -143,7 +144,7 @@ impl Middleware {
         let result = if self.is_callback(fwd) {
             self.callback(fwd, &cookies, now).await
         } else if fwd.path == self.cfg.logout_uri {
-            self.logout(fwd, &cookies, now)
+            self.logout(fwd, &cookies, now).await
         } else if self.cfg.login_uri.as_deref() == Some(fwd.path.as_str()) {
             self.explicit_login(fwd, &cookies, now)
         } else {
@@ -184,7 +185,7 @@ impl Middleware {
                 if matches!(e, Error::Unauthenticated) {
                     // A present but invalid or expired session is cleared so the browser stops
                     // sending it.
-                    r.set_cookies(self.scope.clear_present_session(&cookies));
+                    r.set_cookies(self.scope.clear_present(&cookies));
                 }
                 r
             }
