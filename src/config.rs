@@ -88,6 +88,33 @@ pub struct Config {
     pub middlewares: BTreeMap<String, MiddlewareConfig>,
     /// The `redis:` block (server-side sessions), if any; see [`redis`].
     pub redis: Option<RedisConfig>,
+    /// Connection limits of both listeners (`limits:`).
+    pub limits: Limits,
+}
+
+/// Connection limits of both listeners (the `limits:` block). The defaults need no tuning; the
+/// reasoning behind each number is in SECURITY.md and `listener.rs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// How long a client may take to send a request's head, from its first byte (or from the
+    /// accept, on a new connection) to its last.
+    pub header_timeout: std::time::Duration,
+    /// How long a kept-alive connection may sit between requests. Longer than the 90 s after
+    /// which Traefik's forwardAuth client and the shim close their idle connections, so the
+    /// client closes first and never sends a request into a connection the sidecar is closing.
+    pub idle_timeout: std::time::Duration,
+    /// Open connections on the auth listener; `None` derives it from the open-file limit.
+    pub max_connections: Option<usize>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: std::time::Duration::from_secs(10),
+            idle_timeout: std::time::Duration::from_secs(120),
+            max_connections: None,
+        }
+    }
 }
 
 /// One middleware block.
@@ -236,9 +263,12 @@ const ROOT_KEYS: &[&str] = &[
     "trustedProxies",
     "logFormat",
     "logLevel",
+    "limits",
     "middlewares",
     "redis",
 ];
+
+const LIMITS_KEYS: &[&str] = &["headerTimeout", "idleTimeout", "maxConnections"];
 
 const MIDDLEWARE_KEYS: &[&str] = &[
     "Provider",
@@ -584,6 +614,10 @@ fn parse_root(root: &Value, cx: &mut Cx<'_>) -> Option<Config> {
         }
         None => "info".to_string(),
     };
+    let limits = match obj.get("limits") {
+        Some((p, v)) => parse_limits(v, &p, cx),
+        None => Limits::default(),
+    };
     let mut middlewares = BTreeMap::new();
     match obj.get("middlewares") {
         Some((p, v)) => {
@@ -636,7 +670,85 @@ fn parse_root(root: &Value, cx: &mut Cx<'_>) -> Option<Config> {
         log_level,
         middlewares,
         redis,
+        limits,
     })
+}
+
+fn parse_limits(v: &Value, path: &str, cx: &mut Cx<'_>) -> Limits {
+    let mut limits = Limits::default();
+    let Some(mut obj) = Obj::new(v, path, cx) else {
+        return limits;
+    };
+    let second = std::time::Duration::from_secs(1);
+    let hour = std::time::Duration::from_secs(3600);
+    let ms = std::time::Duration::from_millis;
+    if let Some((p, v)) = obj.get("headerTimeout") {
+        limits.header_timeout =
+            duration_in(v, &p, ms(100), 5 * 60 * second, cx).unwrap_or(limits.header_timeout);
+    }
+    if let Some((p, v)) = obj.get("idleTimeout")
+        // As short as 10 ms only so tests can race the shim against it in seconds.
+        && let Some(d) = duration_in(v, &p, ms(10), hour, cx)
+    {
+        if d <= 90 * second {
+            cx.warn(
+                &p,
+                "at or below 90 s, the sidecar may close an idle connection just as Traefik \
+                 or the shim (both keep idle connections 90 s) sends a request on it",
+            );
+        }
+        limits.idle_timeout = d;
+    }
+    if let Some((p, v)) = obj.get("maxConnections") {
+        match cx.integer(v, &p).map(usize::try_from) {
+            Some(Ok(n)) if n >= 16 => limits.max_connections = Some(n),
+            Some(_) => cx.problem(&p, "must be at least 16"),
+            None => {}
+        }
+    }
+    obj.finish(LIMITS_KEYS, &[], cx);
+    limits
+}
+
+/// A duration such as `10s`, `1500ms`, `2m` or a bare number of seconds, within `[min, max]`.
+fn duration_in(
+    v: &Value,
+    path: &str,
+    min: std::time::Duration,
+    max: std::time::Duration,
+    cx: &mut Cx<'_>,
+) -> Option<std::time::Duration> {
+    let raw = cx.string(v, path)?;
+    let d = parse_duration(raw.trim());
+    match d {
+        Some(d) if d >= min && d <= max => Some(d),
+        Some(_) => {
+            cx.problem(path, format!("must be between {min:?} and {max:?}"));
+            None
+        }
+        None => {
+            cx.problem(
+                path,
+                format!("{raw:?} is not a duration such as \"10s\", \"1500ms\" or \"2m\""),
+            );
+            None
+        }
+    }
+}
+
+/// `10s`, `1500ms`, `2m`, `1h`, or a bare whole number of seconds.
+fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let millis = match unit {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => None,
+    }?;
+    Some(std::time::Duration::from_millis(millis))
 }
 
 fn addr(obj: &mut Obj<'_>, key: &str, default: &str, cx: &mut Cx<'_>) -> Option<SocketAddr> {
@@ -1445,6 +1557,48 @@ mod tests {
         assert_eq!(m.unauthorized_behavior, UnauthorizedBehavior::Unauthorized);
         assert!(m.provider.validate_issuer && m.provider.validate_audience && !m.provider.use_pkce);
         assert_eq!(cfg.trusted_proxies.len(), Cidr::default_trusted().len());
+    }
+
+    #[test]
+    fn limits_parse_with_units_and_refuse_nonsense() {
+        use std::time::Duration;
+        let ok = |extra: &str| {
+            parse_with(&format!("{extra}\n{}", minimal()), &[], &[])
+                .map_err(|e| format!("{e:?}"))
+                .unwrap()
+        };
+        assert_eq!(ok("").config.limits, Limits::default());
+        let l = ok("limits:\n  headerTimeout: 1500ms\n  IdleTimeout: 2m\n  maxConnections: 500");
+        assert_eq!(l.config.limits.header_timeout, Duration::from_millis(1500));
+        assert_eq!(l.config.limits.idle_timeout, Duration::from_secs(120));
+        assert_eq!(l.config.limits.max_connections, Some(500));
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        // A bare number is seconds; an idle timeout at or below the clients' 90 s warns.
+        let l = ok("limits:\n  idleTimeout: 30\n  headerTimeout: 5");
+        assert_eq!(l.config.limits.idle_timeout, Duration::from_secs(30));
+        assert_eq!(l.config.limits.header_timeout, Duration::from_secs(5));
+        assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
+        assert_eq!(l.warnings[0].path, "limits.idleTimeout");
+        for (extra, path) in [
+            ("limits:\n  headerTimeout: 10 s", "limits.headerTimeout"),
+            ("limits:\n  headerTimeout: 50ms", "limits.headerTimeout"),
+            ("limits:\n  headerTimeout: 1d", "limits.headerTimeout"),
+            ("limits:\n  idleTimeout: 2h", "limits.idleTimeout"),
+            ("limits:\n  idleTimeout: 5ms", "limits.idleTimeout"),
+            ("limits:\n  idleTimeout: -1s", "limits.idleTimeout"),
+            ("limits:\n  maxConnections: 15", "limits.maxConnections"),
+            ("limits:\n  maxConnections: many", "limits.maxConnections"),
+            ("limits:\n  maxConnection: 100", "limits.maxConnection"),
+            ("limits: 5", "limits"),
+        ] {
+            let problems = parse_with(&format!("{extra}\n{}", minimal()), &[], &[])
+                .err()
+                .unwrap_or_else(|| panic!("{extra:?} was accepted"));
+            assert!(
+                problems.iter().any(|p| p.path == path),
+                "{extra:?}: {problems:?}"
+            );
+        }
     }
 
     /// A block in traefik-oidc-auth's documented shape (keys from its docs, values ours).

@@ -9,6 +9,7 @@
 //!   (middlewares configured alike share one session) and sealed cookies; `logging`: the
 //!   global filter and per-middleware `LogLevel`;
 //! - `oidc`: the IdP; `authz`: claim assertions; `template`: identity headers;
+//! - `listener`: accept loops, connection budgets, timeouts and header limits;
 //! - `rules`: `BypassAuthenticationRule`; `redirect`: redirect-target validation; `error`/`reply`: answers; `routes`: HTTP mapping.
 
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod authz;
 pub mod config;
 pub mod error;
 pub mod forwarded;
+pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod oidc;
@@ -30,7 +32,6 @@ pub mod template;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -248,33 +249,52 @@ pub fn app(state: Arc<App>) -> Router {
 }
 
 /// Serves the auth router on `listener` and `/metrics` on `metrics` until `shutdown` resolves,
-/// then drains in-flight requests.
+/// then drains in-flight requests. Uses the default [`config::Limits`] against the current
+/// open-file limit; [`serve_with_limits`] takes the configured ones.
 pub async fn serve(
     state: Arc<App>,
     listener: TcpListener,
     metrics: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (tx, rx) = tokio::sync::watch::channel(());
-    let mut rx2 = rx.clone();
-    let mut rx1 = rx;
-    let auth = axum::serve(
+    serve_with_limits(
+        state,
         listener,
-        app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        metrics,
+        &config::Limits::default(),
+        shutdown,
     )
-    .with_graceful_shutdown(async move {
-        let _ = rx1.changed().await;
-    });
-    let metrics =
-        axum::serve(metrics, routes::metrics_router(state)).with_graceful_shutdown(async move {
-            let _ = rx2.changed().await;
-        });
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = tx.send(());
-    });
-    let (a, m) = tokio::join!(auth, metrics);
-    a.and(m)
+    .await
+}
+
+/// [`serve`] with the connection limits of `limits` (the [`listener`] module says what they bound).
+pub async fn serve_with_limits(
+    state: Arc<App>,
+    listener: TcpListener,
+    metrics: TcpListener,
+    limits: &config::Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let settings = listener::Settings::resolve(limits, listener::open_file_limit());
+    let stats = Arc::new(metrics::Listeners::default());
+    let trusted = state.trusted_proxies().to_vec();
+    let auth = listener::Listener {
+        name: "auth",
+        socket: listener,
+        router: app(state.clone()),
+        budget: listener::Budget::auth(settings.max_connections),
+        trusted,
+        stats: stats.auth.clone(),
+    };
+    let metrics = listener::Listener {
+        name: "metrics",
+        socket: metrics,
+        router: routes::metrics_router(state).layer(axum::Extension(stats.clone())),
+        budget: listener::Budget::metrics(),
+        trusted: Vec::new(),
+        stats: stats.metrics.clone(),
+    };
+    listener::serve_both(auth, metrics, settings, shutdown).await
 }
 
 #[cfg(test)]

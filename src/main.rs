@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use clap::Parser;
 use traefik_oidc_sidecar::config::{self, LogFormat};
-use traefik_oidc_sidecar::{App, SystemClock, logging, scope_warnings, serve};
+use traefik_oidc_sidecar::{
+    App, SystemClock, listener, logging, scope_warnings, serve_with_limits,
+};
 
 /// OpenID Connect login for anything behind Traefik (a forwardAuth server).
 #[derive(Debug, Parser)]
@@ -82,6 +84,16 @@ fn main() -> ExitCode {
     for w in &scope_problems {
         tracing::warn!("{w}");
     }
+    // Before any socket opens: the listeners size their connection budgets from it.
+    match listener::raise_open_file_limit() {
+        Ok(l) => tracing::info!(
+            soft_at_start = l.before,
+            soft = l.soft,
+            hard = l.hard,
+            "open-file limit"
+        ),
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -111,7 +123,23 @@ async fn run(cfg: config::Config) -> Result<(), String> {
         .map_err(|e| format!("metricsListen {}: {e}", cfg.metrics_listen))?;
     app.start_discovery();
     tracing::info!(listen = %cfg.listen, metrics = %cfg.metrics_listen, middlewares = cfg.middlewares.len(), "traefik-oidc-sidecar started");
-    serve(app, listener, metrics, shutdown_signal())
+    let settings = listener::Settings::resolve(&cfg.limits, listener::open_file_limit());
+    if cfg.limits.max_connections.is_some()
+        && settings.max_connections > listener::derived_max_connections(listener::open_file_limit())
+    {
+        tracing::warn!(
+            max_connections = settings.max_connections,
+            "limits.maxConnections is more than the open-file limit leaves for connections; \
+             accept may fail with \"too many open files\""
+        );
+    }
+    tracing::info!(
+        max_connections = settings.max_connections,
+        header_timeout = ?settings.header_timeout,
+        idle_timeout = ?settings.idle_timeout,
+        "connection limits"
+    );
+    serve_with_limits(app, listener, metrics, &cfg.limits, shutdown_signal())
         .await
         .map_err(|e| format!("server: {e}"))?;
     tracing::info!("stopped");

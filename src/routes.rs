@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Extension, Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -27,7 +27,8 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// The metrics listener's routes: `/metrics` only.
+/// The metrics listener's routes: `/metrics` only. The serving layer adds the listeners'
+/// counters as an `Extension<Arc<metrics::Listeners>>`.
 pub fn metrics_router(app: Arc<App>) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
@@ -79,14 +80,20 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn metrics_text(State(app): State<Arc<App>>) -> Response {
-    let body = metrics::render(app.middlewares().map(|m| {
+// The listeners' connection counters come from the serving layer (`listener`), which adds
+// them to this router as an extension.
+async fn metrics_text(
+    State(app): State<Arc<App>>,
+    Extension(listeners): Extension<Arc<metrics::Listeners>>,
+) -> Response {
+    let mut body = metrics::render(app.middlewares().map(|m| {
         (
             m.cfg.name.as_str(),
             &*m.counters,
             m.provider.current().is_some(),
         )
     }));
+    listeners.render(&mut body);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
