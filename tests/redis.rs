@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::redis::{RedisCluster, RedisServer, dump};
+use common::redis::{RedisCluster, RedisSentinel, RedisServer, dump};
 use common::*;
 
 const HOME: &str = "http://app.test/";
@@ -449,4 +449,48 @@ async fn a_redis_cluster_shares_sessions_between_replicas() {
             .status(),
         200
     );
+}
+
+#[tokio::test]
+async fn sentinel_mode_finds_the_master_and_shares_sessions() {
+    let master = RedisServer::start();
+    let sentinel = RedisSentinel::start(&master);
+    let issuer = shared_op();
+    let cfg = yaml(
+        issuer,
+        &format!(
+            "  sentinel:\n    masterName: mymaster\n    urls: [\"{}\"]",
+            sentinel.url()
+        ),
+    );
+    let a = Sidecar::start(&cfg).await;
+    let b = Sidecar::start(&cfg).await;
+    a.wait_ready(15).await;
+    b.wait_ready(15).await;
+    let (mut browser, _) = login(&a, "default", "alice").await;
+    let cookie = format!("{TICKET}={}", browser.cookies(APP_HOST)[TICKET]);
+    assert_eq!(
+        with_cookie(&b, "default", &cookie, false).await.status(),
+        200
+    );
+    assert!(
+        dump(&master).contains("t:session:"),
+        "the record is on the master"
+    );
+    browser.switch_to(b.addr);
+    assert_eq!(
+        browser
+            .app("http://app.test/logout", Kind::Navigate)
+            .await
+            .status,
+        302
+    );
+    let t0 = Instant::now();
+    while with_cookie(&a, "default", &cookie, false).await.status() != 401 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "replica A still admits it"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -82,7 +82,8 @@ impl Ticket {
 /// One Redis-mode scope's view of the process's Redis (see the module docs).
 pub struct RedisStore {
     pool: Arc<RedisPool>,
-    mac_key: [u8; 32],
+    /// HMAC-SHA256 keyed with the ticket key, its key schedule done once (cloned per request).
+    mac: Hmac<Sha256>,
     index_key: [u8; 32],
     scope_tag: [u8; 16],
     cookie_name: String,
@@ -100,9 +101,11 @@ impl RedisStore {
         let _ = hk.expand(b"ticket-mac", &mut mac_key);
         let _ = hk.expand(b"index", &mut index_key);
         let _ = hk.expand(b"scope-tag", &mut scope_tag);
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(&mac_key)
+            .unwrap_or_else(|_| <Hmac<Sha256> as Mac>::new(&Default::default()));
         RedisStore {
             pool,
-            mac_key,
+            mac,
             index_key,
             scope_tag,
             cookie_name: format!("{prefix}.ticket"),
@@ -120,7 +123,7 @@ impl RedisStore {
     }
 
     fn tag(&self, secret: &[u8]) -> Option<Hmac<Sha256>> {
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.mac_key).ok()?;
+        let mut m = self.mac.clone();
         m.update(b"ticket\0");
         m.update(secret);
         Some(m)
