@@ -5,7 +5,7 @@
 //!
 //! ```yaml
 //! redis:
-//!   url: rediss://sidecar:${REDIS_PASSWORD}@redis.example:6380/0   # or
+//!   url: ${REDIS_URL}   # e.g. rediss://sidecar:<password>@redis.example:6380/0; or
 //!   # sentinel: { masterName: mymaster, urls: [redis://s1:26379, redis://s2:26379] }   # or
 //!   # cluster: { urls: [redis://n1:6379, redis://n2:6379] }
 //!   keyPrefix: "traefik-oidc-sidecar:"
