@@ -132,6 +132,11 @@ pub struct MiddlewareConfig {
     pub callback_uri: String,
     /// Logout path.
     pub logout_uri: String,
+    /// `BackchannelLogoutUri`: where the IdP POSTs logout tokens (OpenID Connect Back-Channel
+    /// Logout 1.0), a path or an absolute URL matched like `CallbackUri`. forwardAuth carries no
+    /// body, so this path is routed to the sidecar's `/backchannel-logout/{middleware}` (or the
+    /// plugin shim forwards it there).
+    pub backchannel_logout_uri: String,
     /// Default target after logout.
     pub post_logout_redirect_uri: String,
     /// Absolute targets allowed as logout `redirect_uri`.
@@ -276,6 +281,7 @@ const MIDDLEWARE_KEYS: &[&str] = &[
     "Scopes",
     "CallbackUri",
     "LogoutUri",
+    "BackchannelLogoutUri",
     "PostLogoutRedirectUri",
     "ValidPostLogoutRedirectUris",
     "CookieNamePrefix",
@@ -848,6 +854,14 @@ fn parse_middleware(
     check_path_or_url(&callback_uri, &join(path, "CallbackUri"), true, cx);
     let logout_uri = opt_string(&mut obj, "LogoutUri", cx).unwrap_or_else(|| "/logout".into());
     check_path_or_url(&logout_uri, &join(path, "LogoutUri"), false, cx);
+    let backchannel_logout_uri = opt_string(&mut obj, "BackchannelLogoutUri", cx)
+        .unwrap_or_else(|| "/backchannel-logout".into());
+    check_path_or_url(
+        &backchannel_logout_uri,
+        &join(path, "BackchannelLogoutUri"),
+        true,
+        cx,
+    );
     let post_logout_redirect_uri =
         opt_string(&mut obj, "PostLogoutRedirectUri", cx).unwrap_or_else(|| "/".into());
     check_path_or_url(
@@ -998,6 +1012,7 @@ fn parse_middleware(
         scopes,
         callback_uri,
         logout_uri,
+        backchannel_logout_uri,
         post_logout_redirect_uri,
         valid_post_logout_redirect_uris,
         cookie_name_prefix,
@@ -1548,6 +1563,7 @@ mod tests {
         assert_eq!(m.scopes, ["openid", "profile", "email"]);
         assert_eq!(m.callback_uri, "/oidc/callback");
         assert_eq!(m.logout_uri, "/logout");
+        assert_eq!(m.backchannel_logout_uri, "/backchannel-logout");
         assert_eq!(m.post_logout_redirect_uri, "/");
         assert_eq!(m.cookie_name_prefix, "TraefikOidcSidecar");
         assert_eq!(m.log_level, None);
@@ -1735,6 +1751,29 @@ middlewares:
     }
 
     #[test]
+    fn backchannel_logout_uri_is_a_path_or_url_like_the_callback() {
+        for (value, want) in [
+            ("/bcl", Some("/bcl")),
+            ("https://app.example/bcl", Some("https://app.example/bcl")),
+            ("bcl", None),
+            ("//evil/bcl", None),
+        ] {
+            let text = format!("{}    backchannellogouturi: \"{value}\"\n", minimal());
+            match (parse_with(&text, &[], &[]), want) {
+                (Ok(l), Some(w)) => {
+                    assert_eq!(l.config.middlewares["default"].backchannel_logout_uri, w)
+                }
+                (Err(p), None) => assert!(
+                    p.iter()
+                        .any(|p| p.path == "middlewares.default.BackchannelLogoutUri"),
+                    "{p:?}"
+                ),
+                (r, _) => panic!("{value}: {:?}", r.map(|_| ())),
+            }
+        }
+    }
+
+    #[test]
     fn every_problem_is_reported_with_its_path() {
         let text = r#"
 listen: nonsense
@@ -1781,6 +1820,38 @@ middlewares:
             typo.message.contains("did you mean ClientSecret"),
             "{}",
             typo.message
+        );
+    }
+
+    #[test]
+    fn templates_load_or_fail_with_their_position() {
+        let pages = "    ErrorPages:\n      Unauthenticated:\n        FilePath: /p/401.html\n      Unauthorized:\n        FilePath: /p/403.html\n";
+        let headers = "    Headers:\n      - Name: X-Groups\n        Value: \"{{ range .claims.groups }}{{ . }},{{ end }}\"\n      - Name: X-Bad\n        Value: \"{{ if .claims.a }}\\n{{ nosuch }}{{ end }}\"\n";
+        let text = format!("{}{pages}{headers}", minimal());
+        let good = "{{ if .primaryButtonUrl }}<a href=\"{{ .primaryButtonUrl }}\">{{ .primaryButtonText }}</a>{{ end }}";
+        let bad = "<h1>{{ .statusName }}</h1>\n<p>{{ .description | nosuch }}</p>";
+        let problems = parse_with(&text, &[], &[("/p/401.html", good), ("/p/403.html", bad)])
+            .map(|_| ())
+            .unwrap_err();
+        let msgs: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(msgs.len(), 2, "{msgs:#?}");
+        let page = problems
+            .iter()
+            .find(|p| p.path == "middlewares.default.ErrorPages.Unauthorized.FilePath")
+            .unwrap_or_else(|| panic!("{msgs:#?}"));
+        assert!(
+            page.message.contains("line 2, column 22"),
+            "{}",
+            page.message
+        );
+        let header = problems
+            .iter()
+            .find(|p| p.path == "middlewares.default.Headers[1].Value")
+            .unwrap_or_else(|| panic!("{msgs:#?}"));
+        assert!(
+            header.message.contains("line 2, column 4"),
+            "{}",
+            header.message
         );
     }
 

@@ -7,6 +7,11 @@
 
 use crate::reply::{Body, Reply};
 
+/// Set on the answer to a forwardAuth request for `BackchannelLogoutUri`: the plugin shim
+/// (traefik-plugin) then POSTs the request body to `/backchannel-logout/{middleware}` and relays
+/// that answer instead. Traefik's own forwardAuth ignores it and relays the 400.
+pub const FORWARD_BODY_HEADER: &str = "X-Oidc-Sidecar-Forward-Body";
+
 /// Everything that can go wrong while answering a forwardAuth request.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -66,6 +71,21 @@ pub enum Error {
     /// requests answer 503 (never a login redirect, never a 200) until it is back.
     #[error("session store unavailable: {0}")]
     StoreUnavailable(String),
+    /// A back-channel `logout_token` failed a check of Back-Channel Logout 1.0 §2.6, or was
+    /// replayed: nothing is ended.
+    #[error("logout token refused: {0}")]
+    BadLogoutToken(String),
+    /// A back-channel logout request that is not a capped form POST with one `logout_token`.
+    #[error("bad back-channel logout request: {0}")]
+    BadLogoutRequest(&'static str),
+    /// A forwardAuth request for `BackchannelLogoutUri`: forwardAuth carries no body, so the
+    /// token cannot be read here (the plugin shim forwards the body when it sees this answer).
+    #[error("back-channel logout reached the forwardAuth endpoint")]
+    BackchannelNeedsBody,
+    /// A back-channel logout could not be recorded now (its memory is full of live entries, or
+    /// its store is unreachable); the IdP may retry.
+    #[error("back-channel logout unavailable: {0}")]
+    LogoutBusy(&'static str),
     /// A bug or an impossible state: answer 500, never 200.
     #[error("internal error: {0}")]
     Internal(String),
@@ -83,9 +103,12 @@ impl Error {
             | Error::BadState(_)
             | Error::BadCallback(_)
             | Error::BadLogin(_)
-            | Error::ExchangeRefused(_) => 400,
+            | Error::ExchangeRefused(_)
+            | Error::BadLogoutToken(_)
+            | Error::BadLogoutRequest(_)
+            | Error::BackchannelNeedsBody => 400,
             Error::UnknownMiddleware => 404,
-            Error::IdpUnavailable(_) | Error::StoreUnavailable(_) => 503,
+            Error::IdpUnavailable(_) | Error::StoreUnavailable(_) | Error::LogoutBusy(_) => 503,
             Error::Internal(_) => 500,
         }
     }
@@ -108,6 +131,10 @@ impl Error {
             Error::InvalidBearer(_) => "Invalid token",
             Error::IdpUnavailable(_) => "Identity provider unavailable",
             Error::StoreUnavailable(_) => "Session store unavailable",
+            Error::BadLogoutToken(_) => "Logout token refused",
+            Error::BadLogoutRequest(_) => "Bad back-channel logout request",
+            Error::BackchannelNeedsBody => "Back-channel logout needs its own route",
+            Error::LogoutBusy(_) => "Logout unavailable",
             Error::Internal(_) => "Internal error",
         }
     }
@@ -147,6 +174,16 @@ impl Error {
             Error::IdpUnavailable(_) => {
                 "The identity provider cannot be reached. Try again shortly.".into()
             }
+            Error::BadLogoutToken(_) => "The logout_token failed verification.".into(),
+            Error::BadLogoutRequest(_) => {
+                "Expected an application/x-www-form-urlencoded POST with one logout_token.".into()
+            }
+            Error::BackchannelNeedsBody => {
+                "forwardAuth does not forward request bodies: route this path to the sidecar's \
+                 /backchannel-logout/{middleware} (see the README)."
+                    .into()
+            }
+            Error::LogoutBusy(_) => "The logout could not be recorded now. Retry later.".into(),
             Error::Internal(_) => "Something went wrong.".into(),
         }
     }
@@ -166,6 +203,10 @@ impl Error {
         if matches!(self, Error::InvalidBearer(_)) {
             // RFC 6750 §3.1.
             reply.header("WWW-Authenticate", "Bearer error=\"invalid_token\"");
+        }
+        if matches!(self, Error::BackchannelNeedsBody) {
+            // The plugin shim's cue to send the body to the sidecar's direct route.
+            reply.header(FORWARD_BODY_HEADER, "1");
         }
         if matches!(self, Error::Unauthenticated) {
             // RFC 9110 §11.6.1: a 401 carries a challenge. The session is a cookie, so the
@@ -204,6 +245,10 @@ mod tests {
             Error::InvalidBearer("x".into()),
             Error::IdpUnavailable("x".into()),
             Error::StoreUnavailable("x".into()),
+            Error::BadLogoutToken("x".into()),
+            Error::BadLogoutRequest("x"),
+            Error::BackchannelNeedsBody,
+            Error::LogoutBusy("x"),
             Error::Internal("x".into()),
         ];
         for e in all {

@@ -90,12 +90,21 @@ impl App {
             (None, true) => return Err("SessionStorageType Redis needs the redis: block".into()),
             (_, false) => None,
         };
+        // With Redis, the back-channel logout replay memory is in Redis for every scope: a
+        // client's logout tokens go through whichever scope comes first (`client_scopes`), and a
+        // token must be accepted once across every replica.
+        let jtis = redis
+            .as_ref()
+            .map(|p| Arc::new(session::store::RedisJtiStore::new(p.clone())));
         for (key, members) in scope_groups(cfg) {
             let mut scope = scope_of(&members).ok_or("a scope without middlewares")?;
             if key.storage() == SessionStorage::Redis
                 && let Some(pool) = &redis
             {
                 scope = scope.with_redis(pool.clone());
+            }
+            if let Some(j) = &jtis {
+                scope = scope.with_jti_store(j.clone());
             }
             let scope = Arc::new(scope);
             for m in members {
@@ -170,6 +179,28 @@ impl App {
     /// Trusted proxy networks.
     pub fn trusted_proxies(&self) -> &[Cidr] {
         &self.trusted
+    }
+
+    /// The distinct session scopes of every middleware that uses `mw`'s IdP client (the same
+    /// `Provider.Url` and `ClientId`), in middleware name order. A back-channel logout token is
+    /// addressed to the client, and an IdP registers one back-channel URI per client, so the
+    /// logout it brings applies to all of them (middlewares of one client may still differ in
+    /// Secret or cookie settings, hence in scope). The order is the same whichever middleware
+    /// asks, so the first scope can hold the client's `jti` memory: a token replayed through
+    /// another middleware's route is still a replay.
+    pub fn client_scopes(&self, mw: &Middleware) -> Vec<Arc<session::Scope>> {
+        let same = |m: &Middleware| {
+            m.cfg.provider.client_id == mw.cfg.provider.client_id
+                && m.cfg.provider.url.trim_end_matches('/')
+                    == mw.cfg.provider.url.trim_end_matches('/')
+        };
+        let mut out: Vec<Arc<session::Scope>> = Vec::new();
+        for m in self.middlewares.values() {
+            if same(m) && !out.iter().any(|s| Arc::ptr_eq(s, m.scope())) {
+                out.push(m.scope().clone());
+            }
+        }
+        out
     }
 
     /// The current time from the app's clock.
@@ -334,6 +365,17 @@ mod tests {
         assert!(Arc::ptr_eq(&scope("a"), &scope("b")));
         assert!(!Arc::ptr_eq(&scope("a"), &scope("c")));
         assert_eq!(scope("a").members(), ["a", "b"]);
+        // A logout for client `app` reaches every scope of that client, and only those.
+        let scopes = app.client_scopes(app.middleware("d").unwrap());
+        assert_eq!(scopes.len(), 2);
+        assert!(Arc::ptr_eq(&scopes[0], &scope("a")));
+        assert!(Arc::ptr_eq(&scopes[1], &scope("d")));
+        let again = app.client_scopes(app.middleware("b").unwrap());
+        assert!(
+            Arc::ptr_eq(&scopes[0], &again[0]),
+            "the same order from any member"
+        );
+        assert_eq!(app.client_scopes(app.middleware("c").unwrap()).len(), 1);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use axum::Router;
 use axum::extract::{ConnectInfo, Extension, Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 
 use crate::App;
 use crate::error::Error;
@@ -15,13 +15,18 @@ use crate::forwarded;
 use crate::metrics;
 use crate::reply::{Body, Reply};
 
-/// The auth listener's routes: `/auth`, `/auth/{middleware}`, `/healthz`, `/readyz`.
+/// The auth listener's routes: `/auth`, `/auth/{middleware}`, `/backchannel-logout` and
+/// `/backchannel-logout/{middleware}` (POST, Back-Channel Logout 1.0), `/healthz`, `/readyz`.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         // Traefik's forwardAuth always sends GET; `any` also serves proxies that keep the method
         // (e.g. nginx auth_request), since the method that matters is X-Forwarded-Method.
         .route("/auth", any(auth_default))
         .route("/auth/{middleware}", any(auth_named))
+        // For IdPs that reach the sidecar directly (inside the cluster), and for the Traefik
+        // router or plugin shim that carries `BackchannelLogoutUri` here with its body.
+        .route("/backchannel-logout", post(backchannel_default))
+        .route("/backchannel-logout/{middleware}", post(backchannel_named))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(app)
@@ -66,6 +71,39 @@ async fn auth(app: &App, name: Option<&str>, peer: SocketAddr, headers: &HeaderM
         }
     };
     to_response(mw.handle(&fwd, headers, app.now()).await)
+}
+
+async fn backchannel_default(State(app): State<Arc<App>>, req: Request) -> Response {
+    backchannel(&app, app.default_middleware_name(), req).await
+}
+
+async fn backchannel_named(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
+    backchannel(&app, Some(name.as_str()), req).await
+}
+
+/// Reads the body up to [`crate::auth::MAX_BACKCHANNEL_BODY`] (more, or a broken body, is
+/// `None`) and hands it to the middleware.
+async fn backchannel(app: &App, name: Option<&str>, req: Request) -> Response {
+    let Some(mw) = name.and_then(|n| app.middleware(n)) else {
+        return to_response(Error::UnknownMiddleware.to_reply(false));
+    };
+    let (parts, body) = req.into_parts();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let body = axum::body::to_bytes(body, crate::auth::MAX_BACKCHANNEL_BODY)
+        .await
+        .ok();
+    let scopes = app.client_scopes(mw);
+    to_response(
+        mw.backchannel_logout(content_type, body.as_deref(), &scopes, app.now())
+            .await,
+    )
 }
 
 async fn healthz() -> &'static str {

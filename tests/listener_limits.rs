@@ -23,7 +23,8 @@ fn pairs(set_cookies: &[String]) -> Vec<String> {
     set_cookies
         .iter()
         .map(|c| c.split(';').next().unwrap().to_string())
-        .filter(|p| !p.ends_with('='))
+        // A removal has an empty value; a base64 value may itself end in `=` padding.
+        .filter(|p| p.split_once('=').is_some_and(|(_, v)| !v.is_empty()))
         .collect()
 }
 
@@ -77,6 +78,7 @@ fn largest_legitimate_request(s: &Running, app_cookie_bytes: usize) -> (Vec<u8>,
             iat: now,
             exp: now + 3600,
             id_token: None,
+            sid: Some("an-idp-session-id-0123456789abcdef".into()),
             access_token: None,
             refresh_token: Some(noise(900, 11)),
             challenged: Default::default(),

@@ -5,10 +5,12 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::redis::{RedisCluster, RedisSentinel, RedisServer, dump};
 use common::*;
+use traefik_oidc_sidecar::session::EndBy;
 
 const HOME: &str = "http://app.test/";
 const TICKET: &str = "TraefikOidcSidecar.ticket";
@@ -156,8 +158,13 @@ async fn sessions_are_shared_by_replicas_and_logout_ends_them_everywhere() {
 
     // Back-channel style end by subject (the store's index), then a fresh login.
     let scope = a.app.middleware("default").unwrap().scope().clone();
-    let ended = scope.end_sessions(None, Some("alice")).await.unwrap();
-    assert_eq!(ended, Some(1));
+    let ended = scope
+        .redis()
+        .unwrap()
+        .end_sessions(&EndBy::Sub("alice".into()))
+        .await
+        .unwrap();
+    assert_eq!(ended, 1);
     let r = with_cookie(&b, "default", &format!("{TICKET}={value}"), false).await;
     assert_eq!(
         r.status(),
@@ -422,8 +429,13 @@ async fn a_redis_cluster_shares_sessions_between_replicas() {
     // End bob's sessions through replica B's scope; both replicas see it.
     let scope = b.app.middleware("default").unwrap().scope().clone();
     assert_eq!(
-        scope.end_sessions(None, Some("bob")).await.unwrap(),
-        Some(1)
+        scope
+            .redis()
+            .unwrap()
+            .end_sessions(&EndBy::Sub("bob".into()))
+            .await
+            .unwrap(),
+        1
     );
     let t0 = Instant::now();
     while with_cookie(&a, "default", &cookies[1], false)
@@ -493,4 +505,122 @@ async fn sentinel_mode_finds_the_master_and_shares_sessions() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A relay for the OP's back-channel logout POSTs: passes each body to the sidecar route set in
+/// `target` once the sidecar runs, and records (body, sidecar status).
+type Seen = Arc<Mutex<Vec<(String, u16)>>>;
+
+async fn logout_relay(target: Arc<Mutex<String>>, seen: Seen) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/bcl", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/bcl",
+        axum::routing::post(move |body: String| {
+            let (target, seen) = (target.clone(), seen.clone());
+            async move {
+                let to = target.lock().unwrap().clone();
+                let status = reqwest::Client::new()
+                    .post(to)
+                    .header("Content-Type", "application/x-www-form-urlencoded")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .map_or(599, |r| r.status().as_u16());
+                seen.lock().unwrap().push((body, status));
+                axum::http::StatusCode::from_u16(status).unwrap()
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_back_channel_logout_ends_the_redis_session_on_every_replica_once() {
+    let redis = RedisServer::start();
+    let target = Arc::new(Mutex::new(String::new()));
+    let seen: Seen = Arc::default();
+    let relay = logout_relay(target.clone(), seen.clone()).await;
+    let op = Op::start_env(0, 3600, &[("OP_BACKCHANNEL_LOGOUT_URI", &relay)]);
+    let cfg = yaml(&op.issuer, &standalone(&redis));
+    let a = Sidecar::start(&cfg).await;
+    let b = Sidecar::start(&cfg).await;
+    a.wait_ready(15).await;
+    b.wait_ready(15).await;
+    // The IdP reaches replica A's direct route.
+    *target.lock().unwrap() = format!("http://{}/backchannel-logout/default", a.addr);
+
+    let (mut browser, _) = login(&a, "default", "alice").await;
+    let cookie = format!("{TICKET}={}", browser.cookies(APP_HOST)[TICKET]);
+    let (bystander, _) = login(&b, "default", "bob").await;
+    let other = format!("{TICKET}={}", bystander.cookies(APP_HOST)[TICKET]);
+    assert_eq!(
+        with_cookie(&b, "default", &cookie, false).await.status(),
+        200
+    );
+
+    // The user ends the session at the OP itself: the OP posts the logout token to replica A.
+    let end = format!("{}/session/end", op.issuer);
+    let page = browser.op_get(&end).await;
+    let xsrf = page
+        .body
+        .split("name=\"xsrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = browser
+        .op_post(
+            &format!("{}/session/end/confirm", op.issuer),
+            &[("xsrf", &xsrf), ("logout", "yes")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{r:#?}");
+    let (body, status) = seen
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .expect("a logout token");
+    assert_eq!(status, 200, "replica A accepted the real token");
+
+    // Both replicas refuse the session (B within one second); bob's session is untouched.
+    let t0 = Instant::now();
+    while with_cookie(&b, "default", &cookie, false).await.status() != 401 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "replica B still admits it"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        with_cookie(&a, "default", &cookie, false).await.status(),
+        401
+    );
+    assert_eq!(
+        with_cookie(&a, "default", &other, false).await.status(),
+        200
+    );
+    assert!(!dump(&redis).contains("alice"));
+
+    // The same token replayed on replica B (its jti is in Redis): 400, and nothing is deleted.
+    let (fresh, _) = login(&a, "default", "alice").await;
+    let fresh = format!("{TICKET}={}", fresh.cookies(APP_HOST)[TICKET]);
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/backchannel-logout/default", b.addr))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        with_cookie(&b, "default", &fresh, false).await.status(),
+        200
+    );
 }

@@ -748,3 +748,57 @@ async fn sessions_survive_a_sidecar_restart_with_the_same_secret() {
     }
     assert_eq!(after.app(HOME, Kind::Xhr).await.status, 401);
 }
+
+#[tokio::test]
+async fn go_templates_in_headers_and_pages_and_a_failing_header_is_a_500() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-pages");
+    std::fs::create_dir_all(&dir).unwrap();
+    let page = dir.join(format!("toa-403-{}.html", std::process::id()));
+    // A page in traefik-oidc-auth's own style: conditions around the buttons.
+    std::fs::write(
+        &page,
+        "<title>{{ .statusName }}</title>\n<h1>{{ .statusCode }}</h1>\n{{- if .primaryButtonUrl }}\n<a href=\"{{ .primaryButtonUrl }}\">{{ .primaryButtonText }}</a>\n{{- else }}\nno button\n{{- end }}\n{{ with .secondaryButtonUrl }}<a class=\"s\" href=\"{{ . }}\">2</a>{{ end }}",
+    )
+    .unwrap();
+    let common = format!(
+        "    Provider:\n      Url: {}\n      ClientId: sidecar\n      ClientSecret: sidecar-secret\n    Secret: {SECRET}\n    Scopes: [openid, profile, email, groups]\n",
+        shared_op()
+    );
+    let yaml = format!(
+        "middlewares:\n  tpl:\n{common}    Authorization:\n      AssertClaims:\n        - Name: groups\n          AnyOf: [admins]\n    ErrorPages:\n      Unauthorized:\n        FilePath: {}\n    Headers:\n      - Name: X-Who\n        Value: '{{{{ if eq .claims.preferred_username \"alice\" }}}}admin:{{{{ .claims.name }}}}{{{{ else if .claims.email }}}}mail{{{{ else }}}}anon{{{{ end }}}}'\n      - Name: X-Groups-Json\n        Value: '[{{{{with .claims.groups}}}}{{{{ range $i, $g := . }}}}{{{{if $i}}}},{{{{end}}}}\"{{{{js $g}}}}\"{{{{end}}}}{{{{end}}}}]'\n      - Name: X-Missing\n        Value: '{{{{ .claims.nope.deeper }}}}'\n  broken:\n{common}    Headers:\n      - Name: X-Bad\n        Value: '{{{{ range .claims.email }}}}{{{{ . }}}}{{{{ end }}}}'\n",
+        page.display(),
+    );
+    let s = Sidecar::start(&yaml).await;
+    s.wait_ready(15).await;
+
+    let mut alice = Browser::new(&s, "tpl");
+    alice.login(HOME, "alice").await;
+    let r = alice.app(HOME, Kind::Navigate).await;
+    assert_eq!(r.status, 200, "{r:#?}");
+    assert_eq!(r.header("x-who"), Some("admin:Alice Admin"));
+    assert_eq!(r.header("x-groups-json"), Some("[\"admins\",\"users\"]"));
+    assert!(
+        r.header("x-missing").is_none(),
+        "a missing value prints nothing"
+    );
+
+    // Bob fails the assertion: the custom page, rendered through its conditions.
+    let mut bob = Browser::new(&s, "tpl");
+    bob.login(HOME, "bob").await;
+    let r = bob.app(HOME, Kind::Navigate).await;
+    assert_eq!(r.status, 403);
+    assert!(
+        r.body.starts_with("<title>Access denied</title>\n<h1>403</h1>\n<a href=\"http://app.test/logout\">Log out</a>\n"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("no button"), "{}", r.body);
+
+    // A header whose template fails on this session's claims fails the request closed.
+    let mut c = Browser::new(&s, "broken");
+    c.login(HOME, "alice").await;
+    let r = c.app(HOME, Kind::Xhr).await;
+    assert_eq!(r.status, 500, "{r:#?}");
+    assert!(r.header("x-bad").is_none());
+    assert!(!r.body.contains("alice@example.test"), "{}", r.body);
+}

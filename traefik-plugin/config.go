@@ -66,6 +66,7 @@ func CreateConfig() *Config {
 // settings is a validated Config, ready for the request path.
 type settings struct {
 	authURL     string           // {SidecarUrl}/auth/{escaped Middleware}
+	logoutURL   string           // {SidecarUrl}/backchannel-logout/{escaped Middleware}
 	timeout     time.Duration    // whole round trip
 	copyHeaders []string         // canonical names copied from a 2xx sidecar response
 	stripNames  map[string]bool  // normalised names removed from the request on a 2xx
@@ -106,6 +107,7 @@ func validate(cfg *Config) (*settings, error) {
 
 	s := &settings{
 		authURL:    strings.TrimRight(base.String(), "/") + "/auth/" + url.PathEscape(mw),
+		logoutURL:  strings.TrimRight(base.String(), "/") + "/backchannel-logout/" + url.PathEscape(mw),
 		timeout:    timeout,
 		stripNames: map[string]bool{},
 	}

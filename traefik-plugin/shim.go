@@ -153,6 +153,12 @@ func (m *shim) refuse(rw http.ResponseWriter, req *http.Request, resp *http.Resp
 		m.unavailable(rw, req, "sidecar answered with an unexpected status", fmt.Errorf("status %d", resp.StatusCode))
 		return
 	}
+	// The request is the IdP's back-channel logout POST (the sidecar's BackchannelLogoutUri):
+	// the sidecar needs its body, which the decision request never carries (backchannel.go).
+	if resp.Header.Get(forwardBodyHeader) != "" && req.Method == http.MethodPost {
+		m.forwardLogout(rw, req)
+		return
+	}
 	copyToClient(rw.Header(), resp.Header)
 	rw.WriteHeader(resp.StatusCode)
 	if len(body) > 0 {

@@ -65,7 +65,7 @@ impl Middleware {
         if public {
             let claims = claims.ok();
             return Ok((
-                self.pass(cookies, claims.as_ref().map(data), Pass::Public),
+                self.pass(cookies, claims.as_ref().map(data), Pass::Public)?,
                 Outcome::Bypassed,
             ));
         }
@@ -73,13 +73,13 @@ impl Middleware {
         if authz::authorized(&self.cfg.assert_claims, &claims) {
             decision!(self.cfg.log_level, DEBUG, middleware = %self.cfg.name, bearer = true, "allowed");
             return Ok((
-                self.pass(cookies, Some(data(&claims)), Pass::Authorized),
+                self.pass(cookies, Some(data(&claims)), Pass::Authorized)?,
                 Outcome::Allowed,
             ));
         }
         match self.cfg.unauthorized_behavior {
             UnauthorizedBehavior::Forward => Ok((
-                self.pass(cookies, Some(data(&claims)), Pass::Forward),
+                self.pass(cookies, Some(data(&claims)), Pass::Forward)?,
                 Outcome::Forwarded,
             )),
             _ => Err(Error::Forbidden),

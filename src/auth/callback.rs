@@ -165,13 +165,6 @@ impl Middleware {
                     .await?;
             }
         }
-        // OIDC Front/Back-Channel Logout's session id: indexes a Redis session for back-channel
-        // logout (never kept in the session itself).
-        let sid = verified
-            .claims
-            .get("sid")
-            .and_then(Value::as_str)
-            .map(str::to_string);
         let sub = verified
             .claims
             .get("sub")
@@ -188,10 +181,18 @@ impl Middleware {
             .map(|old| old.challenged.clone())
             .unwrap_or_default();
         challenged.extend(flow.challenge.iter().cloned());
+        // Kept outside the claims (whatever `Keep` says): a back-channel logout token names the
+        // session by it (Back-Channel Logout 1.0 §2.4).
+        let sid = verified
+            .claims
+            .get("sid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let keep = self.scope.keep();
         let claims = keep.claims(verified.claims);
         let session = Session {
             sub: sub.clone(),
+            sid,
             verdicts: self.scope.verdicts(&claims),
             claims,
             iat: now,
@@ -203,10 +204,7 @@ impl Middleware {
         };
         // Every session chunk is written afresh, so a cookie planted before login is replaced
         // (no session fixation).
-        let mut set = self
-            .scope
-            .save_login(&session, sid.as_deref(), cookies, now)
-            .await?;
+        let mut set = self.scope.save_login(&session, cookies, now).await?;
         // The ID token is only the logout hint: outside the session, in cookies only the logout
         // path receives (unless a template prints it, and the session holds it).
         let hint = (!keep.id_token).then_some(verified.id_token.as_str());

@@ -116,6 +116,7 @@ impl Middleware {
         decision!(self.cfg.log_level, DEBUG, middleware = %self.cfg.name, sub = %old.sub, authorized = self.verdict_on(&claims, &verdicts), "session refreshed");
         Ok(Session {
             sub: old.sub,
+            sid: old.sid,
             claims,
             iat: now,
             exp: r.expires_at.unwrap_or(now + lifetime),
@@ -145,7 +146,7 @@ impl Middleware {
         if public {
             decision!(self.cfg.log_level, DEBUG, middleware = %self.cfg.name, path = %fwd.path, "bypass rule matched");
             return Ok((
-                self.pass(cookies, session.as_deref().map(session_data), Pass::Public),
+                self.pass(cookies, session.as_deref().map(session_data), Pass::Public)?,
                 Outcome::Bypassed,
             ));
         }
@@ -153,7 +154,7 @@ impl Middleware {
             Some(s) if self.authorized(&s) => {
                 decision!(self.cfg.log_level, DEBUG, middleware = %self.cfg.name, sub = %s.sub, path = %fwd.path, "allowed");
                 Ok((
-                    self.pass(cookies, Some(session_data(&s)), Pass::Authorized),
+                    self.pass(cookies, Some(session_data(&s)), Pass::Authorized)?,
                     Outcome::Allowed,
                 ))
             }
@@ -167,7 +168,7 @@ impl Middleware {
                         .map(|r| (r, Outcome::LoginRedirect))
                 }
                 UnauthorizedBehavior::Forward => Ok((
-                    self.pass(cookies, Some(session_data(&s)), Pass::Forward),
+                    self.pass(cookies, Some(session_data(&s)), Pass::Forward)?,
                     Outcome::Forwarded,
                 )),
                 _ => Err(Error::Forbidden),
@@ -178,7 +179,7 @@ impl Middleware {
                     UnauthenticatedBehavior::Challenge => true,
                     UnauthenticatedBehavior::Unauthorized => false,
                     UnauthenticatedBehavior::Forward => {
-                        return Ok((self.pass(cookies, None, Pass::Forward), Outcome::Forwarded));
+                        return Ok((self.pass(cookies, None, Pass::Forward)?, Outcome::Forwarded));
                     }
                 };
                 if !redirect {

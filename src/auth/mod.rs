@@ -9,7 +9,8 @@
 //! configured with the same Secret, provider, client and cookie names. Parts:
 //! - `check`: the hot path (session, refresh, the decision);
 //! - `callback`: starting a login and finishing it (decided at the callback);
-//! - `bearer`: API clients with a token; `logout`: RP-initiated logout.
+//! - `bearer`: API clients with a token; `logout`: RP-initiated logout;
+//! - `backchannel`: Back-Channel Logout 1.0 (the IdP ends sessions).
 //!
 //! Decision lines go through [`crate::logging::decision!`], so a middleware's own `LogLevel`
 //! applies to them.
@@ -31,6 +32,9 @@ use crate::reply::{Body, Reply};
 use crate::session::{Judge, Keep, RequestCookies, Scope, ScopeKey, Session};
 use crate::template::{self, DEFAULT_CLAIMS, Data, Pass, TokenField};
 
+pub use backchannel::MAX_BACKCHANNEL_BODY;
+
+mod backchannel;
 mod bearer;
 mod callback;
 mod check;
@@ -145,6 +149,9 @@ impl Middleware {
             self.callback(fwd, &cookies, now).await
         } else if fwd.path == self.cfg.logout_uri {
             self.logout(fwd, &cookies, now).await
+        } else if matches_uri(&self.cfg.backchannel_logout_uri, fwd) {
+            // forwardAuth carries no body: the token cannot be read here (see `backchannel`).
+            Err(Error::BackchannelNeedsBody)
         } else if self.cfg.login_uri.as_deref() == Some(fwd.path.as_str()) {
             self.explicit_login(fwd, &cookies, now)
         } else {
@@ -199,14 +206,7 @@ impl Middleware {
     }
 
     fn is_callback(&self, fwd: &Forwarded) -> bool {
-        let cb = &self.cfg.callback_uri;
-        if cb.starts_with('/') {
-            return fwd.path == *cb;
-        }
-        // Absolute CallbackUri: only that scheme, host and path are the callback.
-        Url::parse(cb).is_ok_and(|u| {
-            u.path() == fwd.path && u.scheme() == fwd.proto.as_str() && authority(&u) == fwd.host
-        })
+        matches_uri(&self.cfg.callback_uri, fwd)
     }
 
     /// The 401/403 page for a browser: `ErrorPages` (a page or a redirect) or the built-in one,
@@ -275,11 +275,19 @@ impl Middleware {
     }
 
     /// A 200: identity headers allowed for `pass` (none without a session) and the request's
-    /// cookies minus ours.
-    fn pass(&self, cookies: &RequestCookies<'_>, data: Option<Data<'_>>, pass: Pass) -> Reply {
+    /// cookies minus ours. A header template that fails to render fails the request (500),
+    /// never a 2xx without it.
+    fn pass(
+        &self,
+        cookies: &RequestCookies<'_>,
+        data: Option<Data<'_>>,
+        pass: Pass,
+    ) -> Result<Reply, Error> {
         let mut r = Reply::new(200, Body::Empty);
         if let Some(data) = data {
-            for (n, v) in template::identity_headers(&self.cfg.headers, &data, pass) {
+            let headers = template::identity_headers(&self.cfg.headers, &data, pass)
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            for (n, v) in headers {
                 r.header(n, v);
             }
         }
@@ -287,8 +295,19 @@ impl Middleware {
         if !others.is_empty() {
             r.header("Cookie", others);
         }
-        r
+        Ok(r)
     }
+}
+
+/// Whether the request is for a configured path (`CallbackUri`, `BackchannelLogoutUri`): the
+/// exact path, or for an absolute URL exactly its scheme, host and path.
+fn matches_uri(configured: &str, fwd: &Forwarded) -> bool {
+    if configured.starts_with('/') {
+        return fwd.path == configured;
+    }
+    Url::parse(configured).is_ok_and(|u| {
+        u.path() == fwd.path && u.scheme() == fwd.proto.as_str() && authority(&u) == fwd.host
+    })
 }
 
 fn page_reply(status: u16, html: String) -> Reply {

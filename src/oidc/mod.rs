@@ -3,6 +3,7 @@
 //! - `discovery`: the metadata, the signing keys and which issuer tokens must carry (including
 //!   the internal-URL layout);
 //! - `front_channel`: the authorization and RP-initiated logout URLs the browser follows;
+//! - `backchannel`: Back-Channel Logout 1.0 logout tokens and their `jti` replay memory;
 //! - `tokens`: the code exchange, the refresh, ID token and JWT access token verification;
 //! - `client_auth`: how the sidecar authenticates to the IdP (secret or private_key_jwt);
 //! - `introspection`, `userinfo`: RFC 7662 and OIDC Core §5.3;
@@ -12,6 +13,7 @@
 //! middleware is not ready and logins answer 503, while existing sessions (which need nothing
 //! from the IdP) keep working.
 
+mod backchannel;
 mod client_auth;
 mod discovery;
 mod front_channel;
@@ -27,6 +29,10 @@ use std::time::Duration;
 
 use tracing::Instrument as _;
 
+pub use backchannel::{
+    BACKCHANNEL_EVENT, BoxFuture, JtiStore, LogoutToken, MAX_LOGOUT_TOKEN_AGE,
+    MAX_LOGOUT_TOKEN_LEN, MAX_REMEMBERED_JTIS, MemoryJtiStore, jti_key,
+};
 pub use client_auth::{ASSERTION_LIFETIME_SECS, ASSERTION_TYPE, ClientKey};
 pub use discovery::Discovered;
 pub use front_channel::{AuthorizeParams, pkce_challenge};

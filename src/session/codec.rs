@@ -525,6 +525,7 @@ pub(crate) mod tests {
         claims.insert("blob".into(), Value::String(noise(claim_bytes)));
         Session {
             sub: "u1".into(),
+            sid: Some("sid-1".into()),
             claims,
             iat: 1000,
             exp: 2000,

@@ -7,6 +7,7 @@
 //! session carries one remembered verdict and one "challenged once" marker *per middleware*.
 //!
 //! - [`codec`]: sealing (AES-256-GCM, key bound to the scope), chunking and naming of cookies;
+//! - [`ended`]: sessions ended by back-channel logout (cookie mode's in-memory list);
 //! - [`flow`]: the per-`state` login-flow cookies (login CSRF, OIDC Core §3.1.2.1);
 //! - [`scope`]: the [`Scope`], the store seam (load/save/refresh/end) the middlewares share,
 //!   with its remembered-session cache and its refresh single-flight;
@@ -15,8 +16,9 @@
 //!   the invalidation channel.
 //!
 //! In cookie mode the session is stateless: checking it is one decryption, no IdP round-trip and
-//! no JWT signature work, which keeps `/auth` cheap. The price is that a session cannot be
-//! revoked before it expires except by rotating the Secret (SECURITY notes in the README). Redis
+//! no JWT signature work, which keeps `/auth` cheap. The price is that a session cannot be deleted
+//! before it expires: a back-channel logout only marks it ended in this process's memory
+//! ([`ended`]), and otherwise rotating the Secret is the way (SECURITY notes in the README). Redis
 //! mode trades a server-side record for revocation (logout, back-channel logout) across replicas.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,12 +29,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub mod codec;
+pub mod ended;
 pub mod flow;
 pub mod redis;
 pub mod scope;
 pub mod store;
 
 pub use codec::{CHUNK_SIZE, CookieCodec, MAX_CHUNKS, MAX_HINT_CHUNKS, MAX_HINT_LEN};
+pub use ended::{EndBy, Ended, MAX_ENDED};
 pub use flow::{FLOW_TTL, MAX_FLOWS};
 pub use scope::{Judge, Keep, RefreshCell, Scope, ScopeKey};
 
@@ -90,6 +94,11 @@ pub struct SessionCookieConfig {
 pub struct Session {
     /// The `sub` claim.
     pub sub: String,
+    /// The IdP session id: the ID token's `sid` (Back-Channel Logout 1.0 §2.4), which a
+    /// back-channel logout token names to end this session. Kept from the login's ID token
+    /// through refreshes (a refresh stays in the same IdP session).
+    #[serde(default, rename = "sid", skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     /// The claims that assertions and headers of the scope's middlewares read (never the whole
     /// token).
     pub claims: Map<String, Value>,
@@ -121,6 +130,7 @@ impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
             .field("sub", &self.sub)
+            .field("sid", &self.sid)
             .field("iat", &self.iat)
             .field("exp", &self.exp)
             .field("verdicts", &self.verdicts)
@@ -235,6 +245,7 @@ mod tests {
     fn debug_never_shows_tokens_or_secrets() {
         let s = Session {
             sub: "u1".into(),
+            sid: None,
             claims: Map::new(),
             iat: 1,
             exp: 2,

@@ -10,7 +10,9 @@
 //! - the refresh single-flight: two middlewares refreshing the same session redeem a rotating
 //!   refresh token once;
 //! - what a session keeps ([`Keep`]: the union of what its middlewares read), and the verdict
-//!   of each login-time judge ([`Scope::verdicts`]).
+//!   of each login-time judge ([`Scope::verdicts`]);
+//! - back-channel logout: the `jti` replay memory ([`JtiStore`]) and the sessions ended by it
+//!   ([`Scope::end_sessions`]; in cookie mode the [`Ended`] list, which `open_session` consults).
 //!
 //! The session API is store-shaped (`open_session` / `write_session` / `clear_session`), so a
 //! server-side store can replace the cookie codec later without the middlewares noticing.
@@ -26,12 +28,14 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::codec::CookieCodec;
+use super::ended::{EndBy, Ended};
 use super::redis::RedisPool;
 use super::store::{RedisStore, Store};
 use super::{RequestCookies, Secret, Session, SessionCookieConfig};
 use crate::authz::{self, ClaimAssertion};
 use crate::config::SessionStorage;
 use crate::error::Error;
+use crate::oidc::{JtiStore, MemoryJtiStore};
 use crate::opened::Opened;
 
 /// How long a finished refresh is reused for requests carrying the old cookie.
@@ -192,6 +196,8 @@ pub struct Scope {
     keep: Keep,
     judges: Vec<Judge>,
     members: Vec<String>,
+    ended: Ended,
+    jtis: Arc<dyn JtiStore>,
 }
 
 impl fmt::Debug for Scope {
@@ -223,6 +229,8 @@ impl Scope {
             keep,
             judges,
             members,
+            ended: Ended::default(),
+            jtis: Arc::new(MemoryJtiStore::default()),
         }
     }
 
@@ -239,6 +247,37 @@ impl Scope {
             Store::Redis(r) => Some(r),
             Store::Cookie => None,
         }
+    }
+
+    /// The scope with `store` as its logout-token replay memory (instead of this process's).
+    pub fn with_jti_store(mut self, store: Arc<dyn JtiStore>) -> Self {
+        self.jtis = store;
+        self
+    }
+
+    /// The logout-token replay memory of this scope.
+    pub fn jtis(&self) -> &dyn JtiStore {
+        &*self.jtis
+    }
+
+    /// Ends the sessions `by` names that were created at or before `now` (a back-channel
+    /// logout, after its token was verified). In cookie mode the [`Ended`] list remembers them
+    /// and [`Scope::open_session`] refuses them from then on, in this process only. In Redis
+    /// mode their records are deleted, for every replica ([`RedisStore::end_sessions`]); Redis
+    /// unavailable is an error (the IdP retries).
+    pub async fn end_sessions(&self, by: EndBy, now: u64) -> Result<(), Error> {
+        if let Store::Redis(r) = &self.store {
+            let ended = r.end_sessions(&by).await?;
+            tracing::debug!(members = ?self.members, ended, "back-channel logout ended Redis sessions");
+            return Ok(());
+        }
+        if self.ended.end(&by, now) {
+            tracing::warn!(
+                members = ?self.members,
+                "the ended-session list is full: every session of this scope made before now must log in again"
+            );
+        }
+        Ok(())
     }
 
     /// The names of the middlewares sharing this scope.
@@ -263,11 +302,12 @@ impl Scope {
         let (chunks, n) = self.codec.session_chunks(req)?;
         let chunks = &chunks[..n];
         if let Some(s) = self.opened.get(chunks) {
-            return Some(s);
+            return (!self.ended.refuses(&s)).then_some(s);
         }
         let session = Arc::new(self.codec.open_session(chunks)?);
+        self.ended.note_lifetime(&session);
         self.opened.insert(chunks, session.clone());
-        Some(session)
+        (!self.ended.refuses(&session)).then_some(session)
     }
 
     /// The valid, unexpired session of this request, if any.
@@ -282,6 +322,7 @@ impl Scope {
         req: &RequestCookies<'_>,
         now: u64,
     ) -> Result<Vec<String>, Error> {
+        self.ended.note_lifetime(session);
         self.codec.write_session(session, req, now)
     }
 
@@ -323,13 +364,12 @@ impl Scope {
         }
     }
 
-    /// Stores a new login's `session` (`sid`: the ID token's `sid` claim, for back-channel
+    /// Stores a new login's `session` (Redis: indexed by its `sub` and `sid`, for back-channel
     /// logout); returns the `Set-Cookie` values for this browser. Every cookie is new, so a value
     /// planted before the login is replaced (no session fixation).
     pub async fn save_login(
         &self,
         session: &Session,
-        sid: Option<&str>,
         req: &RequestCookies<'_>,
         now: u64,
     ) -> Result<Vec<String>, Error> {
@@ -340,7 +380,7 @@ impl Scope {
                 if let Some(old) = r.ticket_of(req) {
                     r.delete(&old).await?;
                 }
-                let (value, until) = r.create(session, sid, now).await?;
+                let (value, until) = r.create(session, now).await?;
                 let mut set = vec![self.codec.ticket_cookie(
                     r.cookie_name(),
                     value,
@@ -419,20 +459,6 @@ impl Scope {
             set.push(self.codec.ticket_removal(r.cookie_name()));
         }
         set
-    }
-
-    /// Ends every session of this scope made by the login `sid` (or, without `sid`, every
-    /// session of `sub`): back-channel logout. Redis mode only; `Ok(None)` for a cookie scope,
-    /// whose sessions live in browsers only.
-    pub async fn end_sessions(
-        &self,
-        sid: Option<&str>,
-        sub: Option<&str>,
-    ) -> Result<Option<usize>, Error> {
-        match &self.store {
-            Store::Cookie => Ok(None),
-            Store::Redis(r) => r.end_sessions(sid, sub).await.map(Some),
-        }
     }
 
     /// The verdict of every login-time judge of the scope on `claims`: each middleware's own

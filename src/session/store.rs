@@ -37,9 +37,11 @@ use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
+use super::ended::EndBy;
 use super::redis::{RecordId, RedisPool, hex};
 use super::{RequestCookies, Session};
 use crate::error::Error;
+use crate::oidc::{BoxFuture, JtiStore};
 
 /// How long past its expiry a refreshable session's record is kept, so a refresh token can
 /// still renew it (the cookie-mode equivalent is a browser-session cookie outliving `exp`).
@@ -285,17 +287,15 @@ impl RedisStore {
 
     /// Stores a new login's session under a fresh ticket, indexed by its `sub` and `sid`.
     /// Returns the ticket cookie's value and the record's expiry.
-    pub async fn create(
-        &self,
-        session: &Session,
-        sid: Option<&str>,
-        now: u64,
-    ) -> Result<(String, u64), Error> {
+    pub async fn create(&self, session: &Session, now: u64) -> Result<(String, u64), Error> {
         let t = self.ticket(rand::random());
         self.write(&t, session, now).await?;
         let until = Self::expires_at(session, now);
         let member = hex(&t.id);
-        for (kind, value) in [("sub", Some(session.sub.as_str())), ("sid", sid)] {
+        for (kind, value) in [
+            ("sub", Some(session.sub.as_str())),
+            ("sid", session.sid.as_deref()),
+        ] {
             let Some(key) = value
                 .filter(|v| !v.is_empty())
                 .and_then(|v| self.index_key(kind, v))
@@ -340,13 +340,12 @@ impl RedisStore {
         self.pool.publish(id).await
     }
 
-    /// Ends every session of this scope made by the login whose `sid` is given, or else every
-    /// session of `sub` (OIDC Back-Channel Logout 1.0 §2.7). Returns how many records existed.
-    pub async fn end_sessions(&self, sid: Option<&str>, sub: Option<&str>) -> Result<usize, Error> {
-        let index = match (sid.filter(|s| !s.is_empty()), sub.filter(|s| !s.is_empty())) {
-            (Some(sid), _) => self.index_key("sid", sid),
-            (None, Some(sub)) => self.index_key("sub", sub),
-            (None, None) => return Ok(0),
+    /// Ends every session of this scope that `by` names: the login's `sid`, or every session of
+    /// a `sub` (OIDC Back-Channel Logout 1.0 §2.7). Returns how many records existed.
+    pub async fn end_sessions(&self, by: &EndBy) -> Result<usize, Error> {
+        let index = match by {
+            EndBy::Sid(sid) => self.index_key("sid", sid),
+            EndBy::Sub(sub) => self.index_key("sub", sub),
         }
         .ok_or_else(|| Error::Internal("index key".into()))?;
         let members: Vec<String> = self.pool.run(redis::cmd("SMEMBERS").arg(&index)).await?;
@@ -443,23 +442,51 @@ impl RedisStore {
             tracing::warn!(error = %e, "refresh lock not released");
         }
     }
+}
 
-    /// Records `jti` as seen for `ttl_secs` (a back-channel logout token's replay check).
-    /// `Ok(true)` the first time, `Ok(false)` for a replay, on any replica.
-    pub async fn first_use(&self, jti: &str, ttl_secs: u64) -> Result<bool, Error> {
-        let key = self.key("jti", &Sha256::digest(jti.as_bytes()));
-        let set: Option<String> = self
-            .pool
-            .run(
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(1)
-                    .arg("NX")
-                    .arg("EX")
-                    .arg(ttl_secs.max(1)),
-            )
-            .await?;
-        Ok(set.is_some())
+/// The back-channel logout `jti` replay memory in Redis (Back-Channel Logout 1.0 §2.6): one key
+/// per token, `SET NX` with the token's expiry, so a token is accepted once across every replica
+/// and kept exactly as long as it could be replayed.
+pub struct RedisJtiStore {
+    pool: Arc<RedisPool>,
+}
+
+impl RedisJtiStore {
+    /// The replay memory in `pool`'s Redis.
+    pub fn new(pool: Arc<RedisPool>) -> Self {
+        RedisJtiStore { pool }
+    }
+
+    fn key(&self, key: &[u8; 32]) -> String {
+        format!("{}jti:{}", self.pool.prefix(), hex(key))
+    }
+}
+
+impl JtiStore for RedisJtiStore {
+    fn first_use(&self, key: [u8; 32], until: u64, now: u64) -> BoxFuture<'_, Result<bool, Error>> {
+        Box::pin(async move {
+            let set: Option<String> = self
+                .pool
+                .run(
+                    redis::cmd("SET")
+                        .arg(self.key(&key))
+                        .arg(1)
+                        .arg("NX")
+                        .arg("EXAT")
+                        .arg(until.max(now + 1)),
+                )
+                .await?;
+            Ok(set.is_some())
+        })
+    }
+
+    fn forget(&self, key: [u8; 32]) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let r: Result<i64, Error> = self.pool.run(redis::cmd("DEL").arg(self.key(&key))).await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "a logout token's replay mark could not be removed");
+            }
+        })
     }
 }
 

@@ -8,6 +8,10 @@
 //   OP_POST_LOGOUT_REDIRECT_URIS comma-separated post-logout redirect URIs of the client
 //   OP_ID_TOKEN_TTL              ID/access token lifetime in seconds (default 3600)
 //   OP_EXIT_ON_STDIN_CLOSE       1 = exit when stdin closes (the parent died)
+//   OP_BACKCHANNEL_LOGOUT_URI    registers this backchannel_logout_uri on the first client, with
+//                                backchannel_logout_session_required (so ID and logout tokens
+//                                carry `sid`): ending the session at the OP POSTs a logout token
+//                                there (OpenID Connect Back-Channel Logout 1.0)
 //   OP_ISSUER                    issuer identifier, `{port}` replaced by the port (default
 //                                http://127.0.0.1:{port}); e.g. http://localhost:{port} makes
 //                                the issuer differ from the address clients are given (the
@@ -57,6 +61,10 @@ server.listen(Number(process.env.OP_PORT || 0), '127.0.0.1', () => {
       grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
+      ...(process.env.OP_BACKCHANNEL_LOGOUT_URI ? {
+        backchannel_logout_uri: process.env.OP_BACKCHANNEL_LOGOUT_URI,
+        backchannel_logout_session_required: true,
+      } : {}),
     }, {
       client_id: 'sidecar-jwt',
       redirect_uris: list(process.env.OP_REDIRECT_URIS),
@@ -67,9 +75,20 @@ server.listen(Number(process.env.OP_PORT || 0), '127.0.0.1', () => {
       jwks: { keys: [testJwk('rsa-pkcs8.pem', 'test-rsa'), testJwk('ec-p256-pkcs8.pem', 'test-ec')] },
     }],
     pkce: { required: () => true },
+    // The provider's outgoing requests refuse loopback addresses (SSRF protection); the
+    // back-channel test's receiver is on 127.0.0.1, so only with OP_BACKCHANNEL_LOGOUT_URI set
+    // is that guard dropped (this OP listens on loopback only and serves tests).
+    ...(process.env.OP_BACKCHANNEL_LOGOUT_URI ? {
+      fetch: (target, options) => {
+        const { dispatcher, ...rest } = options;
+        return globalThis.fetch(target, rest);
+      },
+    } : {}),
     features: {
       devInteractions: { enabled: true },
       rpInitiatedLogout: { enabled: true },
+      // Clients without a backchannel_logout_uri are unaffected.
+      backchannelLogout: { enabled: true },
       introspection: { enabled: true },
       revocation: { enabled: true },
       // Machine tokens for the bearer-token tests (opaque without a resource, JWT with one).
@@ -155,6 +174,7 @@ server.listen(Number(process.env.OP_PORT || 0), '127.0.0.1', () => {
     await next();
   });
   provider.on('server_error', (ctx, err) => console.error('op server_error', err));
+  provider.on('backchannel.error', (ctx, err) => console.error('op backchannel.error', err.message));
   // Token-endpoint counters for tests (GET /__test/stats): how many refresh_token grants
   // succeeded and failed, e.g. to assert that concurrent requests on several sidecar replicas
   // redeemed a rotating refresh token exactly once.
