@@ -245,8 +245,8 @@ impl RedisPool {
         }
     }
 
-    /// Runs one command, bounded by `commandTimeout`. A failure that is not a Redis error reply
-    /// drops the connection (the next command reconnects) and marks Redis unavailable.
+    /// Runs one command, bounded by `commandTimeout`. A failure drops the connection (the next
+    /// command reconnects) and marks Redis unavailable until a command succeeds again.
     pub async fn run<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
         let conn = self.conn().await?;
         let fut = async {
@@ -262,11 +262,12 @@ impl RedisPool {
                 }
                 Ok(v)
             }
-            Ok(Err(e)) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
+            // Any failure drops the connection, error replies included: after a Sentinel failover
+            // the old master answers READONLY, and only a new connection finds the new one.
+            Ok(Err(e)) => {
                 self.drop_conn(e.to_string());
                 Err(Error::StoreUnavailable(format!("redis: {e}")))
             }
-            Ok(Err(e)) => Err(Error::StoreUnavailable(format!("redis error reply: {e}"))),
             Err(_) => {
                 self.drop_conn("command timed out".into());
                 Err(Error::StoreUnavailable("redis: command timed out".into()))
@@ -478,6 +479,40 @@ pub(super) fn unhex(s: &[u8]) -> Option<RecordId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_redis_fails_closed_fast_and_says_why() {
+        let cfg = RedisConfig {
+            // Port 1 on loopback: connection refused at once.
+            target: RedisTarget::Url("redis://127.0.0.1:1".into()),
+            key_prefix: "p:".into(),
+            connect_timeout: Duration::from_millis(300),
+            command_timeout: Duration::from_millis(100),
+            ca_pem: None,
+        };
+        let pool = RedisPool::new(&cfg).unwrap();
+        assert!(pool.status().is_err(), "not ready before the first success");
+        let r = pool.run::<String>(&redis::cmd("PING")).await;
+        assert!(matches!(r, Err(Error::StoreUnavailable(_))), "{r:?}");
+        let why = pool.status().unwrap_err();
+        assert!(
+            why.contains("standalone") && why.contains("unavailable"),
+            "{why}"
+        );
+        // Within RETRY_AFTER the next command fails without a new connection attempt.
+        let t0 = Instant::now();
+        let r = pool.run::<String>(&redis::cmd("PING")).await;
+        assert!(matches!(r, Err(Error::StoreUnavailable(m)) if m.contains("reconnecting")));
+        assert!(t0.elapsed() < Duration::from_millis(50));
+        // Nothing is remembered while Redis is not trusted.
+        let id: RecordId = rand::random();
+        pool.remember(
+            &id,
+            Arc::new(crate::session::codec::tests::session(1)),
+            pool.epoch(),
+        );
+        assert!(pool.remembered(&id).is_none());
+    }
 
     #[test]
     fn ids_round_trip_through_hex() {
