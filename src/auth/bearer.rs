@@ -3,12 +3,12 @@
 
 use http::HeaderMap;
 
-use super::Middleware;
+use super::{Middleware, UnauthorizedBehavior};
 use crate::authz;
-use crate::config::{TokenValidation, UnauthorizedBehavior};
 use crate::error::Error;
 use crate::logging::decision;
 use crate::metrics::Outcome;
+use crate::oidc::TokenValidation;
 use crate::reply::Reply;
 use crate::session::RequestCookies;
 use crate::template::{Data, Pass};

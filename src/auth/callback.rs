@@ -13,8 +13,7 @@
 use openidconnect::url::Url;
 use serde_json::Value;
 
-use super::{Middleware, Query, authority, truncate};
-use crate::config::UnauthorizedBehavior;
+use super::{Middleware, Query, UnauthorizedBehavior, authority, truncate};
 use crate::error::Error;
 use crate::forwarded::Forwarded;
 use crate::logging::decision;

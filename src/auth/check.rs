@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::{Middleware, session_data};
+use super::{Middleware, UnauthenticatedBehavior, UnauthorizedBehavior, session_data};
 use crate::authz;
-use crate::config::{UnauthenticatedBehavior, UnauthorizedBehavior};
 use crate::error::Error;
 use crate::forwarded::Forwarded;
 use crate::logging::decision;

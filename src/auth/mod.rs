@@ -20,7 +20,6 @@ use std::sync::Arc;
 use http::HeaderMap;
 use openidconnect::url::{Url, form_urlencoded};
 
-use crate::config::MiddlewareConfig;
 use crate::error::Error;
 use crate::forwarded::{Forwarded, is_navigation};
 use crate::logging::decision;
@@ -33,12 +32,14 @@ use crate::session::{Judge, Keep, RequestCookies, Scope, ScopeKey, Session};
 use crate::template::{self, DEFAULT_CLAIMS, Data, Pass, TokenField};
 
 pub use backchannel::MAX_BACKCHANNEL_BODY;
+pub use settings::{MiddlewareConfig, UnauthenticatedBehavior, UnauthorizedBehavior};
 
 mod backchannel;
 mod bearer;
 mod callback;
 mod check;
 mod logout;
+mod settings;
 
 /// One configured middleware, ready to answer requests.
 pub struct Middleware {

@@ -21,7 +21,7 @@ use std::time::Duration;
 use openidconnect::url::Url;
 use serde_yaml_ng::Value;
 
-use super::{Cx, Obj, join};
+use super::walk::{Cx, Obj, join};
 
 /// The default `keyPrefix`.
 pub const DEFAULT_KEY_PREFIX: &str = "traefik-oidc-sidecar:";
@@ -281,7 +281,7 @@ fn check_url(u: &str, path: &str, cx: &mut Cx<'_>) -> Option<String> {
 fn duration(obj: &mut Obj<'_>, key: &str, default: Duration, cx: &mut Cx<'_>) -> Duration {
     match obj.get(key) {
         Some((p, v)) => {
-            super::duration_in(v, &p, Duration::from_millis(1), Duration::from_secs(60), cx)
+            super::root::duration_in(v, &p, Duration::from_millis(1), Duration::from_secs(60), cx)
                 .unwrap_or(default)
         }
         None => default,

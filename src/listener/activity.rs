@@ -157,7 +157,7 @@ impl AsyncWrite for Watched {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
+    use crate::listener::Limits;
 
     #[test]
     fn phases_have_their_own_deadlines() {

@@ -35,6 +35,7 @@
 
 mod activity;
 mod budget;
+mod limits;
 
 use std::future::Future;
 use std::io;
@@ -51,12 +52,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tower_service::Service;
 
-use crate::config::Limits;
 use crate::forwarded::Cidr;
 use crate::metrics::Connections;
 use activity::{Activity, BUSY, IDLE, Watched};
 pub use budget::Budget;
 use budget::{Gate, Permit};
+pub use limits::Limits;
 
 /// Header fields a request may carry. A browser sends about 20, Traefik adds 7 and a load
 /// balancer or tracing a few more; 100 is also hyper's default.
