@@ -206,7 +206,7 @@ async fn sessions_are_shared_by_replicas_and_logout_ends_them_everywhere() {
 }
 
 #[tokio::test]
-async fn forged_truncated_and_foreign_tickets_are_anonymous_without_redis() {
+async fn forged_truncated_and_foreign_tickets_are_anonymous_without_a_redis_round_trip() {
     let mut redis = RedisServer::start();
     let issuer = shared_op();
     let s = Sidecar::start(&yaml(issuer, &standalone(&redis))).await;
@@ -237,11 +237,35 @@ async fn forged_truncated_and_foreign_tickets_are_anonymous_without_redis() {
         let r = with_cookie(&s, "default", &format!("{TICKET}={v}"), true).await;
         assert_eq!(r.status(), 302, "{v}: a navigation goes to login");
     }
-    // With Redis gone they are still plain anonymous requests: refused before any round trip.
-    redis.stop();
+    // They are refused before any round trip: Redis saw no GET for any of them.
+    let gets = || {
+        redis
+            .cli(&["INFO", "commandstats"])
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+            .and_then(|v| v.split(',').next())
+            .map_or(0, |n| n.parse::<u64>().unwrap())
+    };
+    let before = gets();
     for v in &bad {
         let r = with_cookie(&s, "default", &format!("{TICKET}={v}"), false).await;
         assert_eq!(r.status(), 401, "{v}");
+    }
+    assert_eq!(gets(), before, "no Redis round trip for a bad ticket");
+    // With Redis gone, every Redis-mode request is a 503, a bad ticket or none at all: a login
+    // could not be completed either.
+    redis.stop();
+    let t0 = Instant::now();
+    while with_cookie(&s, "default", "", true).await.status() != 503 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "still redirecting to login"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for v in &bad {
+        let r = with_cookie(&s, "default", &format!("{TICKET}={v}"), true).await;
+        assert_eq!(r.status(), 503, "{v}");
     }
 }
 

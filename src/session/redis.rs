@@ -324,6 +324,12 @@ impl RedisPool {
         }
     }
 
+    /// Whether the last command (or health ping) succeeded: while not, Redis-mode requests are
+    /// answered 503 at once instead of each waiting for a connection attempt.
+    pub fn usable(&self) -> bool {
+        self.ok.load(Ordering::Acquire)
+    }
+
     /// Whether the memory can be trusted: subscribed, and the last command succeeded.
     fn trusted(&self) -> bool {
         self.subscribed.load(Ordering::Acquire) && self.ok.load(Ordering::Acquire)

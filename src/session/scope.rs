@@ -352,11 +352,16 @@ impl Scope {
 
     /// The session of this request, expired or not. Cookie store: the sealed cookies, no I/O.
     /// Redis store: the ticket is verified first (a forged one is anonymous without a round
-    /// trip), then the session comes from memory or Redis; Redis unavailable is an error (503),
-    /// never an anonymous request.
+    /// trip), then the session comes from memory or Redis; Redis unavailable is an error (503)
+    /// for every request, never an anonymous request or a login redirect.
     pub async fn load(&self, req: &RequestCookies<'_>) -> Result<Option<Arc<Session>>, Error> {
         match &self.store {
             Store::Cookie => Ok(self.open_session(req)),
+            // Redis known to be away: 503 for every request, with or without a ticket (a login
+            // could not be completed either). The health ping notices its return.
+            Store::Redis(r) if !r.pool().usable() => Err(Error::StoreUnavailable(
+                "redis unavailable (last command or health check failed)".into(),
+            )),
             Store::Redis(r) => match r.ticket_of(req) {
                 Some(t) => r.load(&t).await,
                 None => Ok(None),
