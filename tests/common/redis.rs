@@ -109,6 +109,16 @@ impl RedisServer {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// How many times the server has run `command` (lower case), from INFO commandstats.
+    pub fn calls(&self, command: &str) -> u64 {
+        let prefix = format!("cmdstat_{command}:calls=");
+        self.cli(&["INFO", "commandstats"])
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.split(',').next())
+            .map_or(0, |n| n.parse().unwrap())
+    }
+
     /// Kills the server (SIGKILL: nothing is flushed on the way out).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
