@@ -14,7 +14,6 @@
 //!   caFile: /etc/ssl/redis-ca.pem
 //! ```
 
-use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -22,6 +21,9 @@ use openidconnect::url::Url;
 use serde_yaml_ng::Value;
 
 use super::walk::{Cx, Obj, join};
+// The types belong to the sessions (the store and its Redis pool); the file is parsed into them.
+pub use crate::session::redis::{RedisConfig, RedisTarget};
+pub use crate::session::store::SessionStorage;
 
 /// The default `keyPrefix`.
 pub const DEFAULT_KEY_PREFIX: &str = "traefik-oidc-sidecar:";
@@ -39,97 +41,6 @@ const REDIS_KEYS: &[&str] = &[
     "commandTimeout",
     "caFile",
 ];
-
-/// Where a middleware's sessions live (`SessionStorageType`, traefik-oidc-auth's key).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SessionStorage {
-    /// The whole session in sealed cookies (the default; no server-side state).
-    #[default]
-    Cookie,
-    /// An opaque ticket in one cookie; the sealed session in Redis.
-    Redis,
-}
-
-/// Which Redis deployment the `redis:` block names (exactly one of the three).
-#[derive(Clone, PartialEq, Eq)]
-pub enum RedisTarget {
-    /// One server: `redis://` or `rediss://`, user and password allowed.
-    Url(String),
-    /// Sentinels that know the master `master_name`.
-    Sentinel {
-        /// The master's name in the sentinels' configuration.
-        master_name: String,
-        /// The sentinels' URLs.
-        urls: Vec<String>,
-    },
-    /// Seed nodes of a Redis Cluster.
-    Cluster {
-        /// The seed nodes' URLs.
-        urls: Vec<String>,
-    },
-}
-
-/// The top-level `redis:` block: one connection pool for the whole process.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RedisConfig {
-    /// The deployment.
-    pub target: RedisTarget,
-    /// Prepended to every key and channel name.
-    pub key_prefix: String,
-    /// Longest wait for a connection.
-    pub connect_timeout: Duration,
-    /// Longest wait for one command's answer.
-    pub command_timeout: Duration,
-    /// PEM roots trusted for `rediss://` (the contents of `caFile`), instead of the system's.
-    pub ca_pem: Option<String>,
-}
-
-impl fmt::Debug for RedisConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // URLs may carry a password: only their redacted form is ever printed.
-        let urls: Vec<String> = self.urls().iter().map(|u| redact(u)).collect();
-        f.debug_struct("RedisConfig")
-            .field("urls", &urls)
-            .field("key_prefix", &self.key_prefix)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("command_timeout", &self.command_timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RedisConfig {
-    /// Every URL of the block (the server, the sentinels or the seed nodes).
-    pub fn urls(&self) -> Vec<&str> {
-        match &self.target {
-            RedisTarget::Url(u) => vec![u.as_str()],
-            RedisTarget::Sentinel { urls, .. } | RedisTarget::Cluster { urls } => {
-                urls.iter().map(String::as_str).collect()
-            }
-        }
-    }
-
-    /// The mode's name, for logs and `/readyz`.
-    pub fn mode(&self) -> &'static str {
-        match self.target {
-            RedisTarget::Url(_) => "standalone",
-            RedisTarget::Sentinel { .. } => "sentinel",
-            RedisTarget::Cluster { .. } => "cluster",
-        }
-    }
-}
-
-/// A Redis URL without its password, for logs.
-pub fn redact(u: &str) -> String {
-    match Url::parse(u) {
-        Ok(mut url) => {
-            if url.password().is_some() {
-                let _ = url.set_password(Some("redacted"));
-            }
-            url.to_string()
-        }
-        Err(_) => "(unparsable URL)".into(),
-    }
-}
 
 /// Parses the `redis:` block at `path`.
 pub(super) fn parse_redis(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<RedisConfig> {

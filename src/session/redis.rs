@@ -26,6 +26,7 @@
 //! subscription stops trusting its memory at once.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,8 +37,9 @@ use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{AsyncConnectionConfig, Client, Cmd, FromRedisValue, IntoConnectionInfo};
 
+use openidconnect::url::Url;
+
 use super::Session;
-use crate::config::{RedisConfig, RedisTarget};
 use crate::error::Error;
 
 /// How long commands fail fast after a failed connection attempt.
@@ -63,6 +65,87 @@ enum Conn {
     Cluster(ClusterConnection),
 }
 
+/// Which Redis deployment the `redis:` block names (exactly one of the three).
+#[derive(Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One server: `redis://` or `rediss://`, user and password allowed.
+    Url(String),
+    /// Sentinels that know the master `master_name`.
+    Sentinel {
+        /// The master's name in the sentinels' configuration.
+        master_name: String,
+        /// The sentinels' URLs.
+        urls: Vec<String>,
+    },
+    /// Seed nodes of a Redis Cluster.
+    Cluster {
+        /// The seed nodes' URLs.
+        urls: Vec<String>,
+    },
+}
+
+/// The top-level `redis:` block: one connection pool for the whole process.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// The deployment.
+    pub target: RedisTarget,
+    /// Prepended to every key and channel name.
+    pub key_prefix: String,
+    /// Longest wait for a connection.
+    pub connect_timeout: Duration,
+    /// Longest wait for one command's answer.
+    pub command_timeout: Duration,
+    /// PEM roots trusted for `rediss://` (the contents of `caFile`), instead of the system's.
+    pub ca_pem: Option<String>,
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // URLs may carry a password: only their redacted form is ever printed.
+        let urls: Vec<String> = self.urls().iter().map(|u| redact(u)).collect();
+        f.debug_struct("RedisConfig")
+            .field("urls", &urls)
+            .field("key_prefix", &self.key_prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisConfig {
+    /// Every URL of the block (the server, the sentinels or the seed nodes).
+    pub fn urls(&self) -> Vec<&str> {
+        match &self.target {
+            RedisTarget::Url(u) => vec![u.as_str()],
+            RedisTarget::Sentinel { urls, .. } | RedisTarget::Cluster { urls } => {
+                urls.iter().map(String::as_str).collect()
+            }
+        }
+    }
+
+    /// The mode's name, for logs and `/readyz`.
+    pub fn mode(&self) -> &'static str {
+        match self.target {
+            RedisTarget::Url(_) => "standalone",
+            RedisTarget::Sentinel { .. } => "sentinel",
+            RedisTarget::Cluster { .. } => "cluster",
+        }
+    }
+}
+
+/// A Redis URL without its password, for logs.
+pub fn redact(u: &str) -> String {
+    match Url::parse(u) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("redacted"));
+            }
+            url.to_string()
+        }
+        Err(_) => "(unparsable URL)".into(),
+    }
+}
+
 /// The process-wide Redis connection (see the module docs).
 pub struct RedisPool {
     cfg: RedisConfig,
@@ -79,8 +162,8 @@ pub struct RedisPool {
     cache: Vec<Mutex<HashMap<RecordId, Arc<Session>>>>,
 }
 
-impl std::fmt::Debug for RedisPool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for RedisPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisPool")
             .field("cfg", &self.cfg)
             .finish_non_exhaustive()

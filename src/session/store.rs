@@ -59,6 +59,16 @@ const NONCE_LEN: usize = 12;
 /// base64url length of ticket ‖ tag.
 const TICKET_CHARS: usize = 64;
 
+/// Where a middleware's sessions live (`SessionStorageType`, traefik-oidc-auth's key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SessionStorage {
+    /// The whole session in sealed cookies (the default; no server-side state).
+    #[default]
+    Cookie,
+    /// An opaque ticket in one cookie; the sealed session in Redis.
+    Redis,
+}
+
 /// Where a scope's sessions live.
 pub enum Store {
     /// Sealed cookies (the codec).
@@ -493,7 +503,7 @@ impl JtiStore for RedisJtiStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{RedisConfig, RedisTarget};
+    use crate::session::redis::{RedisConfig, RedisTarget};
 
     fn store(master: &[u8]) -> RedisStore {
         let cfg = RedisConfig {
