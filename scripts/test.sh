@@ -6,9 +6,13 @@
 #   2. the Go plugin shim: gofmt, go vet, go test, yaegi test (Traefik's interpreter), catalog load;
 #   3. fuzzing: every cargo-fuzz target for a few seconds (scripts/fuzz-smoke.sh);
 #   4. end to end: a real Traefik v3 with a whoami upstream, both doors (forwardAuth and the
-#      plugin), driven by headless Chromium.
+#      plugin), driven by headless Chromium;
+#   5. the same against a real Keycloak 26 (scripts/test-keycloak.sh: installed from Maven
+#      Central and cached under ~/.cache, started once, always stopped).
 # Usage: ./scripts/test.sh                        (everything)
-#        SKIP_E2E=1 SKIP_FUZZ=1 ./scripts/test.sh (skip the slow suites while iterating)
+#        SKIP_E2E=1 SKIP_FUZZ=1 ./scripts/test.sh (skip the slow suites while iterating; SKIP_E2E
+#                                                  skips Keycloak too unless SKIP_KEYCLOAK=0)
+#        SKIP_KEYCLOAK=1 ./scripts/test.sh        (everything but the Keycloak suite)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,6 +67,15 @@ else
   section "End to end: real Traefik + whoami + headless Chromium, both doors"
   # The debug binary `cargo test` just built: no second (release) build of the whole crate.
   SIDECAR_BIN="${SIDECAR_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/debug/traefik-oidc-sidecar}" bash scripts/test-e2e.sh
+fi
+
+if [ "${SKIP_KEYCLOAK:-${SKIP_E2E:-0}}" = "1" ]; then
+  section "Keycloak end to end: skipped (SKIP_KEYCLOAK=1, or SKIP_E2E=1 without SKIP_KEYCLOAK=0)"
+else
+  section "Keycloak end to end: real Keycloak 26 + Traefik + whoami + headless Chromium, both doors"
+  keycloak_started=$(date +%s)
+  SIDECAR_BIN="${SIDECAR_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/debug/traefik-oidc-sidecar}" bash scripts/test-keycloak.sh
+  echo "Keycloak suite: $(( $(date +%s) - keycloak_started ))s (install, start once, checks, stop)"
 fi
 
 section "All suites passed in $(( $(date +%s) - started ))s"

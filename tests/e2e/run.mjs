@@ -24,12 +24,12 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import { chromium } from 'playwright-core';
 import { ROOT, Stack, sleep, validateExampleConfig } from './stack.mjs';
+import { createReporter, assert, parseWhoami, headerValues, cookieNames, looksLikeWhoami, pageText, gotoStatus, summarize } from './harness.mjs';
 
 const started = Date.now();
 const ARTIFACTS = path.resolve(process.env.E2E_ARTIFACTS || path.join(ROOT, 'tests', 'e2e', 'artifacts'));
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SUITE_TIMEOUT_MS = Number(process.env.E2E_TIMEOUT_S || 170) * 1000;
-const CHECK_TIMEOUT_MS = 30000;
 const NAV_TIMEOUT_MS = 15000;
 const COOKIE_PREFIX = 'TraefikOidcSidecar';
 const TOKEN_TTL_S = 12; // the OP's token lifetime (sessions end with it unless refreshed)
@@ -49,99 +49,9 @@ fs.rmSync(ARTIFACTS, { recursive: true, force: true });
 fs.mkdirSync(ARTIFACTS, { recursive: true });
 
 // ---------------------------------------------------------------------------------------------
-// Reporting.
+// Reporting and whoami parsing: harness.mjs (shared with the Keycloak suite).
 
-const results = [];
-const blocked = new Set(); // names of failed checks, for dependent checks to skip on
-
-function line(status, name, detail) {
-  const secs = ((Date.now() - started) / 1000).toFixed(1).padStart(5);
-  console.log(`${status.padEnd(4)} [${secs}s] ${name}${detail ? ` -- ${detail}` : ''}`);
-}
-
-function slug(name) {
-  return name.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase().slice(0, 80);
-}
-
-function withTimeout(promise, ms, what) {
-  let t;
-  return Promise.race([
-    promise.finally(() => clearTimeout(t)),
-    new Promise((_, reject) => { t = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms); }),
-  ]);
-}
-
-/**
- * Runs one check. `deps` are names of earlier checks that must have passed; `page` (or a function
- * returning one) is screenshotted on failure.
- */
-async function check(name, fn, { deps = [], page, timeoutMs = CHECK_TIMEOUT_MS } = {}) {
-  const missing = deps.filter((d) => blocked.has(d) || !results.some((r) => r.name === d && r.status === 'PASS'));
-  if (missing.length) {
-    results.push({ name, status: 'SKIP' });
-    blocked.add(name);
-    line('SKIP', name, `needs: ${missing.join('; ')}`);
-    return false;
-  }
-  try {
-    const detail = await withTimeout(Promise.resolve().then(fn), timeoutMs, name);
-    results.push({ name, status: 'PASS' });
-    line('PASS', name, typeof detail === 'string' ? detail : '');
-    return true;
-  } catch (err) {
-    results.push({ name, status: 'FAIL', error: err });
-    blocked.add(name);
-    line('FAIL', name, err.message.split('\n')[0]);
-    const more = err.message.split('\n').slice(1).join('\n');
-    if (more) console.log(more.replace(/^/gm, '       '));
-    const pg = typeof page === 'function' ? page() : page;
-    if (pg && !pg.isClosed()) {
-      const base = path.join(ARTIFACTS, `fail-${slug(name)}`);
-      await pg.screenshot({ path: `${base}.png`, fullPage: true, timeout: 5000 }).catch(() => {});
-      await pg.content().then((html) => fs.writeFileSync(`${base}.html`, `<!-- ${pg.url()} -->\n${html}`)).catch(() => {});
-      console.log(`       page: ${pg.url()} (screenshot: ${path.relative(ROOT, base)}.png)`);
-    }
-    return false;
-  }
-}
-
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
-
-// ---------------------------------------------------------------------------------------------
-// whoami's answer: "Name: value" lines after the request line.
-
-/** Parses whoami's text answer; null if the text is not a whoami answer. */
-function parseWhoami(text) {
-  const lines = text.replace(/\r/g, '').split('\n');
-  const reqIdx = lines.findIndex((l) => /^[A-Z]+ \S+ HTTP\/\d(\.\d)?$/.test(l));
-  if (reqIdx < 0 || !lines.some((l) => l.startsWith('RemoteAddr:'))) return null;
-  const headers = [];
-  for (const l of lines.slice(reqIdx + 1)) {
-    const i = l.indexOf(':');
-    if (i > 0) headers.push([l.slice(0, i), l.slice(i + 1).trim()]);
-  }
-  return { requestLine: lines[reqIdx], headers, text };
-}
-
-/** Header values whose name reads the same as `name` with _ . and - alike, any case. */
-function headerValues(w, name) {
-  const norm = (s) => s.toLowerCase().replace(/[_.]/g, '-');
-  return w.headers.filter(([k]) => norm(k) === norm(name)).map(([, v]) => v);
-}
-
-function cookieNames(w) {
-  return headerValues(w, 'Cookie').flatMap((v) => v.split(';')).map((c) => c.trim().split('=')[0]).filter(Boolean);
-}
-
-function looksLikeWhoami(text) {
-  return parseWhoami(text) !== null;
-}
-
-async function pageText(page) {
-  return page.evaluate(() => document.body ? document.body.innerText : '');
-}
+const { check, results, line } = createReporter({ artifactsDir: ARTIFACTS, started });
 
 // ---------------------------------------------------------------------------------------------
 // Browser steps.
@@ -164,17 +74,6 @@ async function login(page, user, password) {
     page.waitForNavigation({ timeout: NAV_TIMEOUT_MS, waitUntil: 'load' }).catch(() => {}),
     page.click('button[type="submit"]'),
   ]);
-}
-
-/** Navigates and returns the document's status and body. Chromium turns an error status with an
- * empty body into net::ERR_HTTP_RESPONSE_CODE_FAILURE, which page.goto() throws; the response
- * itself is still what we want to see. */
-async function gotoStatus(page, url) {
-  const respP = page.waitForResponse((r) => r.request().isNavigationRequest() && r.url() === url, { timeout: NAV_TIMEOUT_MS });
-  const navError = await page.goto(url).then(() => null, (e) => e);
-  const res = await respP.catch((e) => { throw navError || e; });
-  const body = await res.text().catch(() => '');
-  return { status: res.status(), body, navError };
 }
 
 /** Opens a same-origin blank page on `base` without touching the network (Playwright serves it),
@@ -495,10 +394,4 @@ try {
   crashed = true;
   line('FAIL', 'suite', err.stack || String(err));
 }
-const count = (s) => results.filter((r) => r.status === s).length;
-const failed = count('FAIL') + (crashed ? 1 : 0);
-console.log('');
-console.log(`artifacts: ${path.relative(process.cwd(), ARTIFACTS) || ARTIFACTS} (process logs, generated configs, failure screenshots)`);
-console.log(`total time: ${((Date.now() - started) / 1000).toFixed(1)} s`);
-console.log(`e2e: ${count('PASS')} passed, ${failed} failed, ${count('SKIP')} skipped`);
-process.exit(failed || count('SKIP') ? 1 : 0);
+process.exit(summarize({ results, started, artifactsDir: ARTIFACTS, crashed }));

@@ -453,32 +453,44 @@ export class Stack {
     this.say(`whoami ready on 127.0.0.1:${port} (${whoami.kind})`);
   }
 
-  async startSidecar(bin) {
-    const configFile = path.join(this.artifactsDir, 'sidecar.yaml');
-    this.secret = crypto.randomBytes(32).toString('hex');
-    fs.writeFileSync(configFile, sidecarConfig({
-      sidecarPort: this.ports.sidecar,
-      metricsPort: this.ports.metrics,
-      issuer: this.issuer,
-      secret: this.secret,
-      logLevel: this.logLevel,
-      renewalThreshold: this.renewalThreshold,
-    }), { mode: 0o600 });
-    const p = this.spawn('sidecar', bin, ['--config', configFile], { env: { RUST_BACKTRACE: '1' } });
-    await waitFor('sidecar /readyz', async () => {
+  /** Starts a sidecar. Without options: the suite's own (config from sidecarConfig()). With
+   * `configText`, another sidecar process named `name` on `port` (the Keycloak suite runs several,
+   * so that a configuration one of them refuses cannot take the others down). Waits for /readyz,
+   * or only for /healthz with `waitReady: false` (the caller then judges readiness itself). */
+  async startSidecar(bin, { name = 'sidecar', port = this.ports.sidecar, configText, waitReady = true } = {}) {
+    const configFile = path.join(this.artifactsDir, `${name}.yaml`);
+    if (configText === undefined) {
+      this.secret = crypto.randomBytes(32).toString('hex');
+      configText = sidecarConfig({
+        sidecarPort: this.ports.sidecar,
+        metricsPort: this.ports.metrics,
+        issuer: this.issuer,
+        secret: this.secret,
+        logLevel: this.logLevel,
+        renewalThreshold: this.renewalThreshold,
+      });
+    }
+    fs.writeFileSync(configFile, configText, { mode: 0o600 });
+    const p = this.spawn(name, bin, ['--config', configFile], { env: { RUST_BACKTRACE: '1' } });
+    const probe = waitReady ? '/readyz' : '/healthz';
+    await waitFor(`${name} ${probe}`, async () => {
       p.assertRunning();
-      return (await request({ port: this.ports.sidecar, path: '/readyz', timeoutMs: 1000 })).status === 200;
+      return (await request({ port, path: probe, timeoutMs: 1000 })).status === 200;
     }, { timeoutMs: 30000 });
-    this.say(`sidecar ready: ${this.urls.sidecar} (${bin})`);
+    this.say(`${name} ${waitReady ? 'ready' : 'up'}: http://127.0.0.1:${port} (${bin})`);
+    return p;
   }
 
-  async startTraefik(bin) {
+  /** Starts Traefik. Without options: the suite's dynamic configuration (traefikDynamicConfig()),
+   * routers fa@file and plugin@file. `dynamicConfig`, `routerNames` and `hosts` let another
+   * suite bring its own routers and say which must be enabled and answer. */
+  async startTraefik(bin, { dynamicConfig, routerNames = ['fa@file', 'plugin@file'], hosts = ['fa.localhost', 'plugin.localhost'] } = {}) {
     // Traefik's working directory: plugins-local/ must sit right under it.
     this.traefikWorkDir = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-traefik-'));
     layoutLocalPlugin(this.traefikWorkDir);
     const dynamicFile = path.join(this.artifactsDir, 'traefik-dynamic.yml');
     const staticFile = path.join(this.artifactsDir, 'traefik-static.yml');
-    fs.writeFileSync(dynamicFile, traefikDynamicConfig({ sidecarPort: this.ports.sidecar, whoamiPort: this.ports.whoami }));
+    fs.writeFileSync(dynamicFile, dynamicConfig ?? traefikDynamicConfig({ sidecarPort: this.ports.sidecar, whoamiPort: this.ports.whoami }));
     fs.writeFileSync(staticFile, traefikStaticConfig({
       traefikPort: this.ports.traefik,
       dynamicFile,
@@ -489,18 +501,18 @@ export class Stack {
     const port = this.ports.traefik;
 
     // 1. The entry point answers, and the file provider's routers are in the API.
-    const routers = await waitFor('Traefik routers fa@file and plugin@file', async () => {
+    const routers = await waitFor(`Traefik routers ${routerNames.join(', ')}`, async () => {
       p.assertRunning();
       const r = await request({ port, path: '/api/http/routers', headers: { Host: 'traefik.localhost' }, timeoutMs: 2000 });
       if (r.status !== 200) return false;
       const list = JSON.parse(r.body);
       const byName = Object.fromEntries(list.map((x) => [x.name, x]));
-      return byName['fa@file'] && byName['plugin@file'] ? byName : false;
+      return routerNames.every((n) => byName[n]) ? byName : false;
     }, { timeoutMs: 60000 });
 
     // 2. Both routers and their middlewares are enabled (a plugin that failed to load shows here).
     const problems = [];
-    for (const name of ['fa@file', 'plugin@file']) {
+    for (const name of routerNames) {
       const r = routers[name];
       if (r.status !== 'enabled') problems.push(`router ${name}: status ${r.status} ${JSON.stringify(r.error || [])}`);
     }
@@ -514,7 +526,7 @@ export class Stack {
     }
 
     // 3. Each door answers through its middleware: not a 404 (router missing) nor a 5xx.
-    for (const host of ['fa.localhost', 'plugin.localhost']) {
+    for (const host of hosts) {
       const r = await waitFor(`${host} answering through its middleware`, async () => {
         p.assertRunning();
         const res = await request({ port, path: '/', headers: { Host: host, Accept: 'text/html' }, timeoutMs: 10000 });
@@ -524,7 +536,7 @@ export class Stack {
       });
       this.say(`Traefik ${host} answers ${r.status}${r.headers.location ? ` -> ${r.headers.location.split('?')[0]}` : ''}`);
     }
-    this.say(`Traefik ready: ${this.urls.fa}/ and ${this.urls.plugin}/ (${bin})`);
+    this.say(`Traefik ready on 127.0.0.1:${port}: ${hosts.join(', ')} (${bin})`);
   }
 
   /** Error-level lines of Traefik's log that mention plugins (load or runtime failures). */
@@ -544,6 +556,8 @@ export class Stack {
     for (const name of ['traefik', 'sidecar', 'whoami', 'op']) {
       await this.procs[name]?.stop();
     }
+    // Whatever else was started through spawn() (the Keycloak suite's sidecars, Keycloak).
+    for (const p of Object.values(this.procs)) await p.stop();
     if (this.traefikWorkDir) fs.rmSync(this.traefikWorkDir, { recursive: true, force: true });
   }
 }
