@@ -12,6 +12,7 @@ use crate::forwarded::Forwarded;
 use crate::logging::decision;
 use crate::metrics::Outcome;
 use crate::reply::Reply;
+use crate::session::store::SESSION_ENDED;
 use crate::session::{RequestCookies, Session};
 use crate::template::Pass;
 
@@ -44,6 +45,8 @@ impl Middleware {
                         set_cookies = self.scope.after_refresh(&new, cookies, now)?;
                         Some(Arc::new(new))
                     }
+                    // Redis mode: the record was deleted meanwhile (a logout on another replica).
+                    Err(e) if e == SESSION_ENDED => None,
                     Err(e) => {
                         decision!(self.cfg.log_level, INFO, middleware = %self.cfg.name, error = %e, "session refresh failed");
                         // Until it expires, the old session stays good: an IdP outage must not log

@@ -43,6 +43,9 @@ use super::{RequestCookies, Session};
 use crate::error::Error;
 use crate::oidc::{BoxFuture, JtiStore};
 
+/// The refresh error when the record is gone (logout, back-channel logout, expiry) while the
+/// session was being refreshed: the request is anonymous, not served from the old session.
+pub const SESSION_ENDED: &str = "the session ended during the refresh";
 /// How long past its expiry a refreshable session's record is kept, so a refresh token can
 /// still renew it (the cookie-mode equivalent is a browser-session cookie outliving `exp`).
 pub const REFRESH_GRACE_SECS: u64 = 12 * 3600;
@@ -413,7 +416,7 @@ impl RedisStore {
             match self.fetch(t).await.map_err(|e| e.to_string())? {
                 Some(cur) if changed(&cur) => return Ok(cur),
                 Some(_) => {}
-                None => return Err("the session ended during the refresh".into()),
+                None => return Err(SESSION_ENDED.into()),
             }
             if Instant::now() > deadline {
                 return Err("timed out waiting for another replica's refresh".into());
@@ -431,7 +434,7 @@ impl RedisStore {
         match self.fetch(t).await.map_err(|e| e.to_string())? {
             Some(cur) if changed(&cur) => return Ok(cur),
             Some(_) => {}
-            None => return Err("the session ended".into()),
+            None => return Err(SESSION_ENDED.into()),
         }
         let new = redeem.ok_or("refresh already attempted")?.await?;
         self.rewrite(t, &new, now)
