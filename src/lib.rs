@@ -101,7 +101,7 @@ impl App {
             if key.storage() == SessionStorage::Redis
                 && let Some(pool) = &redis
             {
-                scope = scope.with_redis(pool.clone());
+                scope = scope.with_redis(&key, pool.clone());
             }
             if let Some(j) = &jtis {
                 scope = scope.with_jti_store(j.clone());

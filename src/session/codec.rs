@@ -104,11 +104,6 @@ impl CookieCodec {
         }
     }
 
-    /// The cookie prefix.
-    pub(super) fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
     /// The `Set-Cookie` value of a Redis-mode ticket cookie, living `ttl` seconds at most
     /// (capped by `SessionCookie.MaxAge` when set; a browser-session cookie otherwise, as in
     /// cookie mode).

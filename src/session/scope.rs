@@ -188,8 +188,6 @@ pub struct Judge {
 pub struct Scope {
     codec: CookieCodec,
     store: Store,
-    /// `ScopeKey::master`, kept to derive a Redis store's keys.
-    master: Vec<u8>,
     opened: Opened<Session>,
     refreshes: tokio::sync::Mutex<HashMap<[u8; 32], (u64, RefreshCell)>>,
     keep: Keep,
@@ -222,7 +220,6 @@ impl Scope {
         Scope {
             codec: CookieCodec::new(key, attrs, logout_paths),
             store: Store::Cookie,
-            master: key.master(),
             opened: Opened::default(),
             refreshes: tokio::sync::Mutex::new(HashMap::new()),
             keep,
@@ -233,9 +230,10 @@ impl Scope {
         }
     }
 
-    /// This scope with its sessions in Redis (`SessionStorageType: Redis`), through `pool`.
-    pub fn with_redis(mut self, pool: Arc<RedisPool>) -> Self {
-        let store = RedisStore::new(pool, &self.master, self.codec.prefix());
+    /// This scope (of key `key`) with its sessions in Redis (`SessionStorageType: Redis`),
+    /// through `pool`.
+    pub fn with_redis(mut self, key: &ScopeKey, pool: Arc<RedisPool>) -> Self {
+        let store = RedisStore::new(pool, &key.master(), key.prefix());
         self.store = Store::Redis(Box::new(store));
         self
     }
