@@ -452,8 +452,13 @@ impl RedisPool {
         let pinger = self.clone();
         tokio::spawn(async move {
             loop {
-                let _ = pinger.run::<String>(&redis::cmd("PING")).await;
-                tokio::time::sleep(PING_EVERY).await;
+                // After a failure, look again soon: a single slow answer should cost as little
+                // 503 time as possible once Redis answers again.
+                let pause = match pinger.run::<String>(&redis::cmd("PING")).await {
+                    Ok(_) => PING_EVERY,
+                    Err(_) => RETRY_AFTER,
+                };
+                tokio::time::sleep(pause).await;
             }
         });
         loop {
