@@ -28,13 +28,18 @@ export TRAEFIK_BIN
 # run.mjs kills what it started; this trap is the backstop for when Node itself is killed hard.
 # It ends only the process groups run.mjs recorded (one per child it started), by id.
 cleanup() {
-  local pidfile="$artifacts/pids"
-  [ -f "$pidfile" ] || return 0
-  while read -r pid _name; do
-    [ -n "$pid" ] && kill -0 -- "-$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null || true
-  done <"$pidfile"
+  local pidfile
+  for pidfile in "$artifacts/pids" "$artifacts/inline/pids" "$artifacts/inline/login/pids"; do
+    [ -f "$pidfile" ] || continue
+    while read -r pid _name; do
+      [ -n "$pid" ] && kill -0 -- "-$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null || true
+    done <"$pidfile"
+  done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 node tests/e2e/run.mjs
+# Inline traefik-oidc-auth blocks (issue 12): Traefik's decoding of every README/examples block,
+# then login, restart and logout with the sidecar's empty middlewares:.
+node tests/e2e/inline.mjs

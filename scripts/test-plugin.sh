@@ -77,6 +77,8 @@ DEST="$GOPATH_DIR/src/$MODULE"
 mkdir -p "$DEST/traefik-plugin"
 cp "$ROOT/go.mod" "$ROOT/.traefik.yml" "$DEST/"
 cp "$PLUGIN"/*.go "$DEST/traefik-plugin/"
+# The golden fixtures of the inline-block tests (testdata/inline, see its README.md).
+cp -R "$PLUGIN/testdata" "$DEST/traefik-plugin/"
 if ! (cd "$DEST/traefik-plugin" && GOPATH="$GOPATH_DIR" GO111MODULE=off "$YAEGI" test -v . >"$WORK/yaegi-test.log" 2>&1); then
 	tail -n 60 "$WORK/yaegi-test.log"
 	summarise "$WORK/yaegi-test.log" "yaegi test"

@@ -10,13 +10,20 @@
 //!   global filter and per-middleware `LogLevel`;
 //! - `oidc`: the IdP; `authz`: claim assertions; `template`: identity headers;
 //! - `listener`: accept loops, connection budgets, timeouts and header limits;
-//! - `rules`: `BypassAuthenticationRule`; `redirect`: redirect-target validation; `error`/`reply`: answers; `routes`: HTTP mapping.
+//! - `rules`: `BypassAuthenticationRule`; `redirect`: redirect-target validation; `error`/`reply`: answers; `routes`: HTTP mapping;
+//! - `inline`: middleware blocks registered at runtime by the plugin shim; `scopes`: every
+//!   session scope by key (YAML, inline, across reloads); `reload`: the file watcher and SIGHUP.
+//!
+//! The configuration read from the file is one [`Generation`]; a reload swaps it whole
+//! ([`App::reload`]): each request reads the current generation once, so in-flight requests
+//! finish on the one they started with.
 
 pub mod auth;
 pub mod authz;
 pub mod config;
 pub mod error;
 pub mod forwarded;
+pub mod inline;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
@@ -24,15 +31,18 @@ pub mod oidc;
 pub mod opened;
 pub mod pages;
 pub mod redirect;
+pub mod reload;
 pub mod reply;
 pub mod routes;
 pub mod rules;
+pub mod scopes;
 pub mod session;
 pub mod template;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -40,11 +50,12 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::auth::{Middleware, scope_key, scope_of};
-use crate::config::{Config, MiddlewareConfig, SessionStorage};
+use crate::auth::{Middleware, scope_key};
+use crate::config::{Config, InlineConfig, MiddlewareConfig, SessionStorage};
 use crate::forwarded::Cidr;
 use crate::session::ScopeKey;
 use crate::session::redis::RedisPool;
+use crate::session::store::RedisJtiStore;
 
 /// The source of "now" (unix seconds). Domain code takes time as a parameter; this is where
 /// the HTTP layer gets it, and tests substitute their own.
@@ -65,104 +76,103 @@ impl Clock for SystemClock {
     }
 }
 
-/// The running sidecar: its middlewares and shared settings.
+/// The running sidecar: the current configuration [`Generation`], the session scopes and the
+/// registered inline blocks.
 pub struct App {
-    middlewares: BTreeMap<String, Arc<Middleware>>,
-    /// The process's one Redis connection, when a middleware keeps its sessions there.
-    redis: Option<Arc<RedisPool>>,
-    trusted: Vec<Cidr>,
+    live: RwLock<Arc<Generation>>,
+    scopes: scopes::ScopeRegistry,
+    blocks: inline::Registry,
     clock: Arc<dyn Clock>,
+    /// Set by [`App::start_discovery`]: reloads and registrations start their providers' loops.
+    discovering: AtomicBool,
+    /// The process's one Redis connection (the `redis:` block; built at start, not reloaded).
+    redis: Option<Arc<RedisPool>>,
 }
 
-impl App {
-    /// Builds every middleware (no network I/O; call [`App::start_discovery`] next).
-    /// Middlewares with the same session scope key share one [`session::Scope`].
-    /// With `SessionStorageType: Redis` middlewares, the one Redis pool is built here (no I/O:
-    /// it connects on first use and from [`App::start_discovery`]).
-    pub fn new(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Self, String> {
+/// What one configuration file gives: the YAML middlewares and the settings a reload may
+/// change. Its providers' discovery loops stop when it is dropped (after a reload, once the
+/// last request using it has finished).
+pub struct Generation {
+    middlewares: BTreeMap<String, Arc<Middleware>>,
+    trusted: Vec<Cidr>,
+    inline: InlineConfig,
+    discovery: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Drop for Generation {
+    fn drop(&mut self) {
+        for h in self
+            .discovery
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            h.abort();
+        }
+    }
+}
+
+impl Generation {
+    /// Builds every middleware of `cfg` in the scope of its key (taken from `scopes`, so an
+    /// unchanged key keeps its scope). Each scope is set to exactly its members at once: the
+    /// YAML middlewares of its key and the registered inline blocks (`inline`) of that key.
+    /// No network I/O.
+    fn build(
+        cfg: &Config,
+        scopes: &scopes::ScopeRegistry,
+        inline: &[&MiddlewareConfig],
+    ) -> Result<Self, String> {
         let mut middlewares = BTreeMap::new();
-        let wants_redis = cfg
-            .middlewares
-            .values()
-            .any(|m| m.session_storage == SessionStorage::Redis);
-        let redis = match (&cfg.redis, wants_redis) {
-            (Some(r), true) => Some(Arc::new(RedisPool::new(r)?)),
-            (None, true) => return Err("SessionStorageType Redis needs the redis: block".into()),
-            (_, false) => None,
-        };
-        // With Redis, the back-channel logout replay memory is in Redis for every scope: a
-        // client's logout tokens go through whichever scope comes first (`client_scopes`), and a
-        // token must be accepted once across every replica.
-        let jtis = redis
-            .as_ref()
-            .map(|p| Arc::new(session::store::RedisJtiStore::new(p.clone())));
         for (key, members) in scope_groups(cfg) {
-            let mut scope = scope_of(&members).ok_or("a scope without middlewares")?;
-            if key.storage() == SessionStorage::Redis
-                && let Some(pool) = &redis
-            {
-                scope = scope.with_redis(&key, pool.clone());
-            }
-            if let Some(j) = &jtis {
-                scope = scope.with_jti_store(j.clone());
-            }
-            let scope = Arc::new(scope);
+            let mut all = members.clone();
+            all.extend(inline.iter().copied().filter(|m| scope_key(m) == key));
+            let scope = scopes.set(&all).ok_or("a scope without middlewares")?;
             for m in members {
                 let mw = Middleware::new(m.clone(), scope.clone())
                     .map_err(|e| format!("middlewares.{}: {e}", m.name))?;
                 middlewares.insert(m.name.clone(), Arc::new(mw));
             }
         }
-        Ok(App {
+        Ok(Generation {
             middlewares,
-            redis,
             trusted: cfg.trusted_proxies.clone(),
-            clock,
+            inline: cfg.inline.clone(),
+            discovery: Mutex::new(Vec::new()),
         })
     }
 
-    /// Starts each middleware's discovery loop on the current runtime, and the Redis
-    /// invalidation subscriber and health check when Redis is used.
-    pub fn start_discovery(&self) {
+    fn start_discovery(&self) {
+        let mut handles = self
+            .discovery
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !handles.is_empty() {
+            return;
+        }
         for (name, m) in &self.middlewares {
-            tokio::spawn(m.provider.clone().run(name.clone()));
-        }
-        if let Some(r) = &self.redis {
-            tokio::spawn(r.clone().run_background());
+            handles.push(tokio::spawn(m.provider.clone().run(name.clone())).abort_handle());
         }
     }
 
-    /// Whether every middleware has its discovery document and signing keys, and Redis (when
-    /// used) answers.
-    pub fn ready(&self) -> bool {
-        self.not_ready().is_none()
-    }
-
-    /// Why the sidecar is not ready (for `/readyz`), or `None`.
-    pub fn not_ready(&self) -> Option<String> {
-        if !self
-            .middlewares
+    fn ready(&self) -> bool {
+        self.middlewares
             .values()
             .all(|m| m.provider.current().is_some())
-        {
-            return Some("discovery or signing keys not loaded".into());
-        }
-        self.redis.as_ref().and_then(|r| r.status().err())
     }
 
-    /// The Redis pool, when a middleware keeps its sessions in Redis.
-    pub fn redis(&self) -> Option<&Arc<RedisPool>> {
-        self.redis.as_ref()
-    }
-
-    /// A middleware by name.
+    /// A YAML middleware by name.
     pub fn middleware(&self, name: &str) -> Option<&Arc<Middleware>> {
         self.middlewares.get(name)
     }
 
-    /// All middlewares.
-    pub fn middlewares(&self) -> impl Iterator<Item = &Arc<Middleware>> {
-        self.middlewares.values()
+    /// Trusted proxy networks.
+    pub fn trusted_proxies(&self) -> &[Cidr] {
+        &self.trusted
+    }
+
+    /// The `inline:` rules.
+    pub fn inline(&self) -> &InlineConfig {
+        &self.inline
     }
 
     /// What `/auth` without a name means: `default`, or the only middleware.
@@ -175,27 +185,156 @@ impl App {
             _ => None,
         }
     }
+}
+
+impl App {
+    /// Builds every middleware (no network I/O; call [`App::start_discovery`] next).
+    /// Middlewares with the same session scope key share one [`session::Scope`].
+    ///
+    /// With a `redis:` block the one Redis pool is built here (no I/O: it connects on first use
+    /// and from [`App::start_discovery`]), and every new scope passes through it: scopes of
+    /// `SessionStorageType: Redis` keep their sessions there, and every scope keeps its
+    /// back-channel logout `jti`s there (a client's logout tokens go through whichever of its
+    /// scopes comes first, and a token must be accepted once across every replica).
+    pub fn new(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Self, String> {
+        let wants_redis = cfg
+            .middlewares
+            .values()
+            .any(|m| m.session_storage == SessionStorage::Redis);
+        let redis = match &cfg.redis {
+            Some(r) => Some(Arc::new(RedisPool::new(r)?)),
+            None if wants_redis => {
+                return Err("SessionStorageType Redis needs the redis: block".into());
+            }
+            None => None,
+        };
+        let scopes = match &redis {
+            Some(pool) => {
+                let pool = pool.clone();
+                let jtis = Arc::new(RedisJtiStore::new(pool.clone()));
+                scopes::ScopeRegistry::new(Box::new(move |s, key: &ScopeKey| {
+                    let s = if key.storage() == SessionStorage::Redis {
+                        s.with_redis(key, pool.clone())
+                    } else {
+                        s
+                    };
+                    s.with_jti_store(jtis.clone())
+                }))
+            }
+            None => scopes::ScopeRegistry::default(),
+        };
+        let generation = Generation::build(cfg, &scopes, &[])?;
+        Ok(App {
+            live: RwLock::new(Arc::new(generation)),
+            scopes,
+            blocks: inline::Registry::default(),
+            clock,
+            discovering: AtomicBool::new(false),
+            redis,
+        })
+    }
+
+    /// The Redis pool, when the configuration has a `redis:` block.
+    pub fn redis(&self) -> Option<&Arc<RedisPool>> {
+        self.redis.as_ref()
+    }
+
+    /// The configuration generation in force. A request reads it once and keeps it.
+    pub fn current(&self) -> Arc<Generation> {
+        self.live
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Starts each middleware's discovery loop on the current runtime (and, from now on, those
+    /// of reloaded configurations and registered inline blocks).
+    pub fn start_discovery(&self) {
+        // The Redis subscriber and health check, once.
+        if !self.discovering.swap(true, Ordering::AcqRel)
+            && let Some(r) = &self.redis
+        {
+            tokio::spawn(r.clone().run_background());
+        }
+        self.current().start_discovery();
+        for b in self.blocks.blocks() {
+            b.start_discovery();
+        }
+    }
+
+    fn discovering(&self) -> bool {
+        self.discovering.load(Ordering::Acquire)
+    }
+
+    /// Whether every YAML middleware has its discovery document and signing keys. With no
+    /// middlewares of its own (inline blocks only) the sidecar is ready once it listens: an
+    /// inline block's provider is loaded when the block is registered, and its requests
+    /// answer 503 until then.
+    pub fn ready(&self) -> bool {
+        self.not_ready().is_none()
+    }
+
+    /// Why the sidecar is not ready (for `/readyz`), or `None`: discovery, or Redis (when a
+    /// `redis:` block is configured) not answering or its invalidation channel not subscribed.
+    pub fn not_ready(&self) -> Option<String> {
+        if !self.current().ready() {
+            return Some("discovery or signing keys not loaded".into());
+        }
+        self.redis.as_ref().and_then(|r| r.status().err())
+    }
+
+    /// A YAML middleware by name.
+    pub fn middleware(&self, name: &str) -> Option<Arc<Middleware>> {
+        self.current().middlewares.get(name).cloned()
+    }
+
+    /// All YAML middlewares of the current configuration.
+    pub fn middlewares(&self) -> Vec<Arc<Middleware>> {
+        self.current().middlewares.values().cloned().collect()
+    }
+
+    /// The registered inline blocks.
+    pub fn inline_blocks(&self) -> Vec<Arc<inline::Block>> {
+        self.blocks.blocks()
+    }
+
+    /// The inline block registered under `hash` (marked as used).
+    pub fn inline_block(&self, hash: &str) -> Option<Arc<inline::Block>> {
+        self.blocks.get(hash)
+    }
+
+    /// What `/auth` without a name means: `default`, or the only middleware.
+    pub fn default_middleware_name(&self) -> Option<String> {
+        self.current().default_middleware_name().map(str::to_string)
+    }
 
     /// Trusted proxy networks.
-    pub fn trusted_proxies(&self) -> &[Cidr] {
-        &self.trusted
+    pub fn trusted_proxies(&self) -> Vec<Cidr> {
+        self.current().trusted.clone()
     }
 
     /// The distinct session scopes of every middleware that uses `mw`'s IdP client (the same
-    /// `Provider.Url` and `ClientId`), in middleware name order. A back-channel logout token is
-    /// addressed to the client, and an IdP registers one back-channel URI per client, so the
-    /// logout it brings applies to all of them (middlewares of one client may still differ in
-    /// Secret or cookie settings, hence in scope). The order is the same whichever middleware
-    /// asks, so the first scope can hold the client's `jti` memory: a token replayed through
-    /// another middleware's route is still a replay.
+    /// `Provider.Url` and `ClientId`), YAML middlewares in name order, then inline blocks. A
+    /// back-channel logout token is addressed to the client, and an IdP registers one
+    /// back-channel URI per client, so the logout it brings applies to all of them
+    /// (middlewares of one client may still differ in Secret or cookie settings, hence in
+    /// scope). The YAML order is the same whichever middleware asks, so the first scope can
+    /// hold the client's `jti` memory: a token replayed through another middleware's route is
+    /// still a replay.
     pub fn client_scopes(&self, mw: &Middleware) -> Vec<Arc<session::Scope>> {
         let same = |m: &Middleware| {
             m.cfg.provider.client_id == mw.cfg.provider.client_id
                 && m.cfg.provider.url.trim_end_matches('/')
                     == mw.cfg.provider.url.trim_end_matches('/')
         };
+        let generation = self.current();
+        let blocks = self.blocks.blocks();
         let mut out: Vec<Arc<session::Scope>> = Vec::new();
-        for m in self.middlewares.values() {
+        let all = generation
+            .middlewares
+            .values()
+            .chain(blocks.iter().map(|b| &b.middleware));
+        for m in all {
             if same(m) && !out.iter().any(|s| Arc::ptr_eq(s, m.scope())) {
                 out.push(m.scope().clone());
             }
@@ -308,7 +447,9 @@ pub async fn serve_with_limits(
 ) -> std::io::Result<()> {
     let settings = listener::Settings::resolve(limits, listener::open_file_limit());
     let stats = Arc::new(metrics::Listeners::default());
-    let trusted = state.trusted_proxies().to_vec();
+    // The connection budgets keep the start-up trustedProxies; a reload changes who is
+    // believed for X-Forwarded-* and who may register inline blocks (see `reload`).
+    let trusted = state.trusted_proxies();
     let auth = listener::Listener {
         name: "auth",
         socket: listener,
@@ -366,16 +507,16 @@ mod tests {
         assert!(!Arc::ptr_eq(&scope("a"), &scope("c")));
         assert_eq!(scope("a").members(), ["a", "b"]);
         // A logout for client `app` reaches every scope of that client, and only those.
-        let scopes = app.client_scopes(app.middleware("d").unwrap());
+        let scopes = app.client_scopes(&app.middleware("d").unwrap());
         assert_eq!(scopes.len(), 2);
         assert!(Arc::ptr_eq(&scopes[0], &scope("a")));
         assert!(Arc::ptr_eq(&scopes[1], &scope("d")));
-        let again = app.client_scopes(app.middleware("b").unwrap());
+        let again = app.client_scopes(&app.middleware("b").unwrap());
         assert!(
             Arc::ptr_eq(&scopes[0], &again[0]),
             "the same order from any member"
         );
-        assert_eq!(app.client_scopes(app.middleware("c").unwrap()).len(), 1);
+        assert_eq!(app.client_scopes(&app.middleware("c").unwrap()).len(), 1);
     }
 
     #[test]

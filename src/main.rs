@@ -1,4 +1,6 @@
-//! The `traefik-oidc-sidecar` binary: command line, logging, listeners, signals.
+//! The `traefik-oidc-sidecar` binary: command line, logging, listeners, signals (SIGTERM and
+//! Ctrl-C drain and stop; SIGHUP reloads the configuration file, as does a change of its
+//! content, see `traefik_oidc_sidecar::reload`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +9,7 @@ use std::sync::Arc;
 use clap::Parser;
 use traefik_oidc_sidecar::config::{self, LogFormat};
 use traefik_oidc_sidecar::{
-    App, SystemClock, listener, logging, scope_warnings, serve_with_limits,
+    App, SystemClock, listener, logging, reload, scope_warnings, serve_with_limits,
 };
 
 /// OpenID Connect login for anything behind Traefik (a forwardAuth server).
@@ -59,18 +61,26 @@ fn main() -> ExitCode {
         for w in &scope_problems {
             eprintln!("  warning: {w}");
         }
-        println!(
-            "{}: valid ({} middleware(s): {})",
-            cli.config.display(),
-            loaded.config.middlewares.len(),
-            loaded
-                .config
-                .middlewares
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        if loaded.config.middlewares.is_empty() {
+            // Valid: a sidecar for inline blocks only has none of its own.
+            println!(
+                "{}: valid (no middlewares of its own: inline blocks only)",
+                cli.config.display()
+            );
+        } else {
+            println!(
+                "{}: valid ({} middleware(s): {})",
+                cli.config.display(),
+                loaded.config.middlewares.len(),
+                loaded
+                    .config
+                    .middlewares
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         return ExitCode::SUCCESS;
     }
     let mut cfg = loaded.config;
@@ -104,7 +114,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cfg)) {
+    match rt.block_on(run(cfg, cli.config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -113,7 +123,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cfg: config::Config) -> Result<(), String> {
+async fn run(cfg: config::Config, path: PathBuf) -> Result<(), String> {
     let app = Arc::new(App::new(&cfg, Arc::new(SystemClock))?);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -122,6 +132,12 @@ async fn run(cfg: config::Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("metricsListen {}: {e}", cfg.metrics_listen))?;
     app.start_discovery();
+    tokio::spawn(reload::watch(
+        app.clone(),
+        path,
+        cfg.clone(),
+        reload::POLL_EVERY,
+    ));
     tracing::info!(listen = %cfg.listen, metrics = %cfg.metrics_listen, middlewares = cfg.middlewares.len(), "traefik-oidc-sidecar started");
     let settings = listener::Settings::resolve(&cfg.limits, listener::open_file_limit());
     if cfg.limits.max_connections.is_some()

@@ -9,24 +9,36 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 
-use crate::App;
+use tracing::Instrument;
+
+use crate::auth::Middleware;
 use crate::error::Error;
 use crate::forwarded;
+use crate::inline;
 use crate::metrics;
 use crate::reply::{Body, Reply};
+use crate::{App, Generation};
 
-/// The auth listener's routes: `/auth`, `/auth/{middleware}`, `/backchannel-logout` and
-/// `/backchannel-logout/{middleware}` (POST, Back-Channel Logout 1.0), `/healthz`, `/readyz`.
+/// The auth listener's routes: `/auth`, `/auth/{middleware}`, `/auth/inline/{hash}` and
+/// `POST /inline/{hash}` (inline blocks, see [`crate::inline`]), `/backchannel-logout`,
+/// `/backchannel-logout/{middleware}` and `/backchannel-logout/inline/{hash}` (POST,
+/// Back-Channel Logout 1.0), `/healthz`, `/readyz`.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         // Traefik's forwardAuth always sends GET; `any` also serves proxies that keep the method
         // (e.g. nginx auth_request), since the method that matters is X-Forwarded-Method.
         .route("/auth", any(auth_default))
         .route("/auth/{middleware}", any(auth_named))
+        .route("/auth/inline/{hash}", any(auth_inline))
+        .route("/inline/{hash}", post(register_inline))
         // For IdPs that reach the sidecar directly (inside the cluster), and for the Traefik
         // router or plugin shim that carries `BackchannelLogoutUri` here with its body.
         .route("/backchannel-logout", post(backchannel_default))
         .route("/backchannel-logout/{middleware}", post(backchannel_named))
+        .route(
+            "/backchannel-logout/inline/{hash}",
+            post(backchannel_inline),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(app)
@@ -47,7 +59,11 @@ async fn auth_default(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    auth(&app, app.default_middleware_name(), peer, req.headers()).await
+    let generation = app.current();
+    let mw = generation
+        .default_middleware_name()
+        .and_then(|n| generation.middleware(n));
+    auth(&app, &generation, mw, peer, req.headers()).await
 }
 
 async fn auth_named(
@@ -56,14 +72,129 @@ async fn auth_named(
     Path(name): Path<String>,
     req: Request,
 ) -> Response {
-    auth(&app, Some(name.as_str()), peer, req.headers()).await
+    let generation = app.current();
+    let mw = generation.middleware(&name);
+    auth(&app, &generation, mw, peer, req.headers()).await
 }
 
-async fn auth(app: &App, name: Option<&str>, peer: SocketAddr, headers: &HeaderMap) -> Response {
-    let Some(mw) = name.and_then(|n| app.middleware(n)) else {
+/// The header naming an inline middleware in log lines and metrics (nothing else).
+const MIDDLEWARE_LABEL: &str = "x-oidc-sidecar-middleware";
+
+async fn auth_inline(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(hash): Path<String>,
+    req: Request,
+) -> Response {
+    let Some(block) = app.inline_block(&hash) else {
+        return to_response(inline::unknown_block(&hash));
+    };
+    let generation = app.current();
+    let label = inline::label(req.headers().get(MIDDLEWARE_LABEL).map(|v| v.as_bytes()));
+    // Every line the decision logs carries the Traefik middleware name the shim sent.
+    let span = tracing::info_span!("inline", middleware = %label, block = %&block.hash[..12]);
+    auth(
+        &app,
+        &generation,
+        Some(&block.middleware),
+        peer,
+        req.headers(),
+    )
+    .instrument(span)
+    .await
+}
+
+/// `POST /inline/{hash}`: the peer and token first, then the body (capped), then the block.
+async fn register_inline(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(hash): Path<String>,
+    req: Request,
+) -> Response {
+    let generation = app.current();
+    let rules = generation.inline();
+    let label = inline::label(req.headers().get(MIDDLEWARE_LABEL).map(|v| v.as_bytes()));
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    let result = match inline::authorize(
+        rules,
+        generation.trusted_proxies(),
+        peer.ip(),
+        authorization,
+    ) {
+        Err(e) => Err(e),
+        Ok(()) => {
+            let (parts, body) = req.into_parts();
+            match axum::body::to_bytes(body, rules.max_block_bytes).await {
+                // Over the cap, or a body that broke off: the cap is the only way to fail here
+                // that the registrant controls.
+                Err(_) => Err(inline::RegisterError::TooLarge),
+                Ok(bytes) => app.register_inline(
+                    &hash,
+                    &bytes,
+                    parts.headers.get(MIDDLEWARE_LABEL).map(|v| v.as_bytes()),
+                ),
+            }
+        }
+    };
+    if result.is_ok()
+        && let Some(b) = app.inline_block(&hash)
+        && !b.loaded(inline::REGISTER_WAIT).await
+    {
+        // Still registered: its requests answer 503 until discovery loads (fail closed).
+        tracing::warn!(middleware = %label, block = %&b.hash[..12], "inline block registered; its provider's discovery is not loaded yet");
+    }
+    match result {
+        Ok(inline::Registered::Created) => (StatusCode::CREATED, "registered\n").into_response(),
+        Ok(inline::Registered::Known) => (StatusCode::OK, "already registered\n").into_response(),
+        Err(e) => {
+            tracing::warn!(peer = %peer.ip(), middleware = %label, status = e.status(), reason = e.title(), problems = e.problems().len(), "inline registration refused");
+            registration_problem(&e)
+        }
+    }
+}
+
+/// A refused registration as problem+json, with the `problems` member (key path and message
+/// of each) for an invalid block.
+fn registration_problem(e: &inline::RegisterError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut json = serde_json::json!({
+        "type": "about:blank",
+        "title": e.title(),
+        "status": e.status(),
+        "detail": e.detail(),
+    });
+    if !e.problems().is_empty() {
+        json["problems"] = e
+            .problems()
+            .iter()
+            .map(|p| serde_json::json!({"path": p.path, "message": p.message}))
+            .collect();
+    }
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/problem+json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        json.to_string(),
+    )
+        .into_response()
+}
+
+async fn auth(
+    app: &App,
+    generation: &Generation,
+    mw: Option<&Arc<Middleware>>,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Response {
+    let Some(mw) = mw else {
         return to_response(Error::UnknownMiddleware.to_reply(false));
     };
-    let fwd = match forwarded::parse(peer.ip(), app.trusted_proxies(), headers) {
+    let fwd = match forwarded::parse(peer.ip(), generation.trusted_proxies(), headers) {
         Ok(f) => f,
         Err(e) => {
             tracing::warn!(peer = %peer.ip(), error = %e, "forwarded request refused");
@@ -74,7 +205,9 @@ async fn auth(app: &App, name: Option<&str>, peer: SocketAddr, headers: &HeaderM
 }
 
 async fn backchannel_default(State(app): State<Arc<App>>, req: Request) -> Response {
-    backchannel(&app, app.default_middleware_name(), req).await
+    let name = app.default_middleware_name();
+    let mw = name.and_then(|n| app.middleware(&n));
+    backchannel(&app, mw, req).await
 }
 
 async fn backchannel_named(
@@ -82,15 +215,34 @@ async fn backchannel_named(
     Path(name): Path<String>,
     req: Request,
 ) -> Response {
-    backchannel(&app, Some(name.as_str()), req).await
+    let mw = app.middleware(&name);
+    backchannel(&app, mw, req).await
+}
+
+/// The inline twin of `/backchannel-logout/{middleware}`: the shim carries the IdP's logout
+/// POST for an inline middleware here. An unknown block gets the registration cue.
+async fn backchannel_inline(
+    State(app): State<Arc<App>>,
+    Path(hash): Path<String>,
+    req: Request,
+) -> Response {
+    let Some(block) = app.inline_block(&hash) else {
+        return to_response(inline::unknown_block(&hash));
+    };
+    let label = inline::label(req.headers().get(MIDDLEWARE_LABEL).map(|v| v.as_bytes()));
+    let span = tracing::info_span!("inline", middleware = %label, block = %&block.hash[..12]);
+    backchannel(&app, Some(block.middleware.clone()), req)
+        .instrument(span)
+        .await
 }
 
 /// Reads the body up to [`crate::auth::MAX_BACKCHANNEL_BODY`] (more, or a broken body, is
 /// `None`) and hands it to the middleware.
-async fn backchannel(app: &App, name: Option<&str>, req: Request) -> Response {
-    let Some(mw) = name.and_then(|n| app.middleware(n)) else {
+async fn backchannel(app: &App, mw: Option<Arc<Middleware>>, req: Request) -> Response {
+    let Some(mw) = mw else {
         return to_response(Error::UnknownMiddleware.to_reply(false));
     };
+    let mw = &*mw;
     let (parts, body) = req.into_parts();
     let content_type = parts
         .headers
@@ -124,13 +276,31 @@ async fn metrics_text(
     State(app): State<Arc<App>>,
     Extension(listeners): Extension<Arc<metrics::Listeners>>,
 ) -> Response {
-    let mut body = metrics::render(app.middlewares().map(|m| {
-        (
-            m.cfg.name.as_str(),
-            &*m.counters,
-            m.provider.current().is_some(),
-        )
-    }));
+    let yaml = app.middlewares();
+    let blocks = app.inline_blocks();
+    // An inline middleware is named by the Traefik name it was registered under and the start
+    // of its hash (two blocks may share a Traefik name across routers or edits).
+    let inline_names: Vec<String> = blocks
+        .iter()
+        .map(|b| format!("inline:{}:{}", b.label, &b.hash[..8]))
+        .collect();
+    let mut body = metrics::render(
+        yaml.iter()
+            .map(|m| {
+                (
+                    m.cfg.name.as_str(),
+                    &*m.counters,
+                    m.provider.current().is_some(),
+                )
+            })
+            .chain(blocks.iter().zip(&inline_names).map(|(b, n)| {
+                (
+                    n.as_str(),
+                    &*b.middleware.counters,
+                    b.middleware.provider.current().is_some(),
+                )
+            })),
+    );
     listeners.render(&mut body);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -4,7 +4,8 @@
 // The decision request never carries a body (see ServeHTTP). For that one path the sidecar's
 // answer to the decision request is a 400 carrying forwardBodyHeader; when the client's request
 // is a POST, the shim then reads its body (at most maxLogoutBody bytes), POSTs it with its
-// Content-Type to {SidecarUrl}/backchannel-logout/{Middleware}, and relays that answer (200 on
+// Content-Type to {SidecarUrl}/backchannel-logout/{Middleware} (or .../inline/{hash} for an
+// inline block), and relays that answer (200 on
 // success, 400 problem+json otherwise) to the client. The upstream is never called for it, and
 // every failure answers non-2xx: a body over the cap is a 400 here, an unreachable sidecar a
 // 503, as everywhere else in the shim.
@@ -48,6 +49,9 @@ func (m *shim) forwardLogout(rw http.ResponseWriter, req *http.Request) {
 	// cookies, its Authorization) is passed on.
 	if ct := req.Header.Get("Content-Type"); ct != "" {
 		out.Header.Set("Content-Type", ct)
+	}
+	if m.cfg.inline != nil {
+		out.Header[middlewareHeader] = m.nameValue
 	}
 	resp, err := m.client.Do(out)
 	if err != nil {

@@ -28,6 +28,7 @@ type logoutPost struct {
 	contentType string
 	cookie      string
 	body        string
+	middleware  string // X-Oidc-Sidecar-Middleware (inline blocks only)
 }
 
 func newLogoutSidecar(t *testing.T) *logoutSidecar {
@@ -60,6 +61,7 @@ func (f *logoutSidecar) serve(w http.ResponseWriter, r *http.Request) {
 		contentType: r.Header.Get("Content-Type"),
 		cookie:      r.Header.Get("Cookie"),
 		body:        string(body),
+		middleware:  r.Header.Get(middlewareHeader),
 	})
 	answer := f.answer
 	f.mu.Unlock()
@@ -197,5 +199,26 @@ func TestOtherPathsNeverSendTheBody(t *testing.T) {
 	rec := serve(h, req)
 	if rec.Code != http.StatusOK || up.count() != 1 || len(f.received()) != 0 {
 		t.Fatalf("status %d, upstream %d, forwarded %d", rec.Code, up.count(), len(f.received()))
+	}
+}
+
+func TestBackchannelLogoutOfAnInlineBlock(t *testing.T) {
+	f := newLogoutSidecar(t)
+	up := &upstream{}
+	h := newTestShim(t, f.srv.URL, up, func(c *Config) { c.Block = typedBlock() })
+	_, hash := mustCanonical(t, typedBlock())
+	rec := serve(h, logoutRequest(http.MethodPost, "logout_token=good"))
+	if rec.Code != http.StatusOK || up.count() != 0 {
+		t.Fatalf("status %d, upstream %d; want 200 and 0", rec.Code, up.count())
+	}
+	posts := f.received()
+	if len(posts) != 1 {
+		t.Fatalf("%d back-channel posts, want 1", len(posts))
+	}
+	if want := "/backchannel-logout/inline/" + hash; posts[0].path != want {
+		t.Errorf("posted to %s, want %s", posts[0].path, want)
+	}
+	if posts[0].middleware != "test@file" {
+		t.Errorf("%s = %q, want test@file", middlewareHeader, posts[0].middleware)
 	}
 }

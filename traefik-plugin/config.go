@@ -37,9 +37,11 @@ func DefaultAuthResponseHeaders() []string {
 // only document the usual spelling.
 type Config struct {
 	// SidecarUrl is the sidecar's base URL (http or https), e.g. http://oidc-sidecar:4181.
-	// Required. The shim calls {SidecarUrl}/auth/{Middleware}.
+	// Required. The shim calls {SidecarUrl}/auth/{Middleware}, or {SidecarUrl}/auth/inline/{hash}
+	// with an inline block.
 	SidecarUrl string `json:"sidecarUrl,omitempty"`
 	// Middleware is the name of the sidecar middleware (its OIDC client configuration) to ask.
+	// Not used when the configuration holds an inline block (see Block).
 	Middleware string `json:"middleware,omitempty"`
 	// Timeout bounds the whole sidecar round trip, as a Go duration string such as "5s".
 	Timeout string `json:"timeout,omitempty"`
@@ -51,6 +53,14 @@ type Config struct {
 	// client-sent request headers matching it are removed first. Unanchored, as in Traefik's
 	// forwardAuth: use ^...$ to match whole names.
 	AuthResponseHeadersRegex string `json:"authResponseHeadersRegex,omitempty"`
+	// RegistrationToken is sent as a bearer token when the shim registers an inline block
+	// with the sidecar; it must equal the sidecar's inline.registrationToken when that is set.
+	RegistrationToken string `json:"registrationToken,omitempty"`
+	// Block holds every key that is not one of the above: the inline traefik-oidc-auth
+	// middleware block (Provider, Secret, Scopes, ...), as Traefik delivered it. mapstructure's
+	// ",remain" collects the keys no other field claimed, and Traefik's loader keeps the tag
+	// under Yaegi. When it is empty the shim asks the sidecar's named Middleware instead.
+	Block map[string]interface{} `json:"-" mapstructure:",remain"`
 }
 
 // CreateConfig returns the default configuration. Traefik decodes the user's configuration
@@ -65,8 +75,9 @@ func CreateConfig() *Config {
 
 // settings is a validated Config, ready for the request path.
 type settings struct {
-	authURL     string           // {SidecarUrl}/auth/{escaped Middleware}
-	logoutURL   string           // {SidecarUrl}/backchannel-logout/{escaped Middleware}
+	authURL     string           // {SidecarUrl}/auth/{escaped Middleware} or /auth/inline/{hash}
+	logoutURL   string           // {SidecarUrl}/backchannel-logout/{escaped Middleware} or .../inline/{hash}
+	inline      *inlineBlock     // nil unless the config holds an inline block (inline.go)
 	timeout     time.Duration    // whole round trip
 	copyHeaders []string         // canonical names copied from a 2xx sidecar response
 	stripNames  map[string]bool  // normalised names removed from the request on a 2xx
@@ -87,14 +98,28 @@ func validate(cfg *Config) (*settings, error) {
 		return nil, err
 	}
 
-	mw := cfg.Middleware
-	if mw == "" {
-		return nil, errors.New("middleware: must not be empty (the sidecar middleware name, e.g. \"default\")")
+	body, hash, err := canonicalBlock(cfg.Block)
+	if err != nil {
+		return nil, err
 	}
-	// "." and ".." survive path escaping and would be collapsed by path normalisation, so
-	// /auth/.. could reach a different sidecar route than the middleware check.
-	if mw == "." || mw == ".." {
-		return nil, fmt.Errorf("middleware: %q is not a valid middleware name", mw)
+	// With an inline block the sidecar middleware is named by the block's hash; the fixed
+	// segment "inline" cannot be a middleware name there because the hash follows it.
+	mw := cfg.Middleware
+	path := url.PathEscape(mw)
+	if hash != "" {
+		path = "inline/" + hash
+	} else {
+		if mw == "" {
+			return nil, errors.New("middleware: must not be empty (the sidecar middleware name, e.g. \"default\")")
+		}
+		// "." and ".." survive path escaping and would be collapsed by path normalisation, so
+		// /auth/.. could reach a different sidecar route than the middleware check.
+		if mw == "." || mw == ".." {
+			return nil, fmt.Errorf("middleware: %q is not a valid middleware name", mw)
+		}
+	}
+	if strings.ContainsAny(cfg.RegistrationToken, "\r\n") {
+		return nil, errors.New("registrationToken: must be one line")
 	}
 
 	timeout, err := time.ParseDuration(strings.TrimSpace(cfg.Timeout))
@@ -105,11 +130,15 @@ func validate(cfg *Config) (*settings, error) {
 		return nil, fmt.Errorf("timeout: %q must be greater than zero", cfg.Timeout)
 	}
 
+	root := strings.TrimRight(base.String(), "/")
 	s := &settings{
-		authURL:    strings.TrimRight(base.String(), "/") + "/auth/" + url.PathEscape(mw),
-		logoutURL:  strings.TrimRight(base.String(), "/") + "/backchannel-logout/" + url.PathEscape(mw),
+		authURL:    root + "/auth/" + path,
+		logoutURL:  root + "/backchannel-logout/" + path,
 		timeout:    timeout,
 		stripNames: map[string]bool{},
+	}
+	if hash != "" {
+		s.inline = newInlineBlock(root, hash, body, cfg.RegistrationToken)
 	}
 
 	// Docker labels arrive as one comma-separated string that Traefik splits without trimming,

@@ -52,6 +52,7 @@ func noRedirect(req *http.Request, via []*http.Request) error {
 // for concurrent use.
 type shim struct {
 	name       string
+	nameValue  []string // {name}, the X-Oidc-Sidecar-Middleware value of inline requests
 	next       http.Handler
 	client     *http.Client
 	cfg        *settings
@@ -74,8 +75,9 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 		return nil, fmt.Errorf("traefik-oidc-sidecar %s: sidecarUrl: %w", name, err)
 	}
 	return &shim{
-		name: name,
-		next: next,
+		name:      name,
+		nameValue: []string{name},
+		next:      next,
 		client: &http.Client{
 			Transport:     sidecarTransport,
 			CheckRedirect: noRedirect,
@@ -104,8 +106,16 @@ func (m *shim) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	sidecarReq := m.sidecarReq.WithContext(req.Context())
 	var notUpstream []string
 	sidecarReq.Header, notUpstream = sidecarRequestHeaders(m.cfg, req, uri)
+	if m.cfg.inline != nil {
+		// Set, not added: a client-sent copy must not name another middleware in the logs.
+		sidecarReq.Header[middlewareHeader] = m.nameValue
+	}
 
 	resp, err := m.client.Do(sidecarReq)
+	if err == nil && resp.StatusCode == http.StatusNotFound && m.cfg.inline != nil {
+		// Maybe the sidecar's cue that it does not know this inline block (inline.go).
+		resp, err = m.retryUnknown(sidecarReq, resp)
+	}
 	if err != nil {
 		m.unavailable(rw, req, "sidecar request failed", err)
 		return
@@ -181,18 +191,29 @@ func readCapped(r io.Reader, limit int64) ([]byte, error) {
 }
 
 // unavailable answers 503 when the sidecar cannot give a decision (down, too slow, broken
-// response). The upstream is not called: without a decision nobody is let in.
+// response), or 500 when an inline block cannot be used because of a configuration problem
+// (registrationError, already logged where it happened). The upstream is not called: without
+// a decision nobody is let in.
 func (m *shim) unavailable(rw http.ResponseWriter, req *http.Request, what string, err error) {
-	if req.Context().Err() != nil {
-		what += " (client went away)"
+	status := http.StatusServiceUnavailable
+	text := "503 Service Unavailable: the authentication service cannot be reached.\n"
+	if re, ok := err.(*registrationError); ok {
+		status = re.status
+		if status == http.StatusInternalServerError {
+			text = "500 Internal Server Error: the authentication middleware is misconfigured.\n"
+		}
+	} else {
+		if req.Context().Err() != nil {
+			what += " (client went away)"
+		}
+		m.log(what, err)
 	}
-	m.log(what, err)
 	h := rw.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
-	rw.WriteHeader(http.StatusServiceUnavailable)
-	_, _ = io.WriteString(rw, "503 Service Unavailable: the authentication service cannot be reached.\n")
+	rw.WriteHeader(status)
+	_, _ = io.WriteString(rw, text)
 }
 
 // log writes one line to stderr, which Traefik shows in its log. Only the middleware name,

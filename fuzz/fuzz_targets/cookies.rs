@@ -1,4 +1,4 @@
-//! Cookie decoding: `RequestCookies::parse`, `CookieCodec::read_session`, `take_flow` and the
+//! Cookie decoding: `RequestCookies::parse`, `Scope::read_session`, `take_flow` and the
 //! helpers that walk the request's cookies, on arbitrary Cookie headers.
 //!
 //! Input (text; invalid UTF-8 is read lossily): line 1 is "now" in unix seconds (anything else
@@ -11,15 +11,13 @@
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 use traefik_oidc_sidecar::config::{self, Env};
-use traefik_oidc_sidecar::session::{
-    CookieCodec, FLOW_TTL, Flow, MAX_CHUNKS, RequestCookies, Session,
-};
+use traefik_oidc_sidecar::session::{FLOW_TTL, Flow, MAX_CHUNKS, RequestCookies, Scope, Session};
 
-const PREFIX: &str = "TraefikOidcSidecar.default";
+const PREFIX: &str = "TraefikOidcSidecar.";
 
-/// The codec of a middleware as the configuration builds it (so new cookie settings with
-/// defaults do not break this target).
-fn codec() -> CookieCodec {
+/// The session scope of a middleware as the configuration builds it (so new cookie settings
+/// with defaults do not break this target).
+fn scope() -> Scope {
     let yaml = format!(
         "middlewares:\n  default:\n    Provider:\n      Url: https://idp.test\n      ClientId: c\n    Secret: {}\n",
         "fuzzing-secret-".repeat(3)
@@ -30,13 +28,7 @@ fn codec() -> CookieCodec {
     };
     let cfg = config::parse(&yaml, &env).expect("the fuzz configuration loads");
     let m = &cfg.config.middlewares["default"];
-    CookieCodec::new(
-        &m.secret,
-        &m.name,
-        &m.cookie_name_prefix,
-        &m.logout_uri,
-        m.session_cookie.clone(),
-    )
+    traefik_oidc_sidecar::auth::scope_of(&[m]).expect("one member makes a scope")
 }
 
 /// What a browser sends back for a list of Set-Cookie values (removals dropped).
@@ -58,10 +50,11 @@ fuzz_target!(|data: &[u8]| {
         .unwrap_or(1_700_000_000);
     let state = lines.next().unwrap_or("");
     let headers: Vec<&str> = lines.collect();
-    let c = codec();
+    let scope = scope();
+    let c = scope.codec();
     let req = RequestCookies::parse(headers.iter().copied());
 
-    if let Some(s) = c.read_session(&req, now) {
+    if let Some(s) = scope.read_session(&req, now) {
         assert!(s.exp > now, "an expired session opened");
     }
     if let Ok((flow, clear)) = c.take_flow(&req, state, now) {
@@ -102,7 +95,9 @@ fuzz_target!(|data: &[u8]| {
         verifier: None,
         return_to: "https://app.test/".into(),
         created: now,
-        challenge: false,
+        redirect_uri: "https://app.test/oidc/callback".into(),
+        resources: Vec::new(),
+        challenge: None,
     };
     if let Ok(set) = c.start_flow(&flow, &req, now) {
         for s in set.iter().skip(1) {
@@ -126,10 +121,9 @@ fuzz_target!(|data: &[u8]| {
             "iat": now,
             "exp": now + 10,
             "id_token": text,
-            "authorized": true,
         }))
         .expect("a session literal");
-        if let Ok(set) = c.write_session(&session, &req, now) {
+        if let Ok(set) = scope.write_session(&session, &req, now) {
             let written: Vec<String> = set
                 .iter()
                 .filter(|s| !s.contains("Max-Age=0"))
@@ -138,7 +132,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(written.len() <= MAX_CHUNKS);
             let back = browser(&written);
             let req2 = RequestCookies::parse(std::iter::once(back.as_str()));
-            let read = c
+            let read = scope
                 .read_session(&req2, now)
                 .expect("a written session must read back");
             assert_eq!(read.sub, session.sub);

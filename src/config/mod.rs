@@ -24,11 +24,14 @@ pub use crate::listener::Limits;
 // The provider's settings belong to the OIDC module; the file is parsed into them.
 pub use crate::oidc::{ClientKey, ProviderConfig, TokenValidation};
 // Session types live with the sessions; the configuration only fills them in.
+pub use crate::inline::InlineConfig;
 pub use crate::session::{SameSite, Secret, SessionCookieConfig};
+pub use inline::{BlockError, ParsedBlock, parse_block, parse_value, parse_yaml_block};
 pub use redis::{RedisConfig, RedisTarget, SessionStorage};
 use root::parse_root;
 use walk::Cx;
 
+mod inline;
 mod middleware;
 mod provider;
 mod redis;
@@ -62,8 +65,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log level or `tracing` filter directive.
     pub log_level: String,
-    /// Middlewares by name.
+    /// Middlewares by name (may be empty: inline blocks registered by the plugin shim).
     pub middlewares: BTreeMap<String, MiddlewareConfig>,
+    /// Who may register inline middleware blocks, and how many (`inline:`).
+    pub inline: InlineConfig,
     /// Connection limits of both listeners (`limits:`).
     pub limits: Limits,
     /// The `redis:` block (server-side sessions), if any; see [`redis`].
@@ -135,6 +140,7 @@ pub fn parse(text: &str, env: &Env<'_>) -> Result<Loaded, Vec<Problem>> {
         env,
         problems: Vec::new(),
         warnings: Vec::new(),
+        lenient: false,
     };
     let config = parse_root(&root, &mut cx);
     match config {

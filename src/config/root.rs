@@ -1,12 +1,14 @@
 //! The top level of the file: `listen`, `metricsListen`, `trustedProxies`, `logFormat`,
-//! `logLevel`, the `limits:` block, and the `middlewares:` map (each block handed to
-//! [`super::middleware`]).
+//! `logLevel`, the `limits:` block, the `inline:` block ([`super::inline`]), and the
+//! `middlewares:` map (each block handed to [`super::middleware`]). `middlewares:` may be empty
+//! or absent: a sidecar that serves only inline blocks has none of its own.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use serde_yaml_ng::Value;
 
+use super::inline::parse_inline;
 use super::middleware::parse_middleware;
 use super::walk::{Cx, Obj};
 use super::{Config, Limits, LogFormat};
@@ -21,6 +23,7 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "limits",
     "middlewares",
     "redis",
+    "inline",
 ];
 
 pub(super) const LIMITS_KEYS: &[&str] = &["headerTimeout", "idleTimeout", "maxConnections"];
@@ -72,31 +75,26 @@ pub(super) fn parse_root(root: &Value, cx: &mut Cx<'_>) -> Option<Config> {
         None => Limits::default(),
     };
     let mut middlewares = BTreeMap::new();
-    match obj.get("middlewares") {
-        Some((p, v)) => {
-            if let Some(mut mws) = Obj::new(v, &p, cx) {
-                let names: Vec<String> = mws.entries.iter().map(|(k, _)| k.clone()).collect();
-                for name in names {
-                    let Some((mp, mv)) = mws.get(&name) else {
-                        continue;
-                    };
-                    if !valid_name(&name) {
-                        cx.problem(
-                            &mp,
-                            "middleware names use letters, digits, '-' and '_' (at most 64)",
-                        );
-                        continue;
-                    }
-                    if let Some(m) = parse_middleware(&name, mv, &mp, cx) {
-                        middlewares.insert(name, m);
-                    }
-                }
-                if mws.entries.is_empty() {
-                    cx.problem(&p, "at least one middleware is required");
-                }
+    // `middlewares:` with nothing under it is null in YAML: no middlewares, like an absent key.
+    if let Some((p, v)) = obj.get("middlewares").filter(|(_, v)| !v.is_null())
+        && let Some(mut mws) = Obj::new(v, &p, cx)
+    {
+        let names: Vec<String> = mws.entries.iter().map(|(k, _)| k.clone()).collect();
+        for name in names {
+            let Some((mp, mv)) = mws.get(&name) else {
+                continue;
+            };
+            if !valid_name(&name) {
+                cx.problem(
+                    &mp,
+                    "middleware names use letters, digits, '-' and '_' (at most 64)",
+                );
+                continue;
+            }
+            if let Some(m) = parse_middleware(&name, mv, &mp, cx) {
+                middlewares.insert(name, m);
             }
         }
-        None => cx.problem("middlewares", "required: at least one middleware block"),
     }
     let redis = match obj.get("redis") {
         Some((p, v)) => super::redis::parse_redis(v, &p, cx),
@@ -114,6 +112,10 @@ pub(super) fn parse_root(root: &Value, cx: &mut Cx<'_>) -> Option<Config> {
             );
         }
     }
+    let inline = match obj.get("inline") {
+        Some((p, v)) => parse_inline(v, &p, cx),
+        None => crate::inline::InlineConfig::default(),
+    };
     obj.finish(ROOT_KEYS, &[], cx);
     Some(Config {
         listen: listen?,
@@ -122,6 +124,7 @@ pub(super) fn parse_root(root: &Value, cx: &mut Cx<'_>) -> Option<Config> {
         log_format: log_format?,
         log_level,
         middlewares,
+        inline,
         limits,
         redis,
     })

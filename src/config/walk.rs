@@ -16,6 +16,10 @@ pub(super) struct Cx<'e> {
     pub(super) env: &'e Env<'e>,
     pub(super) problems: Vec<Problem>,
     pub(super) warnings: Vec<Problem>,
+    /// Inline blocks only (see [`super::inline`]): a list may also be given as one
+    /// comma-separated string or as a mapping of decimal indices, the forms Traefik's docker
+    /// labels produce. The YAML file stays strict.
+    pub(super) lenient: bool,
 }
 
 impl Cx<'_> {
@@ -121,6 +125,17 @@ impl Cx<'_> {
                 }
                 Some(out)
             }
+            Value::String(s) if self.lenient => {
+                let s = self.expand(s, path)?;
+                Some(comma_list(&s))
+            }
+            Value::Mapping(_) if self.lenient => match indexed(v) {
+                Some(items) => self.string_list(&Value::Sequence(items), path),
+                None => {
+                    self.problem(path, "expected a list of strings");
+                    None
+                }
+            },
             Value::Null => None,
             _ => {
                 self.problem(path, "expected a list of strings");
@@ -219,6 +234,39 @@ impl<'v> Obj<'v> {
             }
         }
     }
+}
+
+/// A comma-separated list, each element trimmed; the empty string is the empty list (the
+/// canonical form of the inline protocol).
+pub(super) fn comma_list(s: &str) -> Vec<String> {
+    if s.trim().is_empty() {
+        return Vec::new();
+    }
+    s.split(',').map(|x| x.trim().to_string()).collect()
+}
+
+/// A mapping whose keys are all decimal indices (`"0"`, `"1"`…, as docker labels give a list),
+/// as the list of its values ordered by index. `None` for any other mapping.
+pub(super) fn indexed(v: &Value) -> Option<Vec<Value>> {
+    let Value::Mapping(m) = v else {
+        return None;
+    };
+    let mut items: Vec<(u64, Value)> = Vec::with_capacity(m.len());
+    for (k, val) in m {
+        let key = match k {
+            Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                s.parse().ok()?
+            }
+            Value::Number(n) => n.as_u64()?,
+            _ => return None,
+        };
+        items.push((key, val.clone()));
+    }
+    if items.is_empty() {
+        return None;
+    }
+    items.sort_by_key(|(i, _)| *i);
+    Some(items.into_iter().map(|(_, v)| v).collect())
 }
 
 pub(super) fn join(path: &str, key: &str) -> String {

@@ -17,12 +17,16 @@
 //! The session API is store-shaped (`open_session` / `write_session` / `clear_session`), so a
 //! server-side store can replace the cookie codec later without the middlewares noticing.
 //!
+//! Members may join and leave a running scope ([`Scope::join`], [`Scope::leave`],
+//! [`Scope::reset`]): inline blocks registered at runtime and configuration reloads reuse the
+//! scope of their key (see `crate::scopes`), so its memory (ended sessions, `jti`s) survives.
+//!
 //! What stays per middleware: its assertions, headers, bypass rule and behaviours; its verdict
 //! (`Session::verdicts[name]`); its "challenged once" marker (`Session::challenged`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -190,9 +194,9 @@ pub struct Scope {
     store: Store,
     opened: Opened<Session>,
     refreshes: tokio::sync::Mutex<HashMap<[u8; 32], (u64, RefreshCell)>>,
-    keep: Keep,
-    judges: Vec<Judge>,
-    members: Vec<String>,
+    keep: RwLock<Arc<Keep>>,
+    judges: RwLock<Vec<Judge>>,
+    members: RwLock<Vec<String>>,
     ended: Ended,
     jtis: Arc<dyn JtiStore>,
 }
@@ -200,7 +204,7 @@ pub struct Scope {
 impl fmt::Debug for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Scope")
-            .field("members", &self.members)
+            .field("members", &self.members())
             .field("codec", &self.codec)
             .finish_non_exhaustive()
     }
@@ -222,9 +226,9 @@ impl Scope {
             store: Store::Cookie,
             opened: Opened::default(),
             refreshes: tokio::sync::Mutex::new(HashMap::new()),
-            keep,
-            judges,
-            members,
+            keep: RwLock::new(Arc::new(keep)),
+            judges: RwLock::new(judges),
+            members: RwLock::new(members),
             ended: Ended::default(),
             jtis: Arc::new(MemoryJtiStore::default()),
         }
@@ -270,7 +274,7 @@ impl Scope {
         }
         if self.ended.end(&by, now) {
             tracing::warn!(
-                members = ?self.members,
+                members = ?self.members(),
                 "the ended-session list is full: every session of this scope made before now must log in again"
             );
         }
@@ -278,13 +282,65 @@ impl Scope {
     }
 
     /// The names of the middlewares sharing this scope.
-    pub fn members(&self) -> &[String] {
-        &self.members
+    pub fn members(&self) -> Vec<String> {
+        self.members
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
-    /// What sessions of this scope keep.
-    pub fn keep(&self) -> &Keep {
-        &self.keep
+    /// What sessions of this scope keep (now: a member that joins may add to it).
+    pub fn keep(&self) -> Arc<Keep> {
+        self.keep
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Adds `member` to the scope (or updates it): sessions made from now on also keep what it
+    /// reads, and `judge` (its login-time assertions, if it has any) judges at login. Sessions
+    /// made before it joined have no verdict for it, so its assertions run on their claims
+    /// (see `Middleware::authorized`), never another member's verdict.
+    pub fn join(&self, member: &str, keep: &Keep, judge: Option<Judge>) {
+        {
+            let mut k = self.keep.write().unwrap_or_else(PoisonError::into_inner);
+            if !keep.claims.is_subset(&k.claims)
+                || (keep.access_token && !k.access_token)
+                || (keep.id_token && !k.id_token)
+            {
+                let mut merged = (**k).clone();
+                merged.merge(keep);
+                *k = Arc::new(merged);
+            }
+        }
+        let mut judges = self.judges.write().unwrap_or_else(PoisonError::into_inner);
+        judges.retain(|j| j.middleware != member);
+        judges.extend(judge);
+        drop(judges);
+        let mut members = self.members.write().unwrap_or_else(PoisonError::into_inner);
+        if !members.iter().any(|m| m == member) {
+            members.push(member.to_string());
+        }
+    }
+
+    /// Removes `member` (an evicted inline block). What sessions keep does not shrink: a
+    /// remaining member may read it, and keeping a claim longer is harmless.
+    pub fn leave(&self, member: &str) {
+        self.judges
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|j| j.middleware != member);
+        self.members
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|m| m != member);
+    }
+
+    /// Replaces every member (a configuration reload): exactly `members`, `keep` and `judges`.
+    pub fn reset(&self, keep: Keep, judges: Vec<Judge>, members: Vec<String>) {
+        *self.keep.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keep);
+        *self.judges.write().unwrap_or_else(PoisonError::into_inner) = judges;
+        *self.members.write().unwrap_or_else(PoisonError::into_inner) = members;
     }
 
     /// The cookie codec (flows, logout hints, foreign cookies).
@@ -469,6 +525,8 @@ impl Scope {
     /// handled it: the same assertions on the same claims at the same moment.
     pub fn verdicts(&self, claims: &Map<String, Value>) -> BTreeMap<String, bool> {
         self.judges
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .map(|j| {
                 (

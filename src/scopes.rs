@@ -1,0 +1,222 @@
+//! The scope registry: every live session scope by its [`ScopeKey`], shared by the YAML
+//! middlewares, the inline blocks registered at runtime and every configuration reload.
+//!
+//! A session belongs to its scope, not to the middleware that made it (see
+//! [`crate::session::scope`]). Finding the scope by key at runtime is what lets an inline block
+//! join the scope of a YAML middleware configured alike (one login for both), and lets a reload
+//! keep the same [`Scope`] objects for unchanged keys: their memory (sessions ended by a
+//! back-channel logout, logout-token `jti`s, the refresh single-flight) survives the reload.
+//! A scope is rebuilt only when the cookie attributes its codec writes with change.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::auth::{MiddlewareConfig, keep_of, scope_key, scope_of};
+use crate::session::{Judge, Keep, Scope, ScopeKey, SessionCookieConfig};
+
+/// Beyond this many scopes, scopes left without members are forgotten (bounds the memory a
+/// stream of registrations with distinct keys can take).
+pub const MAX_IDLE_SCOPES: usize = 1024;
+
+struct Slot {
+    key: ScopeKey,
+    attrs: SessionCookieConfig,
+    hint_paths: Vec<String>,
+    scope: Arc<Scope>,
+}
+
+/// Finishes a newly built scope (e.g. gives it a shared session store or `jti` memory).
+pub type FinishScope = Box<dyn Fn(Scope, &ScopeKey) -> Scope + Send + Sync>;
+
+/// The scopes by key (see the module docs).
+pub struct ScopeRegistry {
+    slots: Mutex<Vec<Slot>>,
+    finish: FinishScope,
+}
+
+impl Default for ScopeRegistry {
+    fn default() -> Self {
+        ScopeRegistry::new(Box::new(|s, _| s))
+    }
+}
+
+/// The login-time judge of a member, when it has one (assertions checked at login only).
+pub fn judge_of(cfg: &MiddlewareConfig) -> Option<Judge> {
+    (!cfg.check_on_every_request && !cfg.assert_claims.is_empty()).then(|| Judge {
+        middleware: cfg.name.clone(),
+        assertions: cfg.assert_claims.clone(),
+    })
+}
+
+fn hint_paths(members: &[&MiddlewareConfig]) -> Vec<String> {
+    let mut p: Vec<String> = members.iter().map(|m| m.logout_uri.clone()).collect();
+    p.sort();
+    p.dedup();
+    p
+}
+
+impl ScopeRegistry {
+    /// A registry whose new scopes all pass through `finish` (the one place scopes are made,
+    /// for the YAML file, reloads and inline blocks alike).
+    pub fn new(finish: FinishScope) -> Self {
+        ScopeRegistry {
+            slots: Mutex::new(Vec::new()),
+            finish,
+        }
+    }
+
+    /// The scope of `members` (which share one key), holding exactly them: the existing scope
+    /// of that key when its cookie attributes and logout paths are the same, else a new one.
+    pub fn set(&self, members: &[&MiddlewareConfig]) -> Option<Arc<Scope>> {
+        let first = members.first()?;
+        let key = scope_key(first);
+        let attrs = first.session_cookie.clone();
+        let paths = hint_paths(members);
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = slots.iter().find(|s| s.key == key)
+            && s.attrs == attrs
+            && paths.iter().all(|p| s.hint_paths.contains(p))
+        {
+            let mut keep = Keep::default();
+            for m in members {
+                keep.merge(&keep_of(m));
+            }
+            s.scope.reset(
+                keep,
+                members.iter().filter_map(|m| judge_of(m)).collect(),
+                members.iter().map(|m| m.name.clone()).collect(),
+            );
+            return Some(s.scope.clone());
+        }
+        let scope = Arc::new((self.finish)(scope_of(members)?, &key));
+        slots.retain(|s| s.key != key);
+        slots.push(Slot {
+            key,
+            attrs,
+            hint_paths: paths,
+            scope: scope.clone(),
+        });
+        prune(&mut slots);
+        Some(scope)
+    }
+
+    /// Adds one member (an inline block) to the scope of its key, creating the scope if none
+    /// has that key. Cookie attributes other than the key's come from the scope's first
+    /// member, as for YAML middlewares of one scope.
+    pub fn join(&self, cfg: &MiddlewareConfig) -> Option<Arc<Scope>> {
+        let key = scope_key(cfg);
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = slots.iter().find(|s| s.key == key) {
+            s.scope.join(&cfg.name, &keep_of(cfg), judge_of(cfg));
+            return Some(s.scope.clone());
+        }
+        let scope = Arc::new((self.finish)(scope_of(&[cfg])?, &key));
+        slots.push(Slot {
+            key,
+            attrs: cfg.session_cookie.clone(),
+            hint_paths: hint_paths(&[cfg]),
+            scope: scope.clone(),
+        });
+        prune(&mut slots);
+        Some(scope)
+    }
+
+    /// Removes one member (an evicted or dropped inline block) from its scope.
+    pub fn leave(&self, cfg: &MiddlewareConfig) {
+        let key = scope_key(cfg);
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = slots.iter().find(|s| s.key == key) {
+            s.scope.leave(&cfg.name);
+        }
+    }
+
+    /// How many scopes are known.
+    pub fn len(&self) -> usize {
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether no scope is known.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn prune(slots: &mut Vec<Slot>) {
+    if slots.len() > MAX_IDLE_SCOPES {
+        slots.retain(|s| !s.scope.members().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Env, parse};
+
+    fn cfgs(extra: &str) -> Vec<MiddlewareConfig> {
+        let text = format!(
+            "middlewares:\n  a:\n    Provider: {{Url: https://idp.example, ClientId: app}}\n    Secret: 0123456789abcdef0123456789abcdef\n  b:\n    Provider: {{Url: https://idp.example/, ClientId: app}}\n    Secret: 0123456789abcdef0123456789abcdef\n    Authorization:\n      AssertClaims: [{{Name: groups, AnyOf: [x]}}]\n{extra}"
+        );
+        let env = Env {
+            var: &|_| None,
+            file: &|_| Err(std::io::Error::other("none")),
+        };
+        parse(&text, &env)
+            .unwrap()
+            .config
+            .middlewares
+            .into_values()
+            .collect()
+    }
+
+    #[test]
+    fn members_join_leave_and_reloads_keep_the_scope() {
+        let c = cfgs("");
+        let r = ScopeRegistry::default();
+        let a = r.set(&[&c[0]]).unwrap();
+        assert_eq!(a.members(), ["a"]);
+        // `b` has the same key: it joins the same scope, with its judge and what it reads.
+        let b = r.join(&c[1]).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.members(), ["a", "b"]);
+        assert!(a.keep().claims.contains("groups"));
+        let mut claims = serde_json::Map::new();
+        claims.insert("groups".into(), serde_json::json!(["x"]));
+        assert_eq!(a.verdicts(&claims).get("b"), Some(&true));
+        r.leave(&c[1]);
+        assert_eq!(a.members(), ["a"]);
+        assert!(a.verdicts(&claims).is_empty());
+        // A reload with the same key and attributes: the same object, exactly the new members.
+        let again = r.set(&[&c[0], &c[1]]).unwrap();
+        assert!(Arc::ptr_eq(&a, &again));
+        assert_eq!(a.members(), ["a", "b"]);
+        assert_eq!(r.len(), 1);
+        // Other cookie attributes: a new scope object under the same key.
+        let mut changed = c[0].clone();
+        changed.session_cookie.secure = !changed.session_cookie.secure;
+        let other = r.set(&[&changed]).unwrap();
+        assert!(!Arc::ptr_eq(&a, &other));
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn every_new_scope_passes_through_finish() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let made = Arc::new(AtomicUsize::new(0));
+        let seen = made.clone();
+        let r = ScopeRegistry::new(Box::new(move |s, _| {
+            seen.fetch_add(1, Ordering::Relaxed);
+            s
+        }));
+        let c = cfgs("");
+        r.set(&[&c[0]]).unwrap();
+        r.join(&c[1]).unwrap();
+        r.set(&[&c[0], &c[1]]).unwrap();
+        assert_eq!(made.load(Ordering::Relaxed), 1, "one key, one scope made");
+        let mut other = c[1].clone();
+        other.cookie_name_prefix = "Other".into();
+        r.join(&other).unwrap();
+        assert_eq!(made.load(Ordering::Relaxed), 2);
+    }
+}
