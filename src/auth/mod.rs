@@ -126,7 +126,16 @@ pub fn scope_of(members: &[&MiddlewareConfig]) -> Option<Scope> {
 
 impl Middleware {
     /// Builds the middleware in `scope` (no network I/O; discovery runs separately).
+    /// `SessionStorageType: Redis` in a scope without a Redis store (the sidecar has no `redis:`
+    /// block, e.g. for an inline block) is refused: never silently a cookie session.
     pub fn new(cfg: MiddlewareConfig, scope: Arc<Scope>) -> Result<Self, String> {
+        if cfg.session_storage == crate::session::store::SessionStorage::Redis
+            && scope.redis().is_none()
+        {
+            return Err(
+                "SessionStorageType Redis needs the sidecar's top-level redis: block".into(),
+            );
+        }
         let provider = Arc::new(Provider::new(cfg.provider.clone())?);
         Ok(Middleware {
             cfg,

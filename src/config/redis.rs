@@ -283,6 +283,24 @@ mod tests {
     }
 
     #[test]
+    fn a_redis_middleware_is_never_built_on_a_cookie_scope() {
+        use crate::auth::{Middleware, scope_key, scope_of};
+        use crate::session::redis::RedisPool;
+        use std::sync::Arc;
+        let c = run(&format!(
+            "redis:\n  url: redis://127.0.0.1:1\n{MW}    SessionStorageType: Redis\n"
+        ))
+        .unwrap();
+        let m = &c.middlewares["a"];
+        // An inline block in a sidecar without `redis:` would get a plain (cookie) scope.
+        let cookie_scope = Arc::new(scope_of(&[m]).unwrap());
+        assert!(Middleware::new(m.clone(), cookie_scope).is_err());
+        let pool = Arc::new(RedisPool::new(c.redis.as_ref().unwrap()).unwrap());
+        let redis_scope = Arc::new(scope_of(&[m]).unwrap().with_redis(&scope_key(m), pool));
+        assert!(Middleware::new(m.clone(), redis_scope).is_ok());
+    }
+
+    #[test]
     fn every_mistake_is_reported_with_its_key_path() {
         for (text, want) in [
             (
