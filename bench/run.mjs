@@ -1,4 +1,5 @@
-// Load-benchmark driver: starts the real OP, the sidecar, oauth2-proxy, a bare axum server and
+// Load-benchmark driver: starts the real OP, the sidecar (cookie mode and, against one
+// redis-server, Redis mode), oauth2-proxy (cookie store and Redis store), a bare axum server and
 // (when available) Traefik with the forwardAuth and plugin doors; logs a user in once per
 // system; measures every system with wrk (one load tool), interleaved round by round; writes
 // raw numbers and markdown tables under BENCH_OUT. scripts/bench.sh builds everything and
@@ -14,6 +15,7 @@
 //   BENCH_SMOKE=1        tiny durations (CI: checks that every step still works)
 //   BENCH_DURATION, BENCH_ROUNDS, BENCH_CONNS (comma list)   override the defaults
 //   SIDECAR_BIN, BARE_BIN, OAUTH2_PROXY_BIN                  required binaries
+//   REDIS_SERVER_BIN     redis-server (default: redis-server on PATH), for the Redis-mode systems
 //   TRAEFIK_BIN          Traefik binary; empty = part 3 is skipped (TRAEFIK_SKIP_REASON says why)
 //   UPSTREAM_BIN, UPSTREAM_KIND   Traefik's upstream (whoami, or bare-axum when whoami is absent)
 //   BENCH_PLUGIN_SRC     a directory of shim .go files to load instead of traefik-plugin/
@@ -252,28 +254,30 @@ function forwardedHeaders(uri, cookie) {
 }
 
 /// One sidecar login: the anonymous navigation's redirect, the OP, the callback. Returns the
-/// jar (session cookies under app.test) and the time of each part.
-async function sidecarLogin(sidecar, user, { prepareOnly = false } = {}) {
+/// jar (session cookies under app.test) and the time of each part. `mw`: the middleware
+/// (`redis` for the Redis-mode one).
+async function sidecarLogin(sidecar, user, { prepareOnly = false, mw = 'default' } = {}) {
   const jar = new Jar();
-  const auth = `http://${sidecar.addr}/auth/default`;
+  const auth = `http://${sidecar.addr}/auth/${mw}`;
   const r1 = await request('GET', auth, { headers: forwardedHeaders('/dashboard?tab=1') });
   expectStatus(r1, 302, 'sidecar anonymous navigation');
   jar.absorb(APP_HOST, r1.setCookies);
   const op = await loginAtOp(jar, r1.location, user);
   const cb = new URL(op.callback);
   if (cb.host !== APP_HOST || cb.pathname !== '/oidc/callback') throw new Error(`unexpected callback ${op.callback}`);
-  const pending = { jar, uri: cb.pathname + cb.search, redirectMs: r1.ms, opMs: op.ms };
+  const pending = { jar, uri: cb.pathname + cb.search, redirectMs: r1.ms, opMs: op.ms, mw };
   if (prepareOnly) return pending;
   return finishCallback(sidecar, pending);
 }
 
 async function finishCallback(sidecar, pending) {
-  const { jar, uri } = pending;
-  const r = await request('GET', `http://${sidecar.addr}/auth/default`, {
+  const { jar, uri, mw = 'default' } = pending;
+  const r = await request('GET', `http://${sidecar.addr}/auth/${mw}`, {
     headers: forwardedHeaders(uri, jar.header(APP_HOST, uri.split('?')[0])),
   });
   expectStatus(r, 302, 'sidecar callback');
-  if (!r.setCookies.some((c) => c.includes('.session.0='))) throw new Error('callback set no session cookie');
+  const want = mw === 'redis' ? '.ticket=' : '.session.0=';
+  if (!r.setCookies.some((c) => c.includes(want))) throw new Error(`callback set no ${want} cookie`);
   jar.absorb(APP_HOST, r.setCookies);
   return { ...pending, callbackMs: r.ms };
 }
@@ -390,7 +394,20 @@ async function startOp(redirectUris) {
   return op;
 }
 
-async function startSidecar(issuer) {
+async function startRedis() {
+  const port = await freePort();
+  const r = start('redis-server', env.REDIS_SERVER_BIN || 'redis-server', [
+    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', logs,
+  ]);
+  r.addr = `127.0.0.1:${port}`;
+  await waitFor('redis-server', () => new Promise((resolve) => {
+    const c = net.connect(port, '127.0.0.1', () => { c.end(); resolve(true); });
+    c.on('error', () => resolve(false));
+  }), 30, r);
+  return r;
+}
+
+async function startSidecar(issuer, redis) {
   const port = await freePort();
   const metrics = await freePort();
   const cfgFile = path.join(out, 'sidecar.yaml');
@@ -398,6 +415,9 @@ async function startSidecar(issuer) {
 listen: 127.0.0.1:${port}
 metricsListen: 127.0.0.1:${metrics}
 logLevel: info
+redis:
+  url: redis://${redis.addr}
+  keyPrefix: "bench:"
 middlewares:
   default:
     Provider:
@@ -406,6 +426,18 @@ middlewares:
       ClientSecret: sidecar-secret
     Secret: ${SECRET}
     Scopes: [openid, profile, email, groups]
+    SessionCookie:
+      Secure: false
+  # The same middleware with SessionStorageType Redis (its own cookie names).
+  redis:
+    Provider:
+      Url: ${issuer}
+      ClientId: sidecar
+      ClientSecret: sidecar-secret
+    Secret: ${SECRET}
+    Scopes: [openid, profile, email, groups]
+    CookieNamePrefix: BenchRedis
+    SessionStorageType: Redis
     SessionCookie:
       Secure: false
 `);
@@ -425,9 +457,13 @@ async function startBare(name) {
   return b;
 }
 
-async function startOauth2Proxy(issuer, port) {
+async function startOauth2Proxy(issuer, port, redis) {
   const addr = `127.0.0.1:${port}`;
-  const o = start('oauth2-proxy', env.OAUTH2_PROXY_BIN, [
+  const name = redis ? 'oauth2-proxy-redis' : 'oauth2-proxy';
+  // With `redis`: oauth2-proxy's own Redis session store, against the sidecar's redis-server.
+  const store = redis ? ['--session-store-type=redis', `--redis-connection-url=redis://${redis.addr}`] : [];
+  const o = start(name, env.OAUTH2_PROXY_BIN, [
+    ...store,
     `--http-address=${addr}`,
     '--provider=oidc',
     `--oidc-issuer-url=${issuer}`,
@@ -742,7 +778,7 @@ function report(meta, sums, logins, part3) {
   L.push('| conns | system | req/s | p50 ms | p99 ms | errors | peak RSS MB | server CPU µs/req |');
   L.push('|---:|---|---:|---:|---:|---:|---:|---:|');
   for (const c of P.conns) {
-    for (const sys of ['sidecar', 'oauth2-proxy', 'bare axum']) {
+    for (const sys of ['sidecar', 'sidecar redis', 'oauth2-proxy', 'oauth2-proxy redis', 'bare axum']) {
       const s = get('1', sys, c);
       if (s) L.push(`| ${c} | ${sys} | ${f0(s.rps)} | ${f3(s.p50_ms)} | ${f3(s.p99_ms)} | ${s.errors} | ${procCols(s)} | ${cpuCols(s)} |`);
     }
@@ -756,6 +792,18 @@ function report(meta, sums, logins, part3) {
     const b = get('1', 'bare axum', c);
     if (!sc || !o || !b) continue;
     L.push(`| ${c} | ${f2(sc.rps / b.rps)} | ${f2(sc.rps / o.rps)} | ${f2(o.p99_ms / sc.p99_ms)} | ${f2(sc.cpu_us_per_req.server / b.cpu_us_per_req.server)} | ${f2(o.cpu_us_per_req.server / sc.cpu_us_per_req.server)} |`);
+  }
+  L.push('');
+  L.push('Redis mode (`SessionStorageType: Redis`, one local redis-server) beside cookie mode, same run. The issue\'s bar: at 16 connections, Redis mode within 10 % of cookie mode.');
+  L.push('');
+  L.push('| conns | sidecar redis / sidecar cookie (req/s) | sidecar redis p99 / cookie p99 | sidecar redis / oauth2-proxy redis (req/s) | within 10 % |');
+  L.push('|---:|---:|---:|---:|---|');
+  for (const c of P.conns) {
+    const sc = get('1', 'sidecar', c);
+    const sr = get('1', 'sidecar redis', c);
+    const or = get('1', 'oauth2-proxy redis', c);
+    if (!sc || !sr) continue;
+    L.push(`| ${c} | ${f2(sr.rps / sc.rps)} | ${f2(sr.p99_ms / sc.p99_ms)} | ${or ? f2(sr.rps / or.rps) : '–'} | ${sr.rps >= 0.9 * sc.rps ? 'yes' : 'no'} |`);
   }
   L.push('');
   L.push('### Part 2a: `/auth` without a session (navigation → 302 to the OP with state, nonce, PKCE and a flow cookie)');
@@ -841,10 +889,18 @@ async function main() {
   log(`mode ${smoke ? 'smoke' : 'full'}: ${P.rounds} round(s) x ${P.dur}s, conns ${P.conns.join(',')}; output ${out}`);
 
   const o2pPort = await freePort();
-  const op = await startOp([`http://${APP_HOST}/oidc/callback`, `http://127.0.0.1:${o2pPort}/oauth2/callback`]);
+  const o2prPort = await freePort();
+  const op = await startOp([
+    `http://${APP_HOST}/oidc/callback`,
+    `http://127.0.0.1:${o2pPort}/oauth2/callback`,
+    `http://127.0.0.1:${o2prPort}/oauth2/callback`,
+  ]);
   log(`OP at ${op.issuer}`);
-  const sidecar = await startSidecar(op.issuer);
+  const redis = await startRedis();
+  log(`redis-server at ${redis.addr}`);
+  const sidecar = await startSidecar(op.issuer, redis);
   const o2p = await startOauth2Proxy(op.issuer, o2pPort);
+  const o2pr = await startOauth2Proxy(op.issuer, o2prPort, redis);
   const bare = await startBare('bare-axum');
 
   // One login per system.
@@ -853,11 +909,22 @@ async function main() {
   const check = await request('GET', `http://${sidecar.addr}/auth/default`, { headers: forwardedHeaders('/dashboard?tab=1', scCookie) });
   expectStatus(check, 200, 'sidecar /auth with the session');
   if (check.headers['x-forwarded-user'] !== USER) throw new Error(`sidecar X-Forwarded-User is ${check.headers['x-forwarded-user']}`);
+  const redisLogin = await sidecarLogin(sidecar, USER, { mw: 'redis' });
+  const srCookie = redisLogin.jar.header(APP_HOST, '/dashboard');
+  const srCheck = await request('GET', `http://${sidecar.addr}/auth/redis`, { headers: forwardedHeaders('/dashboard?tab=1', srCookie) });
+  expectStatus(srCheck, 200, 'sidecar (Redis mode) /auth with the session');
+  const o2prCookie = await oauth2ProxyLogin(o2pr);
   const o2pCookie = await oauth2ProxyLogin(o2p);
   const o2pCheck = await request('GET', `http://${o2p.addr}/oauth2/auth`, { headers: forwardedHeaders('/dashboard?tab=1', o2pCookie) });
   expectStatus(o2pCheck, 202, 'oauth2-proxy /oauth2/auth with the session');
   log(`logged in: sidecar cookie ${scCookie.length} B (X-Forwarded-User ${check.headers['x-forwarded-user']}), oauth2-proxy cookie ${o2pCookie.length} B (X-Auth-Request-User ${o2pCheck.headers['x-auth-request-user']})`);
-  meta.cookies = { sidecar_cookie_header_bytes: scCookie.length, oauth2_proxy_cookie_header_bytes: o2pCookie.length };
+  meta.cookies = {
+    sidecar_cookie_header_bytes: scCookie.length,
+    sidecar_redis_cookie_header_bytes: srCookie.length,
+    oauth2_proxy_cookie_header_bytes: o2pCookie.length,
+    oauth2_proxy_redis_cookie_header_bytes: o2prCookie.length,
+  };
+  log(`Redis mode: sidecar cookie ${srCookie.length} B, oauth2-proxy (Redis store) cookie ${o2prCookie.length} B`);
 
   if (profiling) {
     const n = Number(env.BENCH_PROFILE_REQUESTS || 2000);
@@ -888,6 +955,10 @@ async function main() {
   await interleave('1', {
     sidecar: { url: `http://${sidecar.addr}/auth/default`, headers: forwardedHeaders('/dashboard?tab=1', scCookie), expect: 200, pids: { server: sidecar.pid } },
     'oauth2-proxy': { url: `http://${o2p.addr}/oauth2/auth`, headers: forwardedHeaders('/dashboard?tab=1', o2pCookie), expect: 202, pids: { server: o2p.pid } },
+    // Redis mode: the sidecar's ticket and oauth2-proxy's Redis store, one shared redis-server
+    // (its CPU is counted too).
+    'sidecar redis': { url: `http://${sidecar.addr}/auth/redis`, headers: forwardedHeaders('/dashboard?tab=1', srCookie), expect: 200, pids: { server: sidecar.pid, redis: redis.pid } },
+    'oauth2-proxy redis': { url: `http://${o2pr.addr}/oauth2/auth`, headers: forwardedHeaders('/dashboard?tab=1', o2prCookie), expect: 202, pids: { server: o2pr.pid, redis: redis.pid } },
     // Same request as the sidecar's (same cookie bytes), answered by an empty 200 handler.
     'bare axum': { url: `http://${bare.addr}/auth/default`, headers: forwardedHeaders('/dashboard?tab=1', scCookie), expect: 200, pids: { server: bare.pid } },
   }, P.conns);

@@ -3,8 +3,9 @@
 #
 #   scripts/bench.sh                 full run (about 15 minutes): criterion micro-benchmarks,
 #                                    session cookie sizes, /auth load vs oauth2-proxy and a bare
-#                                    axum server, the login paths, and Traefik forwardAuth vs the
-#                                    plugin shim
+#                                    axum server (cookie mode, and Redis mode beside oauth2-proxy's
+#                                    Redis store on one redis-server), the login paths, and Traefik
+#                                    forwardAuth vs the plugin shim
 #   BENCH_SMOKE=1 scripts/bench.sh   the same steps with tiny durations (CI: < 4 minutes on a
 #                                    warm cache); numbers from it mean nothing
 #
@@ -35,9 +36,16 @@ if ! command -v wrk >/dev/null; then
     || { $sudo_ apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y wrk >/dev/null; } \
     || true
 fi
+# Redis mode is measured beside cookie mode (the sidecar and oauth2-proxy, one redis-server).
+if ! command -v redis-server >/dev/null; then
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y redis-server >/dev/null 2>&1 \
+    || { $sudo_ apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y redis-server >/dev/null; } \
+    || true
+fi
 # Exit status 3 means "a tool could not be installed here" (not "the benchmark broke"), so CI can
 # tell the two apart.
-for t in wrk node npm go cargo; do
+for t in wrk node npm go cargo redis-server; do
   command -v "$t" >/dev/null || { echo "bench: $t is required and could not be installed" >&2; exit 3; }
 done
 

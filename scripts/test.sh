@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test suite of traefik-oidc-sidecar, installing what it needs on the way:
 #   1. Rust: cargo fmt --check, clippy -D warnings, unit tests and the integration tests that run
-#      the sidecar against the real OpenID Provider (npm oidc-provider, tests/op);
+#      the sidecar against the real OpenID Provider (npm oidc-provider, tests/op) and, for
+#      SessionStorageType Redis, a real redis-server and Redis Cluster (installed when missing);
 #   2. the Go plugin shim: gofmt, go vet, go test, yaegi test (Traefik's interpreter), catalog load;
 #   3. fuzzing: every cargo-fuzz target for a few seconds (scripts/fuzz-smoke.sh);
 #   4. end to end: a real Traefik v3 with a whoami upstream, both doors (forwardAuth and the
@@ -17,6 +18,14 @@ cd "$(dirname "$0")/.."
 
 section() { printf '\n==> %s\n' "$*"; }
 started=$(date +%s)
+
+section "Redis for the Redis-mode tests (Debian's redis-server and redis-cli)"
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq redis-server redis-tools >/dev/null
+fi
+redis-server --version
 
 section "Test OpenID Provider dependencies (npm ci in tests/op)"
 (cd tests/op && npm ci --no-audit --no-fund --loglevel=error)

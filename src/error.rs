@@ -67,6 +67,10 @@ pub enum Error {
     /// The IdP could not be reached, or discovery/JWKS are not loaded yet.
     #[error("identity provider unavailable: {0}")]
     IdpUnavailable(String),
+    /// The session store (Redis) is unreachable, too slow or answered an error: Redis-mode
+    /// requests answer 503 (never a login redirect, never a 200) until it is back.
+    #[error("session store unavailable: {0}")]
+    StoreUnavailable(String),
     /// A back-channel `logout_token` failed a check of Back-Channel Logout 1.0 §2.6, or was
     /// replayed: nothing is ended.
     #[error("logout token refused: {0}")]
@@ -104,7 +108,7 @@ impl Error {
             | Error::BadLogoutRequest(_)
             | Error::BackchannelNeedsBody => 400,
             Error::UnknownMiddleware => 404,
-            Error::IdpUnavailable(_) | Error::LogoutBusy(_) => 503,
+            Error::IdpUnavailable(_) | Error::StoreUnavailable(_) | Error::LogoutBusy(_) => 503,
             Error::Internal(_) => 500,
         }
     }
@@ -126,6 +130,7 @@ impl Error {
             Error::InvalidIdToken(_) => "Login could not be verified",
             Error::InvalidBearer(_) => "Invalid token",
             Error::IdpUnavailable(_) => "Identity provider unavailable",
+            Error::StoreUnavailable(_) => "Session store unavailable",
             Error::BadLogoutToken(_) => "Logout token refused",
             Error::BadLogoutRequest(_) => "Bad back-channel logout request",
             Error::BackchannelNeedsBody => "Back-channel logout needs its own route",
@@ -163,6 +168,9 @@ impl Error {
             }
             Error::InvalidIdToken(_) => "The identity token could not be verified.".into(),
             Error::InvalidBearer(_) => "The bearer token is invalid or expired.".into(),
+            Error::StoreUnavailable(_) => {
+                "Sessions cannot be checked right now. Try again shortly.".into()
+            }
             Error::IdpUnavailable(_) => {
                 "The identity provider cannot be reached. Try again shortly.".into()
             }
@@ -236,6 +244,7 @@ mod tests {
             Error::InvalidIdToken("x".into()),
             Error::InvalidBearer("x".into()),
             Error::IdpUnavailable("x".into()),
+            Error::StoreUnavailable("x".into()),
             Error::BadLogoutToken("x".into()),
             Error::BadLogoutRequest("x"),
             Error::BackchannelNeedsBody,

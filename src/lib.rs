@@ -51,9 +51,11 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::auth::{Middleware, scope_key};
-use crate::config::{Config, InlineConfig, MiddlewareConfig};
+use crate::config::{Config, InlineConfig, MiddlewareConfig, SessionStorage};
 use crate::forwarded::Cidr;
 use crate::session::ScopeKey;
+use crate::session::redis::RedisPool;
+use crate::session::store::RedisJtiStore;
 
 /// The source of "now" (unix seconds). Domain code takes time as a parameter; this is where
 /// the HTTP layer gets it, and tests substitute their own.
@@ -83,6 +85,8 @@ pub struct App {
     clock: Arc<dyn Clock>,
     /// Set by [`App::start_discovery`]: reloads and registrations start their providers' loops.
     discovering: AtomicBool,
+    /// The process's one Redis connection (the `redis:` block; built at start, not reloaded).
+    redis: Option<Arc<RedisPool>>,
 }
 
 /// What one configuration file gives: the YAML middlewares and the settings a reload may
@@ -186,8 +190,39 @@ impl Generation {
 impl App {
     /// Builds every middleware (no network I/O; call [`App::start_discovery`] next).
     /// Middlewares with the same session scope key share one [`session::Scope`].
+    ///
+    /// With a `redis:` block the one Redis pool is built here (no I/O: it connects on first use
+    /// and from [`App::start_discovery`]), and every new scope passes through it: scopes of
+    /// `SessionStorageType: Redis` keep their sessions there, and every scope keeps its
+    /// back-channel logout `jti`s there (a client's logout tokens go through whichever of its
+    /// scopes comes first, and a token must be accepted once across every replica).
     pub fn new(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Self, String> {
-        let scopes = scopes::ScopeRegistry::default();
+        let wants_redis = cfg
+            .middlewares
+            .values()
+            .any(|m| m.session_storage == SessionStorage::Redis);
+        let redis = match &cfg.redis {
+            Some(r) => Some(Arc::new(RedisPool::new(r)?)),
+            None if wants_redis => {
+                return Err("SessionStorageType Redis needs the redis: block".into());
+            }
+            None => None,
+        };
+        let scopes = match &redis {
+            Some(pool) => {
+                let pool = pool.clone();
+                let jtis = Arc::new(RedisJtiStore::new(pool.clone()));
+                scopes::ScopeRegistry::new(Box::new(move |s, key: &ScopeKey| {
+                    let s = if key.storage() == SessionStorage::Redis {
+                        s.with_redis(key, pool.clone())
+                    } else {
+                        s
+                    };
+                    s.with_jti_store(jtis.clone())
+                }))
+            }
+            None => scopes::ScopeRegistry::default(),
+        };
         let generation = Generation::build(cfg, &scopes, &[])?;
         Ok(App {
             live: RwLock::new(Arc::new(generation)),
@@ -195,7 +230,13 @@ impl App {
             blocks: inline::Registry::default(),
             clock,
             discovering: AtomicBool::new(false),
+            redis,
         })
+    }
+
+    /// The Redis pool, when the configuration has a `redis:` block.
+    pub fn redis(&self) -> Option<&Arc<RedisPool>> {
+        self.redis.as_ref()
     }
 
     /// The configuration generation in force. A request reads it once and keeps it.
@@ -209,7 +250,12 @@ impl App {
     /// Starts each middleware's discovery loop on the current runtime (and, from now on, those
     /// of reloaded configurations and registered inline blocks).
     pub fn start_discovery(&self) {
-        self.discovering.store(true, Ordering::Release);
+        // The Redis subscriber and health check, once.
+        if !self.discovering.swap(true, Ordering::AcqRel)
+            && let Some(r) = &self.redis
+        {
+            tokio::spawn(r.clone().run_background());
+        }
         self.current().start_discovery();
         for b in self.blocks.blocks() {
             b.start_discovery();
@@ -225,7 +271,16 @@ impl App {
     /// inline block's provider is loaded when the block is registered, and its requests
     /// answer 503 until then.
     pub fn ready(&self) -> bool {
-        self.current().ready()
+        self.not_ready().is_none()
+    }
+
+    /// Why the sidecar is not ready (for `/readyz`), or `None`: discovery, or Redis (when a
+    /// `redis:` block is configured) not answering or its invalidation channel not subscribed.
+    pub fn not_ready(&self) -> Option<String> {
+        if !self.current().ready() {
+            return Some("discovery or signing keys not loaded".into());
+        }
+        self.redis.as_ref().and_then(|r| r.status().err())
     }
 
     /// A YAML middleware by name.

@@ -34,11 +34,13 @@ pub enum Outcome {
     LoginFailed,
     /// 503: IdP unavailable.
     IdpUnavailable,
+    /// 503: session store (Redis) unavailable.
+    StoreUnavailable,
     /// 500.
     Internal,
 }
 
-const ALL: [(Outcome, &str); 12] = [
+const ALL: [(Outcome, &str); 13] = [
     (Outcome::Allowed, "allowed"),
     (Outcome::Bypassed, "bypassed"),
     (Outcome::Forwarded, "forwarded"),
@@ -50,6 +52,7 @@ const ALL: [(Outcome, &str); 12] = [
     (Outcome::BadRequest, "bad_request"),
     (Outcome::LoginFailed, "login_failed"),
     (Outcome::IdpUnavailable, "idp_unavailable"),
+    (Outcome::StoreUnavailable, "store_unavailable"),
     (Outcome::Internal, "internal_error"),
 ];
 
@@ -60,6 +63,7 @@ impl Outcome {
             Error::Unauthenticated => Outcome::Unauthenticated,
             Error::Forbidden => Outcome::Forbidden,
             Error::IdpUnavailable(_) => Outcome::IdpUnavailable,
+            Error::StoreUnavailable(_) => Outcome::StoreUnavailable,
             Error::Internal(_) => Outcome::Internal,
             Error::IdpError { .. } | Error::InvalidIdToken(_) | Error::ExchangeRefused(_) => {
                 Outcome::LoginFailed
@@ -76,7 +80,7 @@ impl Outcome {
 /// One middleware's counters.
 #[derive(Debug, Default)]
 pub struct Counters {
-    by_outcome: [AtomicU64; 12],
+    by_outcome: [AtomicU64; 13],
 }
 
 impl Counters {

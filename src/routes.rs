@@ -263,14 +263,10 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
-    if app.ready() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "discovery or signing keys not loaded\n",
-        )
-            .into_response()
+    match app.not_ready() {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        // The reason is operational (discovery, Redis), never a secret: URLs are not in it.
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
     }
 }
 

@@ -16,7 +16,7 @@ fn write(name: &str, text: &str) -> std::path::PathBuf {
 const GOOD: &str = "middlewares:\n  default:\n    Provider:\n      Url: https://idp.example\n      ClientId: app\n    Secret: 0123456789abcdef0123456789abcdef\n    SessionStorageType: Cookie\n";
 
 #[test]
-fn check_config_accepts_a_valid_file_and_warns_about_later_keys() {
+fn check_config_accepts_a_valid_file_and_checks_session_storage() {
     let p = write("good.yaml", GOOD);
     let out = Command::new(BIN)
         .arg("--config")
@@ -26,8 +26,23 @@ fn check_config_accepts_a_valid_file_and_warns_about_later_keys() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
+    // SessionStorageType is implemented: Cookie is accepted silently…
     assert!(
-        err.contains("middlewares.default.SessionStorageType"),
+        !err.contains("middlewares.default.SessionStorageType"),
+        "{err}"
+    );
+    // …and Redis without the top-level redis: block is a problem at its key path.
+    let p2 = write("redis.yaml", &GOOD.replace("Cookie", "Redis"));
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&p2)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("middlewares.default.SessionStorageType") && err.contains("redis:"),
         "{err}"
     );
     // The env var may name the file instead of --config.

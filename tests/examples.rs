@@ -55,6 +55,72 @@ fn sidecar_configurations_in_examples_load() {
     config::parse(text, &env()).unwrap_or_else(|p| panic!("ConfigMap: {p:#?}"));
 }
 
+/// `${REDIS_URL}` in the Redis examples: what the Secret / compose file put there.
+fn redis_env() -> Env<'static> {
+    Env {
+        var: &|k| match k {
+            "REDIS_URL" => Some("redis://:pw@redis:6379/0".into()),
+            "SESSION_SECRET" => Some("example-session-secret-with-at-least-32-bytes".into()),
+            _ => Some("example-value".into()),
+        },
+        file: &|p: &Path| std::fs::read_to_string(p),
+    }
+}
+
+#[test]
+fn redis_examples_load_and_keep_redis_private() {
+    use traefik_oidc_sidecar::config::SessionStorage;
+    let text =
+        std::fs::read_to_string(root().join("examples/docker-compose/sidecar-redis.yaml")).unwrap();
+    let c = config::parse(&text, &redis_env()).unwrap().config;
+    assert!(c.redis.is_some());
+    assert_eq!(
+        c.middlewares["default"].session_storage,
+        SessionStorage::Redis
+    );
+    let d = &docs(&root().join("examples/docker-compose/docker-compose.redis.yml"))[0];
+    assert!(d["services"]["redis"].is_mapping());
+    assert!(
+        d["services"]["redis"]["ports"].is_null(),
+        "Redis is not published"
+    );
+    assert_eq!(
+        d["services"]["traefik-oidc-sidecar"]["deploy"]["replicas"],
+        2
+    );
+
+    let all = docs(&root().join("examples/kubernetes/replicated-redis.yaml"));
+    let mut kinds: Vec<&str> = all.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "ConfigMap",
+            "Deployment",
+            "NetworkPolicy",
+            "Secret",
+            "Service",
+            "Service",
+            "StatefulSet"
+        ]
+    );
+    let cm = all.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    let c = config::parse(cm["data"]["config.yaml"].as_str().unwrap(), &redis_env())
+        .unwrap_or_else(|p| panic!("ConfigMap: {p:#?}"))
+        .config;
+    assert_eq!(
+        c.middlewares["default"].session_storage,
+        SessionStorage::Redis
+    );
+    let dep = all.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    assert!(dep["spec"]["replicas"].as_u64().unwrap() > 1);
+    let np = all.iter().find(|d| d["kind"] == "NetworkPolicy").unwrap();
+    assert_eq!(
+        np["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["app"],
+        "traefik-oidc-sidecar"
+    );
+}
+
 #[test]
 fn kubernetes_manifests_have_the_expected_kinds() {
     let mut kinds = Vec::new();

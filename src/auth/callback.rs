@@ -174,7 +174,8 @@ impl Middleware {
         // the browser's previous session of the same user already carried.
         let mut challenged = self
             .scope
-            .open_session(cookies)
+            .load(cookies)
+            .await?
             .filter(|old| old.sub == sub)
             .map(|old| old.challenged.clone())
             .unwrap_or_default();
@@ -202,7 +203,7 @@ impl Middleware {
         };
         // Every session chunk is written afresh, so a cookie planted before login is replaced
         // (no session fixation).
-        let mut set = self.scope.write_session(&session, cookies, now)?;
+        let mut set = self.scope.save_login(&session, cookies, now).await?;
         // The ID token is only the logout hint: outside the session, in cookies only the logout
         // path receives (unless a template prints it, and the session holds it).
         let hint = (!keep.id_token).then_some(verified.id_token.as_str());

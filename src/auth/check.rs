@@ -12,11 +12,13 @@ use crate::forwarded::Forwarded;
 use crate::logging::decision;
 use crate::metrics::Outcome;
 use crate::reply::Reply;
+use crate::session::store::SESSION_ENDED;
 use crate::session::{RequestCookies, Session};
 use crate::template::Pass;
 
 impl Middleware {
-    /// The hot path: one cookie decryption, no I/O (unless the session is due for a refresh).
+    /// The hot path: one cookie decryption (Redis mode: a ticket check and, for a session not
+    /// remembered, one GET), no IdP I/O unless the session is due for a refresh.
     pub(super) async fn check(
         &self,
         fwd: &Forwarded,
@@ -26,20 +28,33 @@ impl Middleware {
         now: u64,
     ) -> Result<(Reply, Outcome), Error> {
         let mut set_cookies = Vec::new();
-        let session = match self.scope.open_session(cookies) {
-            Some(s) if self.due_for_refresh(&s, now) => match self.refresh((*s).clone(), now).await
-            {
-                Ok(new) => {
-                    set_cookies = self.scope.write_session(&new, cookies, now)?;
-                    Some(Arc::new(new))
+        let opened = match self.scope.load(cookies).await {
+            Ok(s) => s,
+            // A public path (bypass rule) does not need the session store: it passes without
+            // identity while Redis is away. Everything else fails closed (503).
+            Err(e) if public => {
+                decision!(self.cfg.log_level, WARN, middleware = %self.cfg.name, error = %e, "session store unavailable; public path passes without identity");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let session = match opened {
+            Some(s) if self.due_for_refresh(&s, now) => {
+                match self.refresh(&s, cookies, now).await {
+                    Ok(new) => {
+                        set_cookies = self.scope.after_refresh(&new, cookies, now)?;
+                        Some(Arc::new(new))
+                    }
+                    // Redis mode: the record was deleted meanwhile (a logout on another replica).
+                    Err(e) if e == SESSION_ENDED => None,
+                    Err(e) => {
+                        decision!(self.cfg.log_level, INFO, middleware = %self.cfg.name, error = %e, "session refresh failed");
+                        // Until it expires, the old session stays good: an IdP outage must not log
+                        // everyone out. Past expiry, the unauthenticated behaviour applies.
+                        (s.exp > now).then_some(s)
+                    }
                 }
-                Err(e) => {
-                    decision!(self.cfg.log_level, INFO, middleware = %self.cfg.name, error = %e, "session refresh failed");
-                    // Until it expires, the old session stays good: an IdP outage must not log
-                    // everyone out. Past expiry, the unauthenticated behaviour applies.
-                    (s.exp > now).then_some(s)
-                }
-            },
+            }
             Some(s) if s.exp > now => Some(s),
             _ => None,
         };
@@ -60,15 +75,19 @@ impl Middleware {
     }
 
     /// Refreshes `old`, sharing the work with concurrent requests of the same session, through
-    /// any middleware of the scope (a rotating refresh token is redeemed once).
-    async fn refresh(&self, old: Session, now: u64) -> Result<Session, String> {
+    /// any middleware of the scope and, in Redis mode, any replica (a rotating refresh token is
+    /// redeemed once; see `Scope::refresh`).
+    async fn refresh(
+        &self,
+        old: &Session,
+        cookies: &RequestCookies<'_>,
+        now: u64,
+    ) -> Result<Session, String> {
         let Some(rt) = old.refresh_token.clone() else {
             return Err("no refresh token".into());
         };
-        let cell = self.scope.refresh_cell(&rt, now).await;
-        cell.get_or_init(|| self.refresh_once(old, rt, now))
-            .await
-            .clone()
+        let redeem = self.refresh_once(old.clone(), rt, now);
+        self.scope.refresh(cookies, old, now, redeem).await
     }
 
     async fn refresh_once(&self, old: Session, rt: String, now: u64) -> Result<Session, String> {
@@ -169,7 +188,7 @@ impl Middleware {
                     return Err(Error::Unauthenticated);
                 }
                 let mut r = self.login(fwd, cookies, now, None, false, self.return_url(fwd))?;
-                r.set_cookies(self.scope.clear_present_session(cookies));
+                r.set_cookies(self.scope.clear_present(cookies));
                 Ok((r, Outcome::LoginRedirect))
             }
         }

@@ -1,5 +1,6 @@
-//! RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0): the scope's cookies are
-//! cleared and the browser goes to the IdP's `end_session_endpoint` (or straight to the target).
+//! RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0): the scope's session ends (its
+//! cookies are cleared; in Redis mode its record is deleted on every replica) and the browser
+//! goes to the IdP's `end_session_endpoint` (or straight to the target).
 
 use super::{Middleware, Query, absolute_url};
 use crate::error::Error;
@@ -10,7 +11,7 @@ use crate::reply::Reply;
 use crate::session::RequestCookies;
 
 impl Middleware {
-    pub(super) fn logout(
+    pub(super) async fn logout(
         &self,
         fwd: &Forwarded,
         cookies: &RequestCookies<'_>,
@@ -24,10 +25,12 @@ impl Middleware {
             Some(t) => self.client_target(t, &self.cfg.valid_post_logout_redirect_uris, fwd)?,
             None => absolute_url(&self.cfg.post_logout_redirect_uri, fwd),
         };
-        let session = self.scope.read_session(cookies, now);
+        let session = self.scope.load(cookies).await?.filter(|s| s.exp > now);
         let hint_cookie = self.scope.read_hint(cookies);
-        // The scope's session ends for every middleware sharing it: one login, one logout.
-        let mut set = self.scope.clear_session();
+        // The scope's session ends for every middleware sharing it: one login, one logout. In
+        // Redis mode its record is deleted first (Redis unavailable: 503, the user retries; a
+        // logout that cannot revoke is not reported as done).
+        let mut set = self.scope.end(cookies).await?;
         set.extend(self.scope.codec().clear_hint());
         set.extend(self.scope.codec().clear_flows(cookies));
         // Without a loaded discovery there is no end_session_endpoint to visit; the local

@@ -71,6 +71,7 @@ pub fn scope_key(cfg: &MiddlewareConfig) -> ScopeKey {
         cfg.session_cookie.domain.as_deref(),
         &cfg.session_cookie.path,
     )
+    .with_storage(cfg.session_storage)
 }
 
 /// What a middleware reads from a session: `sub`, the claims its headers print (the default
@@ -125,7 +126,16 @@ pub fn scope_of(members: &[&MiddlewareConfig]) -> Option<Scope> {
 
 impl Middleware {
     /// Builds the middleware in `scope` (no network I/O; discovery runs separately).
+    /// `SessionStorageType: Redis` in a scope without a Redis store (the sidecar has no `redis:`
+    /// block, e.g. for an inline block) is refused: never silently a cookie session.
     pub fn new(cfg: MiddlewareConfig, scope: Arc<Scope>) -> Result<Self, String> {
+        if cfg.session_storage == crate::session::store::SessionStorage::Redis
+            && scope.redis().is_none()
+        {
+            return Err(
+                "SessionStorageType Redis needs the sidecar's top-level redis: block".into(),
+            );
+        }
         let provider = Arc::new(Provider::new(cfg.provider.clone())?);
         Ok(Middleware {
             cfg,
@@ -148,7 +158,7 @@ impl Middleware {
         let result = if self.is_callback(fwd) {
             self.callback(fwd, &cookies, now).await
         } else if fwd.path == self.cfg.logout_uri {
-            self.logout(fwd, &cookies, now)
+            self.logout(fwd, &cookies, now).await
         } else if matches_uri(&self.cfg.backchannel_logout_uri, fwd) {
             // forwardAuth carries no body: the token cannot be read here (see `backchannel`).
             Err(Error::BackchannelNeedsBody)
@@ -192,7 +202,7 @@ impl Middleware {
                 if matches!(e, Error::Unauthenticated) {
                     // A present but invalid or expired session is cleared so the browser stops
                     // sending it.
-                    r.set_cookies(self.scope.clear_present_session(&cookies));
+                    r.set_cookies(self.scope.clear_present(&cookies));
                 }
                 r
             }

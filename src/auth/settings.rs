@@ -94,4 +94,6 @@ pub struct MiddlewareConfig {
     /// `LogLevel`: this middleware's own verbosity for its decision lines (see
     /// [`crate::logging`]); `None` follows the global `logLevel`.
     pub log_level: Option<tracing::Level>,
+    /// `SessionStorageType`: sealed cookies or Redis (see [`crate::session::store`]).
+    pub session_storage: crate::session::store::SessionStorage,
 }

@@ -47,11 +47,12 @@ pub(super) const MIDDLEWARE_KEYS: &[&str] = &[
     "AuthorizationHeader",
     "AuthorizationCookie",
     "ErrorPages",
+    "SessionStorageType",
 ];
 
 /// traefik-oidc-auth keys that a later version of the sidecar implements: they warn, not fail.
 /// Ignoring any of them only makes the middleware stricter (no bypass, no bearer tokens…).
-pub(super) const MIDDLEWARE_LATER: &[&str] = &["ErrorPages", "SessionStorageType"];
+pub(super) const MIDDLEWARE_LATER: &[&str] = &["ErrorPages"];
 
 pub(super) const COOKIE_KEYS: &[&str] =
     &["Path", "Domain", "Secure", "HttpOnly", "SameSite", "MaxAge"];
@@ -278,6 +279,7 @@ pub(super) fn parse_middleware(
         ),
         None => None,
     };
+    let session_storage = super::redis::parse_storage(&mut obj, cx);
     obj.finish(MIDDLEWARE_KEYS, MIDDLEWARE_LATER, cx);
 
     if cx.problems.len() != before {
@@ -311,6 +313,7 @@ pub(super) fn parse_middleware(
         page_unauthenticated,
         page_unauthorized,
         log_level,
+        session_storage,
     })
 }
 

@@ -27,12 +27,14 @@ pub use crate::oidc::{ClientKey, ProviderConfig, TokenValidation};
 pub use crate::inline::InlineConfig;
 pub use crate::session::{SameSite, Secret, SessionCookieConfig};
 pub use inline::{BlockError, ParsedBlock, parse_block, parse_value, parse_yaml_block};
+pub use redis::{RedisConfig, RedisTarget, SessionStorage};
 use root::parse_root;
 use walk::Cx;
 
 mod inline;
 mod middleware;
 mod provider;
+mod redis;
 mod root;
 #[cfg(test)]
 mod tests;
@@ -69,6 +71,8 @@ pub struct Config {
     pub inline: InlineConfig,
     /// Connection limits of both listeners (`limits:`).
     pub limits: Limits,
+    /// The `redis:` block (server-side sessions), if any; see [`redis`].
+    pub redis: Option<RedisConfig>,
 }
 
 /// A problem (or warning) found in the file, with the key path it concerns.

@@ -22,6 +22,7 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "logLevel",
     "limits",
     "middlewares",
+    "redis",
     "inline",
 ];
 
@@ -95,6 +96,22 @@ pub(super) fn parse_root(root: &Value, cx: &mut Cx<'_>) -> Option<Config> {
             }
         }
     }
+    let redis = match obj.get("redis") {
+        Some((p, v)) => super::redis::parse_redis(v, &p, cx),
+        None => None,
+    };
+    let redis_given = obj
+        .entries
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("redis"));
+    for m in middlewares.values() {
+        if m.session_storage == super::SessionStorage::Redis && !redis_given {
+            cx.problem(
+                &format!("middlewares.{}.SessionStorageType", m.name),
+                "Redis needs the top-level redis: block",
+            );
+        }
+    }
     let inline = match obj.get("inline") {
         Some((p, v)) => parse_inline(v, &p, cx),
         None => crate::inline::InlineConfig::default(),
@@ -109,6 +126,7 @@ pub(super) fn parse_root(root: &Value, cx: &mut Cx<'_>) -> Option<Config> {
         middlewares,
         inline,
         limits,
+        redis,
     })
 }
 

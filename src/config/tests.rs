@@ -193,12 +193,14 @@ fn pasted_traefik_oidc_auth_block_loads_with_expansion() {
         m.unauthenticated_behavior,
         UnauthenticatedBehavior::Challenge
     );
-    // Later-issue keys warn instead of failing; the per-middleware LogLevel applies.
+    // SessionStorageType is implemented (see config::redis); the per-middleware LogLevel
+    // applies.
     let warned: Vec<&str> = loaded.warnings.iter().map(|w| w.path.as_str()).collect();
     assert!(
-        warned.contains(&"middlewares.oidc-auth.SessionStorageType"),
+        !warned.contains(&"middlewares.oidc-auth.SessionStorageType"),
         "{warned:?}"
     );
+    assert_eq!(m.session_storage, crate::config::SessionStorage::Cookie);
     assert!(
         !warned.contains(&"middlewares.oidc-auth.LogLevel"),
         "{warned:?}"

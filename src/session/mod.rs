@@ -9,13 +9,17 @@
 //! - [`codec`]: sealing (AES-256-GCM, key bound to the scope), chunking and naming of cookies;
 //! - [`ended`]: sessions ended by back-channel logout (cookie mode's in-memory list);
 //! - [`flow`]: the per-`state` login-flow cookies (login CSRF, OIDC Core §3.1.2.1);
-//! - [`scope`]: the [`Scope`], the store-shaped seam (open/write/clear) the middlewares share,
-//!   with its remembered-session cache and its refresh single-flight.
+//! - [`scope`]: the [`Scope`], the store seam (load/save/refresh/end) the middlewares share,
+//!   with its remembered-session cache and its refresh single-flight;
+//! - [`store`]: where a scope's sessions live: sealed cookies, or Redis behind an opaque ticket
+//!   (`SessionStorageType: Redis`); [`redis`]: the process's Redis connection, its health and
+//!   the invalidation channel.
 //!
-//! The session is stateless: checking it is one decryption, no IdP round-trip and no JWT
-//! signature work, which keeps `/auth` cheap. The price is that a session cannot be deleted
+//! In cookie mode the session is stateless: checking it is one decryption, no IdP round-trip and
+//! no JWT signature work, which keeps `/auth` cheap. The price is that a session cannot be deleted
 //! before it expires: a back-channel logout only marks it ended in this process's memory
-//! ([`ended`]), and otherwise rotating the Secret is the way (SECURITY notes in the README).
+//! ([`ended`]), and otherwise rotating the Secret is the way (SECURITY notes in the README). Redis
+//! mode trades a server-side record for revocation (logout, back-channel logout) across replicas.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -27,7 +31,9 @@ use serde_json::{Map, Value};
 pub mod codec;
 pub mod ended;
 pub mod flow;
+pub mod redis;
 pub mod scope;
+pub mod store;
 
 pub use codec::{CHUNK_SIZE, CookieCodec, MAX_CHUNKS, MAX_HINT_CHUNKS, MAX_HINT_LEN};
 pub use ended::{EndBy, Ended, MAX_ENDED};

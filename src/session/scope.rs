@@ -33,6 +33,8 @@ use sha2::{Digest, Sha256};
 
 use super::codec::CookieCodec;
 use super::ended::{EndBy, Ended};
+use super::redis::RedisPool;
+use super::store::{RedisStore, SessionStorage, Store};
 use super::{RequestCookies, Secret, Session, SessionCookieConfig};
 use crate::authz::{self, ClaimAssertion};
 use crate::error::Error;
@@ -57,6 +59,7 @@ pub struct ScopeKey {
     prefix: String,
     domain: Option<String>,
     path: String,
+    storage: SessionStorage,
 }
 
 impl ScopeKey {
@@ -79,7 +82,20 @@ impl ScopeKey {
             // §5.2.3): `.Example.com` and `example.com` name the same cookies.
             domain: domain.map(|d| d.trim_start_matches('.').to_ascii_lowercase()),
             path: path.to_string(),
+            storage: SessionStorage::Cookie,
         }
+    }
+
+    /// The key with `SessionStorageType` `storage`: a Redis scope and a cookie scope never
+    /// share, even with every other setting equal.
+    pub fn with_storage(mut self, storage: SessionStorage) -> Self {
+        self.storage = storage;
+        self
+    }
+
+    /// Where the scope's sessions live.
+    pub fn storage(&self) -> SessionStorage {
+        self.storage
     }
 
     /// The cookie prefix.
@@ -119,6 +135,11 @@ impl ScopeKey {
         ] {
             m.extend_from_slice(&(part.len() as u64).to_be_bytes());
             m.extend_from_slice(part.as_bytes());
+        }
+        // Only Redis scopes add a part: cookie-mode keys (and the sessions sealed under them)
+        // stay what they were before storage types existed.
+        if self.storage == SessionStorage::Redis {
+            m.extend_from_slice(b"\0storage=redis");
         }
         m
     }
@@ -170,6 +191,7 @@ pub struct Judge {
 /// One session scope (see the module docs).
 pub struct Scope {
     codec: CookieCodec,
+    store: Store,
     opened: Opened<Session>,
     refreshes: tokio::sync::Mutex<HashMap<[u8; 32], (u64, RefreshCell)>>,
     keep: RwLock<Arc<Keep>>,
@@ -201,6 +223,7 @@ impl Scope {
     ) -> Self {
         Scope {
             codec: CookieCodec::new(key, attrs, logout_paths),
+            store: Store::Cookie,
             opened: Opened::default(),
             refreshes: tokio::sync::Mutex::new(HashMap::new()),
             keep: RwLock::new(Arc::new(keep)),
@@ -208,6 +231,22 @@ impl Scope {
             members: RwLock::new(members),
             ended: Ended::default(),
             jtis: Arc::new(MemoryJtiStore::default()),
+        }
+    }
+
+    /// This scope (of key `key`) with its sessions in Redis (`SessionStorageType: Redis`),
+    /// through `pool`.
+    pub fn with_redis(mut self, key: &ScopeKey, pool: Arc<RedisPool>) -> Self {
+        let store = RedisStore::new(pool, &key.master(), key.prefix());
+        self.store = Store::Redis(Box::new(store));
+        self
+    }
+
+    /// The Redis store, when the scope's sessions live in Redis.
+    pub fn redis(&self) -> Option<&RedisStore> {
+        match &self.store {
+            Store::Redis(r) => Some(r),
+            Store::Cookie => None,
         }
     }
 
@@ -224,8 +263,15 @@ impl Scope {
 
     /// Ends the sessions `by` names that were created at or before `now` (a back-channel
     /// logout, after its token was verified). In cookie mode the [`Ended`] list remembers them
-    /// and [`Scope::open_session`] refuses them from then on, in this process only.
+    /// and [`Scope::open_session`] refuses them from then on, in this process only. In Redis
+    /// mode their records are deleted, for every replica ([`RedisStore::end_sessions`]); Redis
+    /// unavailable is an error (the IdP retries).
     pub async fn end_sessions(&self, by: EndBy, now: u64) -> Result<(), Error> {
+        if let Store::Redis(r) = &self.store {
+            let ended = r.end_sessions(&by).await?;
+            tracing::debug!(members = ?self.members, ended, "back-channel logout ended Redis sessions");
+            return Ok(());
+        }
         if self.ended.end(&by, now) {
             tracing::warn!(
                 members = ?self.members(),
@@ -352,6 +398,125 @@ impl Scope {
     /// The logout hint this request carries.
     pub fn read_hint(&self, req: &RequestCookies<'_>) -> Option<String> {
         self.codec.read_hint(req)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The store seam: what the request path calls, whichever store the scope uses.
+
+    /// The session of this request, expired or not. Cookie store: the sealed cookies, no I/O.
+    /// Redis store: the ticket is verified first (a forged one is anonymous without a round
+    /// trip), then the session comes from memory or Redis; Redis unavailable is an error (503)
+    /// for every request, never an anonymous request or a login redirect.
+    pub async fn load(&self, req: &RequestCookies<'_>) -> Result<Option<Arc<Session>>, Error> {
+        match &self.store {
+            Store::Cookie => Ok(self.open_session(req)),
+            // Redis known to be away: 503 for every request, with or without a ticket (a login
+            // could not be completed either). The health ping notices its return.
+            Store::Redis(r) if !r.pool().usable() => Err(Error::StoreUnavailable(
+                "redis unavailable (last command or health check failed)".into(),
+            )),
+            Store::Redis(r) => match r.ticket_of(req) {
+                Some(t) => r.load(&t).await,
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// Stores a new login's `session` (Redis: indexed by its `sub` and `sid`, for back-channel
+    /// logout); returns the `Set-Cookie` values for this browser. Every cookie is new, so a value
+    /// planted before the login is replaced (no session fixation).
+    pub async fn save_login(
+        &self,
+        session: &Session,
+        req: &RequestCookies<'_>,
+        now: u64,
+    ) -> Result<Vec<String>, Error> {
+        match &self.store {
+            Store::Cookie => self.write_session(session, req, now),
+            Store::Redis(r) => {
+                // The browser's previous session (another login in the same browser) ends.
+                if let Some(old) = r.ticket_of(req) {
+                    r.delete(&old).await?;
+                }
+                let (value, until) = r.create(session, now).await?;
+                let mut set = vec![self.codec.ticket_cookie(
+                    r.cookie_name(),
+                    value,
+                    until.saturating_sub(now),
+                )];
+                // Session chunks of a cookie-mode scope with the same prefix are not ours now.
+                set.extend(self.codec.clear_present_session(req));
+                Ok(set)
+            }
+        }
+    }
+
+    /// Refreshes `old` once for every request of the session (see [`RefreshCell`]), and in
+    /// Redis mode once across every replica ([`RedisStore::refresh`]). `redeem` is the refresh
+    /// itself; it runs at most once, and only if nobody else redeemed this refresh token.
+    pub async fn refresh(
+        &self,
+        req: &RequestCookies<'_>,
+        old: &Session,
+        now: u64,
+        redeem: impl Future<Output = Result<Session, String>>,
+    ) -> Result<Session, String> {
+        let Some(rt) = old.refresh_token.as_deref() else {
+            return Err("no refresh token".into());
+        };
+        let cell = self.refresh_cell(rt, now).await;
+        match &self.store {
+            Store::Cookie => cell.get_or_init(|| redeem).await.clone(),
+            Store::Redis(r) => {
+                let t = r.ticket_of(req).ok_or("no ticket")?;
+                cell.get_or_init(|| r.refresh(&t, old, now, redeem))
+                    .await
+                    .clone()
+            }
+        }
+    }
+
+    /// `Set-Cookie` values after `session` was refreshed: the new sealed cookies in cookie mode;
+    /// nothing in Redis mode (the record was rewritten under the same ticket).
+    pub fn after_refresh(
+        &self,
+        session: &Session,
+        req: &RequestCookies<'_>,
+        now: u64,
+    ) -> Result<Vec<String>, Error> {
+        match &self.store {
+            Store::Cookie => self.write_session(session, req, now),
+            Store::Redis(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Logout: ends this request's session (Redis: the record is deleted, so the cookie,
+    /// replayed, is anonymous on every replica) and returns the `Set-Cookie` values removing
+    /// it from the browser.
+    pub async fn end(&self, req: &RequestCookies<'_>) -> Result<Vec<String>, Error> {
+        match &self.store {
+            Store::Cookie => Ok(self.clear_session()),
+            Store::Redis(r) => {
+                if let Some(t) = r.ticket_of(req) {
+                    r.delete(&t).await?;
+                }
+                let mut set = vec![self.codec.ticket_removal(r.cookie_name())];
+                set.extend(self.codec.clear_present_session(req));
+                Ok(set)
+            }
+        }
+    }
+
+    /// `Set-Cookie` values removing the session cookies this request carries (an invalid or
+    /// ended session), without touching the store.
+    pub fn clear_present(&self, req: &RequestCookies<'_>) -> Vec<String> {
+        let mut set = self.codec.clear_present_session(req);
+        if let Store::Redis(r) = &self.store
+            && req.get(r.cookie_name()).is_some()
+        {
+            set.push(self.codec.ticket_removal(r.cookie_name()));
+        }
+        set
     }
 
     /// The verdict of every login-time judge of the scope on `claims`: each middleware's own

@@ -16,6 +16,7 @@ use traefik_oidc_sidecar::config::{self, Env};
 use traefik_oidc_sidecar::{App, SystemClock};
 
 pub mod http;
+pub mod redis;
 pub use http::*;
 
 /// The host the protected application pretends to live on.
@@ -341,6 +342,12 @@ impl Browser {
             sidecar: addr.to_string(),
             middleware: middleware.to_string(),
         }
+    }
+
+    /// Sends the next forwardAuth requests to the sidecar at `addr` (another replica), keeping
+    /// the cookie jar.
+    pub fn switch_to(&mut self, addr: SocketAddr) {
+        self.sidecar = addr.to_string();
     }
 
     pub fn cookies(&self, host: &str) -> BTreeMap<String, String> {

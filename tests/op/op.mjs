@@ -16,6 +16,7 @@
 //                                http://127.0.0.1:{port}); e.g. http://localhost:{port} makes
 //                                the issuer differ from the address clients are given (the
 //                                internal-URL layout)
+// GET /__test/stats answers token-endpoint counters ({"refreshGrants":n,"refreshErrors":n}).
 // When listening it prints one JSON line on stdout:
 //   {"issuer":"<issuer>","url":"http://127.0.0.1:PORT"}.
 //
@@ -174,6 +175,24 @@ server.listen(Number(process.env.OP_PORT || 0), '127.0.0.1', () => {
   });
   provider.on('server_error', (ctx, err) => console.error('op server_error', err));
   provider.on('backchannel.error', (ctx, err) => console.error('op backchannel.error', err.message));
+  // Token-endpoint counters for tests (GET /__test/stats): how many refresh_token grants
+  // succeeded and failed, e.g. to assert that concurrent requests on several sidecar replicas
+  // redeemed a rotating refresh token exactly once.
+  const stats = { refreshGrants: 0, refreshErrors: 0 };
+  provider.on('grant.success', (ctx) => {
+    if (ctx.oidc.params?.grant_type === 'refresh_token') stats.refreshGrants += 1;
+  });
+  provider.on('grant.error', (ctx) => {
+    if (ctx.oidc?.params?.grant_type === 'refresh_token') stats.refreshErrors += 1;
+  });
+  provider.use(async (ctx, next) => {
+    if (ctx.method === 'GET' && ctx.path === '/__test/stats') {
+      ctx.type = 'json';
+      ctx.body = JSON.stringify(stats);
+      return;
+    }
+    await next();
+  });
   server.on('request', provider.callback());
   console.log(JSON.stringify({ issuer, url }));
   // Harnesses read only that first line and may close the pipe: everything else goes to stderr,
