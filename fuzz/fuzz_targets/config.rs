@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let cfg = loaded.config;
-    assert!(!cfg.middlewares.is_empty());
+    // `middlewares:` may be empty: inline blocks registered by the plugin shim bring them.
     assert_ne!(cfg.listen, cfg.metrics_listen);
     for (name, m) in &cfg.middlewares {
         assert_eq!(&m.name, name);
