@@ -29,7 +29,7 @@ export TRAEFIK_BIN
 # It ends only the process groups run.mjs recorded (one per child it started), by id.
 cleanup() {
   local pidfile
-  for pidfile in "$artifacts/pids" "$artifacts/inline/pids" "$artifacts/inline/login/pids"; do
+  for pidfile in "$artifacts/pids" "$artifacts/inline/pids" "$artifacts/inline/login/pids" "$artifacts/replicas/pids"; do
     [ -f "$pidfile" ] || continue
     while read -r pid _name; do
       [ -n "$pid" ] && kill -0 -- "-$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null || true
@@ -43,3 +43,6 @@ node tests/e2e/run.mjs
 # Inline traefik-oidc-auth blocks (issue 12): Traefik's decoding of every README/examples block,
 # then login, restart and logout with the sidecar's empty middlewares:.
 node tests/e2e/inline.mjs
+# Two sidecar replicas sharing Redis sessions (issue 11) behind one load-balanced Traefik service,
+# both doors: login, a replica SIGKILLed under load (no session lost), back-channel logout.
+node tests/e2e/replicas.mjs
