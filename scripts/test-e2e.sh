@@ -15,6 +15,12 @@ artifacts="${E2E_ARTIFACTS:-$PWD/tests/e2e/artifacts}"
 export E2E_ARTIFACTS="$artifacts"
 
 bash scripts/install-e2e-deps.sh
+# replicas.mjs runs a real redis-server (Debian's; scripts/test.sh and .ci/run install it too).
+if ! command -v redis-server >/dev/null 2>&1; then
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq redis-server >/dev/null
+fi
 
 if [ -z "${SIDECAR_BIN:-}" ]; then
   echo "test-e2e: cargo build --release --bin traefik-oidc-sidecar" >&2
