@@ -44,11 +44,12 @@
 //      survivor (so the replacement must see the deletion in Redis). The relay records the
 //      sidecar's answer (must be 200).
 //   5. both replicas refuse the old cookie on their direct route (302 to the OP), and the
-//      browser's next two navigations (round robin: one per replica) land at the OP.
-// Which check catches what: cookie mode (E2E_REPLICAS_STORAGE=Cookie) passes 1–3 (a sealed cookie
-// opens on any replica) but fails 5 on the replica that did not receive the logout token;
-// without Redis pub/sub invalidation 5 fails on the survivor of the fa round; without the retry
-// middleware 3 fails with 500/502s.
+//      browser's next two navigations through the door land at the OP.
+// Which check catches what (each seen failing once): cookie mode (E2E_REPLICAS_STORAGE=Cookie)
+// passes 1–4 (a sealed cookie opens on any replica; the receiver remembers the ended sid) but
+// fails 5 in both rounds: "replica b (did not receive it) answered 200 as demo". Without the
+// passive health check, 3 fails (22 of 280 unpaced requests after the kill answered 502; paced,
+// 1 of 280). A kill that was not mid-run fails 3's count of requests after the exit.
 //
 // Environment as run.mjs (SIDECAR_BIN, TRAEFIK_BIN, CHROMIUM, E2E_ARTIFACTS), plus REDIS_SERVER
 // (default /usr/bin/redis-server), E2E_REPLICAS_STORAGE (Redis; Cookie only to see the suite
