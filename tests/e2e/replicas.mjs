@@ -512,6 +512,9 @@ async function main() {
   } finally {
     clearTimeout(timer);
     await browser?.close().catch(() => {});
+    // Traefik and the replicas before Redis (which stack.stop() would end first, started first).
+    await stack.procs.traefik?.stop().catch(() => {});
+    for (const r of REPLICAS) await stack.procs[`replica-${r}`]?.stop().catch(() => {});
     await stack.stop().catch(() => {});
     relay.server.close();
     fs.rmSync(redisDir, { recursive: true, force: true });
