@@ -15,6 +15,12 @@ artifacts="${E2E_ARTIFACTS:-$PWD/tests/e2e/artifacts}"
 export E2E_ARTIFACTS="$artifacts"
 
 bash scripts/install-e2e-deps.sh
+# replicas.mjs runs a real redis-server (Debian's; scripts/test.sh and .ci/run install it too).
+if ! command -v redis-server >/dev/null 2>&1; then
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq redis-server >/dev/null
+fi
 
 if [ -z "${SIDECAR_BIN:-}" ]; then
   echo "test-e2e: cargo build --release --bin traefik-oidc-sidecar" >&2
@@ -29,7 +35,7 @@ export TRAEFIK_BIN
 # It ends only the process groups run.mjs recorded (one per child it started), by id.
 cleanup() {
   local pidfile
-  for pidfile in "$artifacts/pids" "$artifacts/inline/pids" "$artifacts/inline/login/pids"; do
+  for pidfile in "$artifacts/pids" "$artifacts/inline/pids" "$artifacts/inline/login/pids" "$artifacts/replicas/pids"; do
     [ -f "$pidfile" ] || continue
     while read -r pid _name; do
       [ -n "$pid" ] && kill -0 -- "-$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null || true
@@ -43,3 +49,6 @@ node tests/e2e/run.mjs
 # Inline traefik-oidc-auth blocks (issue 12): Traefik's decoding of every README/examples block,
 # then login, restart and logout with the sidecar's empty middlewares:.
 node tests/e2e/inline.mjs
+# Two sidecar replicas sharing Redis sessions (issue 11) behind one load-balanced Traefik service,
+# both doors: login, a replica SIGKILLed under load (no session lost), back-channel logout.
+node tests/e2e/replicas.mjs
