@@ -269,7 +269,7 @@ impl Scope {
     pub async fn end_sessions(&self, by: EndBy, now: u64) -> Result<(), Error> {
         if let Store::Redis(r) = &self.store {
             let ended = r.end_sessions(&by).await?;
-            tracing::debug!(members = ?self.members, ended, "back-channel logout ended Redis sessions");
+            tracing::debug!(members = ?self.members(), ended, "back-channel logout ended Redis sessions");
             return Ok(());
         }
         if self.ended.end(&by, now) {
