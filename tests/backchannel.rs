@@ -95,15 +95,7 @@ async fn setup() -> Setup {
 async fn end_session_at_op(b: &mut Browser, url: &str) {
     let page = b.op_get(url).await;
     assert_eq!(page.status, 200, "{page:#?}");
-    let xsrf = page
-        .body
-        .split("name=\"xsrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let xsrf = common::xsrf(&page);
     let confirm = resolve(url, "/session/end/confirm");
     let r = b
         .op_post(&confirm, &[("xsrf", &xsrf), ("logout", "yes")])

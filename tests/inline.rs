@@ -410,15 +410,7 @@ async fn a_back_channel_logout_reaches_an_inline_middleware() {
     let end = format!("{issuer}/session/end");
     let page = b.op_get(&end).await;
     assert_eq!(page.status, 200, "{page:#?}");
-    let xsrf = page
-        .body
-        .split("name=\"xsrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let xsrf = common::xsrf(&page);
     let r = b
         .op_post(
             &resolve(&end, "/session/end/confirm"),

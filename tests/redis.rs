@@ -596,15 +596,7 @@ async fn a_back_channel_logout_ends_the_redis_session_on_every_replica_once() {
     // The user ends the session at the OP itself: the OP posts the logout token to replica A.
     let end = format!("{}/session/end", op.issuer);
     let page = browser.op_get(&end).await;
-    let xsrf = page
-        .body
-        .split("name=\"xsrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let xsrf = common::xsrf(&page);
     let r = browser
         .op_post(
             &format!("{}/session/end/confirm", op.issuer),

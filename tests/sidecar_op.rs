@@ -196,15 +196,7 @@ async fn logout_clears_session_and_goes_through_end_session() {
     // At the OP: confirm, and land on the post-logout target.
     let page = b.op_get(&loc).await;
     assert_eq!(page.status, 200, "{page:#?}");
-    let xsrf = page
-        .body
-        .split("name=\"xsrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let xsrf = common::xsrf(&page);
     let confirm = resolve(&loc, "/session/end/confirm");
     let r = b
         .op_post(&confirm, &[("xsrf", &xsrf), ("logout", "yes")])

@@ -201,6 +201,24 @@ impl Provider {
             .map(Some)
             .map_err(Error::Internal)
     }
+
+    /// The parameters every token-endpoint request (code exchange and refresh) adds: the RFC 8707
+    /// `resource` indicators and, with `private_key_jwt`, a fresh client assertion (RFC 7523
+    /// §2.2).
+    pub(super) fn token_params(
+        &self,
+        d: &Discovered,
+        resources: &[String],
+        now: u64,
+    ) -> Result<Vec<(&'static str, String)>, Error> {
+        let mut params: Vec<(&'static str, String)> =
+            resources.iter().map(|r| ("resource", r.clone())).collect();
+        if let Some(a) = self.client_assertion(d, now)? {
+            params.push(("client_assertion_type", ASSERTION_TYPE.to_string()));
+            params.push(("client_assertion", a));
+        }
+        Ok(params)
+    }
 }
 
 fn rsa_signer(key: rsa::RsaPrivateKey) -> Result<Signer, String> {

@@ -13,7 +13,6 @@ use openidconnect::{
 };
 use serde_json::{Map, Value};
 
-use super::client_auth::ASSERTION_TYPE;
 use super::settings::ProviderConfig;
 use super::transport::{Capped, CappedError};
 use super::{Discovered, LEEWAY_SECS, Provider, TokenKind};
@@ -101,13 +100,8 @@ impl Provider {
         if let Some(v) = x.pkce_verifier {
             req = req.set_pkce_verifier(PkceCodeVerifier::new(v.to_string()));
         }
-        for r in x.resources {
-            req = req.add_extra_param("resource", r.clone());
-        }
-        if let Some(a) = self.client_assertion(&d, now)? {
-            req = req
-                .add_extra_param("client_assertion_type", ASSERTION_TYPE)
-                .add_extra_param("client_assertion", a);
+        for (name, value) in self.token_params(&d, x.resources, now)? {
+            req = req.add_extra_param(name, value);
         }
         let tokens = req
             .request_async(&Capped(self.http.clone()))
@@ -163,13 +157,8 @@ impl Provider {
             .client
             .exchange_refresh_token(&rt)
             .map_err(|_| Error::IdpUnavailable("the IdP has no token endpoint".into()))?;
-        for r in resources {
-            req = req.add_extra_param("resource", r.clone());
-        }
-        if let Some(a) = self.client_assertion(&d, now)? {
-            req = req
-                .add_extra_param("client_assertion_type", ASSERTION_TYPE)
-                .add_extra_param("client_assertion", a);
+        for (name, value) in self.token_params(&d, resources, now)? {
+            req = req.add_extra_param(name, value);
         }
         let tokens = req
             .request_async(&Capped(self.http.clone()))

@@ -192,3 +192,14 @@ pub async fn finish(resp: reqwest::Response) -> Resp {
         body,
     }
 }
+
+/// The `xsrf` token of one of the OP's forms (its end-session page): the OP refuses the form
+/// without it.
+pub fn xsrf(page: &Resp) -> String {
+    page.body
+        .split("name=\"xsrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no xsrf field in the OP's page: {page:#?}"))
+        .to_string()
+}
