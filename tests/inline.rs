@@ -167,6 +167,26 @@ async fn registration_rules() {
             .contains("did you mean UnauthenticatedBehavior"),
         "{v}"
     );
+    // A typo and a foreign provider together: both problems in one answer.
+    let mut both: Value = serde_json::from_slice(&foreign).unwrap();
+    both["UnauthenticatedBehaviour"] = json!("Auto");
+    let both = serde_json::to_vec(&both).unwrap();
+    let (st, v) = register(&s, &hash(&both), &both, Some(TOKEN)).await;
+    assert_eq!(st, 422, "{v}");
+    let p = paths(&v);
+    for want in ["UnauthenticatedBehaviour", "Provider.Url"] {
+        assert!(p.iter().any(|x| x == want), "{want} missing: {v}");
+    }
+    // Redis sessions without the sidecar's redis: block: a problem at its key, not a 500.
+    let mut in_redis: Value = serde_json::from_slice(&a).unwrap();
+    in_redis["SessionStorageType"] = json!("Redis");
+    let in_redis = serde_json::to_vec(&in_redis).unwrap();
+    let (st, v) = register(&s, &hash(&in_redis), &in_redis, Some(TOKEN)).await;
+    assert_eq!(
+        (st, paths(&v)),
+        (422, vec!["SessionStorageType".to_string()]),
+        "{v}"
+    );
     assert!(
         s.app.inline_blocks().is_empty(),
         "nothing refused was stored"

@@ -178,7 +178,16 @@ impl App {
         let name = super::member_name(hash);
         let parsed = parse_block(body, &name, &Env::process()).map_err(|e| match e {
             BlockError::NotAnObject(why) => RegisterError::NotAnObject(why),
-            BlockError::Invalid(p) => RegisterError::Invalid(p),
+            BlockError::Invalid(mut p) => {
+                // Every problem at once: the allow-list too, when the block names its provider
+                // literally (a `${…}` value is only known once the block parses).
+                if let Some(url) = literal_provider_url(body)
+                    && !cfg.allows_provider(&url)
+                {
+                    p.push(provider_not_allowed());
+                }
+                RegisterError::Invalid(p)
+            }
         })?;
         let label = label(raw_label);
         for w in &parsed.warnings {
@@ -187,16 +196,25 @@ impl App {
         let mw_cfg = parsed.config;
         if !cfg.allows_provider(&mw_cfg.provider.url) {
             // The URL itself is not echoed: it may come from `${…}`.
+            return Err(RegisterError::Invalid(vec![provider_not_allowed()]));
+        }
+        if mw_cfg.session_storage == crate::session::store::SessionStorage::Redis
+            && self.redis().is_none()
+        {
             return Err(RegisterError::Invalid(vec![Problem {
-                path: "Provider.Url".into(),
-                message: "not in the sidecar's inline.allowedProviderUrls (registering a block makes the sidecar fetch discovery from its provider)".into(),
+                path: "SessionStorageType".into(),
+                message: "Redis needs the sidecar's top-level redis: block".into(),
             }]));
         }
         let scope = self
             .scopes
             .join(&mw_cfg)
             .ok_or_else(|| RegisterError::Internal("no scope".into()))?;
+        // Kept to leave the scope again if the middleware cannot be built: a refused block must
+        // not stay counted among the scope's members (its verdicts, kept claims).
+        let joined = mw_cfg.clone();
         let mw = Middleware::new(mw_cfg, scope).map_err(|e| {
+            self.scopes.leave(&joined);
             tracing::warn!(middleware = %label, block = %&hash[..12], error = %e, "inline block refused");
             RegisterError::Internal(e)
         })?;
@@ -215,6 +233,29 @@ impl App {
         tracing::info!(middleware = %label, block = %&hash[..12], provider = %inserted.block.middleware.cfg.provider.url, "inline block registered");
         Ok(Registered::Created)
     }
+}
+
+/// The allow-list's problem. The URL itself is not echoed: it may come from `${…}`.
+fn provider_not_allowed() -> Problem {
+    Problem {
+        path: "Provider.Url".into(),
+        message: "not in the sidecar's inline.allowedProviderUrls (registering a block makes the sidecar fetch discovery from its provider)".into(),
+    }
+}
+
+/// `Provider.Url` of a block that did not parse, when it is a literal string (keys matched
+/// case-insensitively, as the parser does); `None` for `${…}` values and odd shapes.
+fn literal_provider_url(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let get = |o: &serde_json::Value, k: &str| {
+        o.as_object()?
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.clone())
+    };
+    let url = get(&get(&v, "Provider")?, "Url")?;
+    let url = url.as_str()?;
+    (!url.contains("${")).then(|| url.to_string())
 }
 
 fn hex(bytes: &[u8]) -> String {
