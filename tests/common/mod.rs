@@ -551,3 +551,22 @@ pub async fn machine_token(issuer: &str, resource: Option<&str>) -> String {
         .unwrap_or_else(|| panic!("{v}"))
         .to_string()
 }
+
+/// A login the sidecar must refuse: a non-2xx/3xx answer, no session cookie, and the browser
+/// still anonymous (401 to an API call).
+pub async fn assert_login_refused(b: &mut Browser, r: &Resp) {
+    assert!(
+        (400..600).contains(&r.status),
+        "refused, never 2xx/3xx: {r:#?}"
+    );
+    assert!(
+        !b.cookies(APP_HOST).keys().any(|k| k.contains(".session.")),
+        "no session"
+    );
+    assert_eq!(
+        b.app(&format!("http://{APP_HOST}/"), Kind::Xhr)
+            .await
+            .status,
+        401
+    );
+}
