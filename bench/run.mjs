@@ -19,6 +19,9 @@
 //   TRAEFIK_BIN          Traefik binary; empty = part 3 is skipped (TRAEFIK_SKIP_REASON says why)
 //   UPSTREAM_BIN, UPSTREAM_KIND   Traefik's upstream (whoami, or bare-axum when whoami is absent)
 //   BENCH_PLUGIN_SRC     a directory of shim .go files to load instead of traefik-plugin/
+//   BENCH_CORES          `separate` (default with 2+ CPUs): the systems under test on CPU 0, wrk,
+//                        the OP and this driver on the others (taskset); `shared`: no pinning
+//   BENCH_PARTS          comma list of parts to run (default all: 1,2a,2b,3)
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -53,6 +56,21 @@ const P = {
   loginConc: smoke ? 4 : 8,
 };
 
+// Separate cores: every server process (the systems under test, Redis, Traefik and its upstream)
+// on CPU 0, the load generator on the rest, so wrk never steals the server's cycles and p99 is
+// the server's. Tokio and Go size their worker pools from the affinity mask, so each pinned
+// server runs one worker, the same for every system.
+const CPUS = os.cpus().length;
+const cores = env.BENCH_CORES || (CPUS >= 2 ? 'separate' : 'shared');
+if (!['separate', 'shared'].includes(cores)) throw new Error(`BENCH_CORES must be separate or shared, not ${cores}`);
+const SERVER_CPUS = '0';
+const LOAD_CPUS = CPUS > 2 ? `1-${CPUS - 1}` : '1';
+const parts = new Set((env.BENCH_PARTS || '1,2a,2b,3').split(','));
+/// `cmd args` pinned to `cpus` on separate cores (taskset execs, so the pid is the command's).
+function pinned(cpus, cmd, args) {
+  return cores === 'separate' ? ['taskset', ['-c', cpus, cmd, ...args]] : [cmd, args];
+}
+
 const USER = 'alice';
 const APP_HOST = 'app.test';
 const SECRET = 'benchmark-session-secret-0123456789-abcdefghij';
@@ -69,7 +87,8 @@ const children = [];
 function start(name, cmd, args, opts = {}) {
   const errFile = path.join(logs, `${name}.log`);
   const fd = fs.openSync(errFile, 'a');
-  const child = spawn(cmd, args, {
+  const [c, a] = pinned(opts.client ? LOAD_CPUS : SERVER_CPUS, cmd, args);
+  const child = spawn(c, a, {
     cwd: opts.cwd || repo,
     env: { ...env, ...(opts.env || {}) },
     stdio: [opts.stdin ? 'pipe' : 'ignore', opts.stdout ? 'pipe' : fd, fd],
@@ -290,13 +309,15 @@ const lua = path.join(repo, 'bench/wrk/request.lua');
 
 /// One wrk run. `pids` are the server processes whose peak RSS and CPU time are read.
 function wrk({ url, headers, expect, conns, dur, pids }) {
-  const threads = conns === 1 ? 1 : 2;
+  // One wrk thread per load core (two on shared cores, as before).
+  const threads = conns === 1 ? 1 : (cores === 'separate' ? Math.max(1, CPUS - 1) : 2);
   const hdr = Object.entries(headers).map(([k, v]) => `${k}: ${v}`).join('\n');
   for (const p of Object.values(pids)) resetPeak(p);
   const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpuSeconds(p)]));
   const load0 = loadavg();
   return new Promise((resolve, reject) => {
-    const w = spawn('wrk', ['-t', String(threads), '-c', String(conns), '-d', `${dur}s`, '--timeout', '5s', '--latency', '-s', lua, url], {
+    const [cmd, args] = pinned(LOAD_CPUS, 'wrk', ['-t', String(threads), '-c', String(conns), '-d', `${dur}s`, '--timeout', '5s', '--latency', '-s', lua, url]);
+    const w = spawn(cmd, args, {
       env: { ...env, BENCH_HEADERS: hdr, BENCH_EXPECT: String(expect) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -379,6 +400,7 @@ async function waitFor(what, fn, secs = 60, child) {
 async function startOp(redirectUris) {
   const op = start('op', 'node', [path.join(repo, 'tests/op/op.mjs')], {
     stdout: true,
+    client: true, // the OP serves logins only; it stays off the servers' core
     env: { OP_PORT: '0', OP_REDIRECT_URIS: redirectUris.join(','), OP_POST_LOGOUT_REDIRECT_URIS: `http://${APP_HOST}/` },
   });
   const line = await new Promise((resolve, reject) => {
@@ -886,6 +908,12 @@ async function main() {
     when: new Date().toISOString(), smoke, params: P, load_start: loadavg(),
     machine: { nproc: os.cpus().length, cpu: os.cpus()[0]?.model, mem_gb: os.totalmem() / 2 ** 30, kernel: os.release() },
   };
+  if (cores === 'separate') {
+    // This driver (idle during wrk, busy during the logins of part 2b) stays off the servers' core.
+    spawnSync('taskset', ['-a', '-p', '-c', LOAD_CPUS, String(process.pid)], { stdio: 'ignore' });
+  }
+  meta.cores = cores;
+  log(`cores: ${cores === 'separate' ? `servers on CPU ${SERVER_CPUS}, wrk/OP/driver on CPU ${LOAD_CPUS}` : 'shared (no pinning)'}`);
   log(`mode ${smoke ? 'smoke' : 'full'}: ${P.rounds} round(s) x ${P.dur}s, conns ${P.conns.join(',')}; output ${out}`);
 
   const o2pPort = await freePort();
@@ -952,7 +980,7 @@ async function main() {
   const tick = setInterval(() => loads.push(loadavg()[0]), 1000);
 
   // Part 1.
-  await interleave('1', {
+  if (parts.has('1')) await interleave('1', {
     sidecar: { url: `http://${sidecar.addr}/auth/default`, headers: forwardedHeaders('/dashboard?tab=1', scCookie), expect: 200, pids: { server: sidecar.pid } },
     'oauth2-proxy': { url: `http://${o2p.addr}/oauth2/auth`, headers: forwardedHeaders('/dashboard?tab=1', o2pCookie), expect: 202, pids: { server: o2p.pid } },
     // Redis mode: the sidecar's ticket and oauth2-proxy's Redis store, one shared redis-server
@@ -964,16 +992,16 @@ async function main() {
   }, P.conns);
 
   // Part 2a: the login redirect.
-  await interleave('2a', {
+  if (parts.has('2a')) await interleave('2a', {
     'sidecar unauthenticated': { url: `http://${sidecar.addr}/auth/default`, headers: forwardedHeaders('/dashboard?tab=1'), expect: 302, pids: { server: sidecar.pid } },
   }, P.unauthConns);
 
   // Part 2b: logins.
-  const logins = await loginBench(sidecar, op);
+  const logins = parts.has('2b') ? await loginBench(sidecar, op) : [];
 
   // Part 3: Traefik.
-  let part3;
-  try {
+  let part3 = { skipped: 'not selected (BENCH_PARTS)' };
+  if (parts.has('3')) try {
     part3 = await traefikPart(sidecar, scCookie);
   } catch (e) {
     failures.push(`part 3: ${e.message}`);
