@@ -43,12 +43,9 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::Router;
 use tokio::net::TcpListener;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::auth::{Middleware, scope_key};
 use crate::config::{Config, InlineConfig, MiddlewareConfig, SessionStorage};
@@ -407,15 +404,11 @@ pub fn scope_warnings(cfg: &Config) -> Vec<String> {
     out
 }
 
-/// The auth listener's router with its safety layers: a panic becomes a 500 (never a 200) and
-/// a request that hangs (a stuck IdP) ends in a 503 after 30 s.
-pub fn app(state: Arc<App>) -> Router {
-    routes::router(state)
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(30),
-        ))
-        .layer(CatchPanicLayer::new())
+/// The auth listener's service. The serving layer guards every answer: a panic becomes a 500
+/// (never a 200) and a request that hangs (a stuck IdP) ends in a 503 after
+/// [`listener::REQUEST_TIMEOUT`].
+pub fn app(state: Arc<App>) -> routes::AuthService {
+    routes::AuthService::new(state)
 }
 
 /// Serves the auth router on `listener` and `/metrics` on `metrics` until `shutdown` resolves,
@@ -453,7 +446,7 @@ pub async fn serve_with_limits(
     let auth = listener::Listener {
         name: "auth",
         socket: listener,
-        router: app(state.clone()),
+        service: app(state.clone()),
         budget: listener::Budget::auth(settings.max_connections),
         trusted,
         stats: stats.auth.clone(),
@@ -461,7 +454,7 @@ pub async fn serve_with_limits(
     let metrics = listener::Listener {
         name: "metrics",
         socket: metrics,
-        router: routes::metrics_router(state).layer(axum::Extension(stats.clone())),
+        service: routes::metrics_router(state).layer(axum::Extension(stats.clone())),
         budget: listener::Budget::metrics(),
         trusted: Vec::new(),
         stats: stats.metrics.clone(),

@@ -1,5 +1,13 @@
 //! HTTP routes: extract, call one domain function, map the result. Nothing else lives here.
+//!
+//! The forwardAuth routes (`/auth`, `/auth/{middleware}`, `/auth/inline/{hash}`) take every
+//! request a protected site gets, so [`AuthService`] answers them without the router: matching
+//! three literal paths costs less than the router's lookup, its path-parameter and matched-path
+//! extensions and the boxing of the body and the handler future (measured in BENCHMARKS.md).
+//! Every other path, and any of these paths written with percent-escapes, goes through the
+//! router, which decodes them.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -9,12 +17,14 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 
+use futures_util::future::Either;
 use tracing::Instrument;
 
 use crate::auth::Middleware;
 use crate::error::Error;
 use crate::forwarded;
 use crate::inline;
+use crate::listener::Serve;
 use crate::metrics;
 use crate::reply::{Body, Reply};
 use crate::{App, Generation};
@@ -42,6 +52,91 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(app)
+}
+
+/// The auth listener's service: the forwardAuth routes directly, the rest through
+/// [`router`]. Both answer the same for the same request.
+#[derive(Clone)]
+pub struct AuthService {
+    app: Arc<App>,
+    router: Router,
+}
+
+impl AuthService {
+    /// The service of `app`.
+    pub fn new(app: Arc<App>) -> AuthService {
+        AuthService {
+            router: router(app.clone()),
+            app,
+        }
+    }
+}
+
+/// A forwardAuth route whose last segment needs no decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hot {
+    /// `/auth`
+    Default,
+    /// `/auth/{middleware}`
+    Named,
+    /// `/auth/inline/{hash}`
+    Inline,
+}
+
+impl Hot {
+    /// The route of `path`, if it is one the router would match with this exact, undecoded
+    /// segment; `None` sends the request to the router.
+    fn of(path: &str) -> Option<Hot> {
+        if path == "/auth" {
+            return Some(Hot::Default);
+        }
+        let plain = |seg: &str| !seg.is_empty() && !seg.contains(['/', '%']);
+        let rest = path.strip_prefix("/auth/")?;
+        match rest.strip_prefix("inline/") {
+            Some(hash) => plain(hash).then_some(Hot::Inline),
+            None => plain(rest).then_some(Hot::Named),
+        }
+    }
+
+    /// The middleware name or block hash in `path` (empty for `/auth`).
+    fn segment(self, path: &str) -> &str {
+        let skip = match self {
+            Hot::Default => path.len(),
+            Hot::Named => "/auth/".len(),
+            Hot::Inline => "/auth/inline/".len(),
+        };
+        path.get(skip..).unwrap_or_default()
+    }
+}
+
+impl Serve for AuthService {
+    fn serve(
+        &self,
+        req: hyper::Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Response> + Send + use<> {
+        let Some(hot) = Hot::of(req.uri().path()) else {
+            return Either::Right(self.router.serve(req, peer));
+        };
+        let app = self.app.clone();
+        Either::Left(async move {
+            let generation = app.current();
+            let segment = hot.segment(req.uri().path());
+            match hot {
+                Hot::Default => {
+                    let mw = generation
+                        .default_middleware_name()
+                        .and_then(|n| generation.middleware(n));
+                    auth(&app, &generation, mw, peer, req.headers()).await
+                }
+                Hot::Named => {
+                    let mw = generation.middleware(segment);
+                    auth(&app, &generation, mw, peer, req.headers()).await
+                }
+                Hot::Inline => inline_auth(&app, &generation, segment, peer, req.headers()).await,
+            }
+        })
+    }
 }
 
 /// The metrics listener's routes: `/metrics` only. The serving layer adds the listeners'
@@ -86,22 +181,26 @@ async fn auth_inline(
     Path(hash): Path<String>,
     req: Request,
 ) -> Response {
-    let Some(block) = app.inline_block(&hash) else {
-        return to_response(inline::unknown_block(&hash));
-    };
     let generation = app.current();
-    let label = inline::label(req.headers().get(MIDDLEWARE_LABEL).map(|v| v.as_bytes()));
+    inline_auth(&app, &generation, &hash, peer, req.headers()).await
+}
+
+async fn inline_auth(
+    app: &App,
+    generation: &Generation,
+    hash: &str,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Response {
+    let Some(block) = app.inline_block(hash) else {
+        return to_response(inline::unknown_block(hash));
+    };
+    let label = inline::label(headers.get(MIDDLEWARE_LABEL).map(|v| v.as_bytes()));
     // Every line the decision logs carries the Traefik middleware name the shim sent.
     let span = tracing::info_span!("inline", middleware = %label, block = %&block.hash[..12]);
-    auth(
-        &app,
-        &generation,
-        Some(&block.middleware),
-        peer,
-        req.headers(),
-    )
-    .instrument(span)
-    .await
+    auth(app, generation, Some(&block.middleware), peer, headers)
+        .instrument(span)
+        .await
 }
 
 /// `POST /inline/{hash}`: the peer and token first, then the body (capped), then the block.

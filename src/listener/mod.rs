@@ -21,9 +21,12 @@
 //!   starts as soon as a response is written, so it would also cut every idle keep-alive
 //!   connection at 10 s, racing the clients' own idle close. Traefik's forwardAuth client
 //!   (`http.DefaultTransport` or a clone of it) and the shim's transport both close idle
-//!   connections after 90 s, so with 120 s here the client always closes first. The router's
-//!   `TimeoutLayer` answers 503 after 30 s; a request still busy after [`REQUEST_BACKSTOP`]
-//!   closes its connection.
+//!   connections after 90 s, so with 120 s here the client always closes first. A handler
+//!   still busy after [`guard::REQUEST_TIMEOUT`] (30 s) is answered 503, a handler that panics
+//!   500 (`guard`); a request still busy after [`REQUEST_BACKSTOP`] closes its connection.
+//! - **Services.** A listener serves anything that implements [`Serve`]: the metrics listener
+//!   its router, the auth listener a service that answers its hot routes without the router
+//!   (`routes::AuthService`).
 //! - **Head limits.** At most [`MAX_HEADERS`] header fields, and for the request line and
 //!   headers together [`MAX_HEAD_BYTES`] from a trusted proxy or [`MAX_UNTRUSTED_HEAD_BYTES`]
 //!   from anyone else (who only ever gets a refusal, so the smaller limit costs nothing and
@@ -35,6 +38,7 @@
 
 mod activity;
 mod budget;
+mod guard;
 mod limits;
 
 use std::future::Future;
@@ -45,6 +49,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
@@ -57,7 +62,37 @@ use crate::metrics::Connections;
 use activity::{Activity, BUSY, IDLE, Watched};
 pub use budget::Budget;
 use budget::{Gate, Permit};
+pub use guard::REQUEST_TIMEOUT;
 pub use limits::Limits;
+
+/// What a listener serves: one request and the address of the peer that sent it, to a response.
+/// The listener adds the panic and timeout guards ([`guard`]) around every answer.
+pub trait Serve: Clone + Send + Sync + 'static {
+    /// Answers `req`, received from `peer`.
+    fn serve(
+        &self,
+        req: hyper::Request<Incoming>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Response> + Send + use<Self>;
+}
+
+/// A router is served as is; its handlers may extract `ConnectInfo<SocketAddr>`.
+impl Serve for Router {
+    fn serve(
+        &self,
+        mut req: hyper::Request<Incoming>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Response> + Send + use<> {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let answer = self.clone().call(req);
+        async move {
+            match answer.await {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            }
+        }
+    }
+}
 
 /// Header fields a request may carry. A browser sends about 20, Traefik adds 7 and a load
 /// balancer or tracing a few more; 100 is also hyper's default.
@@ -82,7 +117,7 @@ pub const FD_HEADROOM: usize = 256;
 /// Connections the metrics listener accepts (a Prometheus scraper needs one).
 pub const METRICS_MAX_CONNECTIONS: usize = 64;
 /// A request still being answered this long after its head arrived closes its connection: twice
-/// the router's 30 s `TimeoutLayer`, which normally answers 503 long before.
+/// [`REQUEST_TIMEOUT`], at which the request is normally answered 503 long before.
 pub const REQUEST_BACKSTOP: Duration = Duration::from_secs(60);
 /// The auth listener's maximum when the open-file limit cannot be read.
 const FALLBACK_MAX_CONNECTIONS: usize = 4096;
@@ -157,14 +192,14 @@ pub fn derived_max_connections(nofile: Option<u64>) -> usize {
 // ---------------------------------------------------------------------------------------------
 // Serving.
 
-/// One listener to serve: its socket, router, budget and counters.
-pub struct Listener {
+/// One listener to serve: its socket, service, budget and counters.
+pub struct Listener<S> {
     /// `auth` or `metrics` (the metrics label and log field).
     pub name: &'static str,
     /// The bound socket.
     pub socket: TcpListener,
-    /// What it serves; handlers may extract `ConnectInfo<SocketAddr>`.
-    pub router: Router,
+    /// What it serves.
+    pub service: S,
     /// Who may hold how many connections.
     pub budget: Budget,
     /// Peers that count as trusted for the budget.
@@ -175,15 +210,15 @@ pub struct Listener {
 
 /// Serves `listener` until `shutdown` turns true, then stops accepting and waits for its
 /// connections to finish (idle ones close at once, in-flight requests are answered).
-pub async fn run(
-    listener: Listener,
+pub async fn run<S: Serve>(
+    listener: Listener<S>,
     settings: Arc<Settings>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let Listener {
         name,
         socket,
-        router,
+        service,
         budget,
         trusted,
         stats,
@@ -217,7 +252,7 @@ pub async fn run(
                         peer,
                         permit,
                         Shared {
-                            router: router.clone(),
+                            service: service.clone(),
                             http,
                             settings: settings.clone(),
                             stats: stats.clone(),
@@ -279,24 +314,24 @@ fn http1(head_bytes: usize) -> Arc<hyper::server::conn::http1::Builder> {
 }
 
 /// What every connection of a listener shares.
-struct Shared {
-    router: Router,
+struct Shared<S> {
+    service: S,
     http: Arc<hyper::server::conn::http1::Builder>,
     settings: Arc<Settings>,
     stats: Arc<Connections>,
 }
 
 /// Serves one connection until the client closes it, a bound runs out or shutdown drains it.
-async fn connection(
+async fn connection<S: Serve>(
     stream: TcpStream,
     peer: SocketAddr,
     permit: Permit,
-    shared: Shared,
+    shared: Shared<S>,
     mut shutdown: watch::Receiver<bool>,
     _alive: mpsc::Sender<()>,
 ) {
     let Shared {
-        router,
+        service,
         http,
         settings,
         stats,
@@ -307,15 +342,14 @@ async fn connection(
         activity: activity.clone(),
     });
     let tracked = activity.clone();
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(peer));
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         tracked.enter(BUSY);
-        let answer = router.clone().call(req);
+        let answer = guard::guarded(service.serve(req, peer), REQUEST_TIMEOUT);
         let tracked = tracked.clone();
         async move {
             let resp = answer.await;
             tracked.enter(IDLE);
-            resp
+            Ok::<_, std::convert::Infallible>(resp)
         }
     });
     let conn = http.serve_connection(io, service);
@@ -391,9 +425,9 @@ impl Summary {
 }
 
 /// Serves both listeners until `shutdown` resolves, then drains them.
-pub async fn serve_both(
-    auth: Listener,
-    metrics: Listener,
+pub async fn serve_both<A: Serve, M: Serve>(
+    auth: Listener<A>,
+    metrics: Listener<M>,
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
