@@ -6,6 +6,7 @@
 //! Anything ambiguous (a header missing, given twice, or comma-joined, as happens when a proxy
 //! appends instead of replacing) is refused rather than guessed, so it can never yield a 2xx.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName};
@@ -101,22 +102,24 @@ impl Proto {
     }
 }
 
-/// The user's original request, as rebuilt from the forwarded headers.
+/// The user's original request, as rebuilt from the forwarded headers. It borrows from the
+/// request's headers: method and host are copied only when they must be case-folded (a
+/// browser's request through Traefik needs neither).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Forwarded {
+pub struct Forwarded<'a> {
     /// Request method, upper case.
-    pub method: String,
+    pub method: Cow<'a, str>,
     /// Scheme.
     pub proto: Proto,
     /// Host (with port if any), lower case.
-    pub host: String,
+    pub host: Cow<'a, str>,
     /// Path part of the request target (no query).
-    pub path: String,
+    pub path: &'a str,
     /// Query string without `?`, if any.
-    pub query: Option<String>,
+    pub query: Option<&'a str>,
 }
 
-impl Forwarded {
+impl Forwarded<'_> {
     /// `proto://host`.
     pub fn origin(&self) -> String {
         format!("{}://{}", self.proto.as_str(), self.host)
@@ -144,15 +147,19 @@ const X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with")
 const MAX_URI: usize = 8192;
 
 /// Rebuilds the original request. `peer` is the TCP peer of the forwardAuth request.
-pub fn parse(peer: IpAddr, trusted: &[Cidr], headers: &HeaderMap) -> Result<Forwarded, Error> {
+pub fn parse<'h>(
+    peer: IpAddr,
+    trusted: &[Cidr],
+    headers: &'h HeaderMap,
+) -> Result<Forwarded<'h>, Error> {
     if !trusted.iter().any(|c| c.contains(peer)) {
         return Err(Error::UntrustedPeer);
     }
-    let method = single(headers, &X_FORWARDED_METHOD, "X-Forwarded-Method")?;
+    let method = single(headers, &X_FORWARDED_METHOD, "X-Forwarded-Method", false)?;
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
         return Err(bad("X-Forwarded-Method", "not an HTTP method"));
     }
-    let proto = single(headers, &X_FORWARDED_PROTO, "X-Forwarded-Proto")?;
+    let proto = single(headers, &X_FORWARDED_PROTO, "X-Forwarded-Proto", false)?;
     let is = |name: &str| proto.eq_ignore_ascii_case(name);
     // Traefik labels websocket handshakes ws/wss in X-Forwarded-Proto; the browser's origin
     // scheme is http/https.
@@ -163,11 +170,16 @@ pub fn parse(peer: IpAddr, trusted: &[Cidr], headers: &HeaderMap) -> Result<Forw
     } else {
         return Err(bad("X-Forwarded-Proto", "must be http or https"));
     };
-    let host = single(headers, &X_FORWARDED_HOST, "X-Forwarded-Host")?.to_ascii_lowercase();
+    let host = lower(single(
+        headers,
+        &X_FORWARDED_HOST,
+        "X-Forwarded-Host",
+        false,
+    )?);
     if !valid_host(&host) {
         return Err(bad("X-Forwarded-Host", "not a valid host[:port]"));
     }
-    let uri = single(headers, &X_FORWARDED_URI, "X-Forwarded-Uri")?;
+    let uri = single(headers, &X_FORWARDED_URI, "X-Forwarded-Uri", true)?;
     if uri.len() > MAX_URI {
         return Err(bad("X-Forwarded-Uri", "too long"));
     }
@@ -177,8 +189,8 @@ pub fn parse(peer: IpAddr, trusted: &[Cidr], headers: &HeaderMap) -> Result<Forw
         return Err(bad("X-Forwarded-Uri", "must be a path starting with /"));
     }
     let (path, query) = match uri.split_once('?') {
-        Some((p, q)) => (p.to_string(), Some(q.to_string())),
-        None => (uri.to_string(), None),
+        Some((p, q)) => (p, Some(q)),
+        None => (uri, None),
     };
     // A fragment never reaches a server; if one appears, someone is playing games.
     if uri.contains('#') {
@@ -186,9 +198,9 @@ pub fn parse(peer: IpAddr, trusted: &[Cidr], headers: &HeaderMap) -> Result<Forw
     }
     Ok(Forwarded {
         method: if method.bytes().all(|b| b.is_ascii_uppercase()) {
-            method.to_string()
+            Cow::Borrowed(method)
         } else {
-            method.to_ascii_uppercase()
+            Cow::Owned(method.to_ascii_uppercase())
         },
         proto,
         host,
@@ -197,17 +209,28 @@ pub fn parse(peer: IpAddr, trusted: &[Cidr], headers: &HeaderMap) -> Result<Forw
     })
 }
 
+/// `s` in lower case, copied only when it has upper-case letters.
+fn lower(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
 fn bad(header: &'static str, reason: &'static str) -> Error {
     Error::BadForwarded { header, reason }
 }
 
-/// Exactly one value, not comma-joined. A request URI may contain commas (`?ids=1,2`), so for
-/// `X-Forwarded-Uri` only a comma that starts another origin-form target (`,/`) counts as a
-/// joined list; the other headers never contain a comma.
+/// Exactly one value, not comma-joined. A request URI (`is_uri`) may contain commas
+/// (`?ids=1,2`), so there only a comma that starts another origin-form target (`,/`), is
+/// followed by a space or ends the value counts as a joined list; the other headers never
+/// contain a comma.
 fn single<'h>(
     headers: &'h HeaderMap,
     key: &HeaderName,
     name: &'static str,
+    is_uri: bool,
 ) -> Result<&'h str, Error> {
     let mut values = headers.get_all(key).iter();
     let first = values.next().ok_or(bad(name, "missing"))?;
@@ -215,11 +238,12 @@ fn single<'h>(
         return Err(bad(name, "given more than once"));
     }
     let s = first.to_str().map_err(|_| bad(name, "not ASCII"))?.trim();
-    let joined = if name == "X-Forwarded-Uri" {
-        s.contains(",/") || s.contains(", ") || s.ends_with(',')
-    } else {
-        s.contains(',')
-    };
+    // One pass over the bytes (this runs for every request).
+    let b = s.as_bytes();
+    let joined = b
+        .iter()
+        .enumerate()
+        .any(|(i, &c)| c == b',' && (!is_uri || matches!(b.get(i + 1), None | Some(b'/' | b' '))));
     if joined {
         return Err(bad(name, "holds a comma-separated list"));
     }
@@ -264,15 +288,16 @@ fn prefers_html(accept: &str) -> bool {
     let mut other_q: f32 = 0.0;
     for part in accept.split(',') {
         let mut it = part.split(';');
-        let media = it.next().unwrap_or("").trim().to_ascii_lowercase();
+        let media = it.next().unwrap_or("").trim();
         let q = it
             .filter_map(|p| p.trim().strip_prefix("q="))
             .find_map(|q| q.trim().parse::<f32>().ok())
             .unwrap_or(1.0);
-        match media.as_str() {
-            "text/html" | "application/xhtml+xml" => html_q = html_q.max(q),
-            "*/*" | "" => {}
-            _ => other_q = other_q.max(q),
+        let is = |t: &str| media.eq_ignore_ascii_case(t);
+        if is("text/html") || is("application/xhtml+xml") {
+            html_q = html_q.max(q);
+        } else if !(media == "*/*" || media.is_empty()) {
+            other_q = other_q.max(q);
         }
     }
     html_q > 0.0 && html_q >= other_q
@@ -304,18 +329,16 @@ mod tests {
 
     #[test]
     fn rebuilds_the_request() {
-        let f = parse(loopback(), &Cidr::default_trusted(), &headers(OK)).unwrap();
+        let h = headers(OK);
+        let f = parse(loopback(), &Cidr::default_trusted(), &h).unwrap();
         assert_eq!(f.url(), "https://app.example.com/a/b?c=d");
         assert_eq!(f.path, "/a/b");
     }
 
     #[test]
     fn untrusted_peer_is_refused() {
-        let e = parse(
-            IpAddr::from([8, 8, 8, 8]),
-            &Cidr::default_trusted(),
-            &headers(OK),
-        );
+        let h = headers(OK);
+        let e = parse(IpAddr::from([8, 8, 8, 8]), &Cidr::default_trusted(), &h);
         assert!(matches!(e, Err(Error::UntrustedPeer)));
     }
 
@@ -385,7 +408,8 @@ mod tests {
             ),
         ];
         for (name, hs) in cases {
-            let r = parse(loopback(), &Cidr::default_trusted(), &headers(hs));
+            let h = headers(hs);
+            let r = parse(loopback(), &Cidr::default_trusted(), &h);
             assert!(
                 matches!(r, Err(Error::BadForwarded { .. })),
                 "{name}: {r:?}"

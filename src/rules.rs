@@ -73,12 +73,12 @@ impl Rule {
     /// Whether the request matches. The rule is evaluated on the raw path *and* on the
     /// normalized path and must hold for both: an upstream may interpret either, so the bypass
     /// applies only when the request is public under both readings.
-    pub fn matches(&self, fwd: &Forwarded, headers: &HeaderMap) -> bool {
+    pub fn matches(&self, fwd: &Forwarded<'_>, headers: &HeaderMap) -> bool {
         let host = host_without_port(&fwd.host);
-        let Some(normalized) = normalize_path(&fwd.path) else {
+        let Some(normalized) = normalize_path(fwd.path) else {
             return false;
         };
-        [fwd.path.as_str(), normalized.as_str()].iter().all(|path| {
+        [fwd.path, normalized.as_str()].iter().all(|path| {
             let req = Req {
                 fwd,
                 headers,
@@ -106,7 +106,7 @@ fn host_without_port(h: &str) -> &str {
 }
 
 struct Req<'a> {
-    fwd: &'a Forwarded,
+    fwd: &'a Forwarded<'a>,
     headers: &'a HeaderMap,
     path: &'a str,
     host: &'a str,
@@ -147,8 +147,8 @@ fn matcher(m: &Matcher, r: &Req<'_>) -> bool {
     }
 }
 
-fn query_values(fwd: &Forwarded, key: &str) -> Vec<String> {
-    openidconnect::url::form_urlencoded::parse(fwd.query.as_deref().unwrap_or("").as_bytes())
+fn query_values(fwd: &Forwarded<'_>, key: &str) -> Vec<String> {
+    openidconnect::url::form_urlencoded::parse(fwd.query.unwrap_or("").as_bytes())
         .filter(|(k, _)| k == key)
         .map(|(_, v)| v.into_owned())
         .collect()
@@ -419,10 +419,10 @@ mod tests {
     use super::*;
     use crate::forwarded::Proto;
 
-    fn req(method: &str, host: &str, uri: &str) -> Forwarded {
+    fn req<'a>(method: &'a str, host: &'a str, uri: &'a str) -> Forwarded<'a> {
         let (path, query) = match uri.split_once('?') {
-            Some((p, q)) => (p.to_string(), Some(q.to_string())),
-            None => (uri.to_string(), None),
+            Some((p, q)) => (p, Some(q)),
+            None => (uri, None),
         };
         Forwarded {
             method: method.into(),

@@ -28,11 +28,11 @@ impl Middleware {
     /// defines.
     pub(super) fn explicit_login(
         &self,
-        fwd: &Forwarded,
+        fwd: &Forwarded<'_>,
         cookies: &RequestCookies<'_>,
         now: u64,
     ) -> Result<(Reply, Outcome), Error> {
-        let q = Query::parse(fwd.query.as_deref().unwrap_or(""))?;
+        let q = Query::parse(fwd.query.unwrap_or(""))?;
         let return_to = match q.get("redirect_uri") {
             Some(t) => self.client_target(t, &self.cfg.valid_post_login_redirect_uris, fwd)?,
             None => match &self.cfg.post_login_redirect_uri {
@@ -49,7 +49,7 @@ impl Middleware {
         Ok((r, Outcome::LoginRedirect))
     }
 
-    pub(super) fn redirect_uri(&self, fwd: &Forwarded) -> String {
+    pub(super) fn redirect_uri(&self, fwd: &Forwarded<'_>) -> String {
         if self.cfg.callback_uri.starts_with('/') {
             format!("{}{}", fwd.origin(), self.cfg.callback_uri)
         } else {
@@ -59,7 +59,7 @@ impl Middleware {
 
     pub(super) fn login(
         &self,
-        fwd: &Forwarded,
+        fwd: &Forwarded<'_>,
         cookies: &RequestCookies<'_>,
         now: u64,
         prompt: Option<&str>,
@@ -108,11 +108,11 @@ impl Middleware {
     /// the session, and decides at once with this middleware's assertions (see the module docs).
     pub(super) async fn callback(
         &self,
-        fwd: &Forwarded,
+        fwd: &Forwarded<'_>,
         cookies: &RequestCookies<'_>,
         now: u64,
     ) -> Result<(Reply, Outcome), Error> {
-        let q = Query::parse(fwd.query.as_deref().unwrap_or(""))?;
+        let q = Query::parse(fwd.query.unwrap_or(""))?;
         if let Some(error) = q.get("error") {
             // Shown to the user (escaped by the page renderer), bounded in size.
             return Err(Error::IdpError {
@@ -240,7 +240,7 @@ impl Middleware {
     /// The flow's return URL when it is on this host (or inside the cookie domain when the
     /// callback is absolute); otherwise `/`. The URL came from our own sealed cookie, so this is
     /// defence in depth against a misconfiguration, not against the client.
-    fn return_target(&self, return_to: &str, fwd: &Forwarded) -> String {
+    fn return_target(&self, return_to: &str, fwd: &Forwarded<'_>) -> String {
         let Ok(u) = Url::parse(return_to) else {
             return "/".into();
         };

@@ -21,7 +21,7 @@ impl Middleware {
     /// remembered, one GET), no IdP I/O unless the session is due for a refresh.
     pub(super) async fn check(
         &self,
-        fwd: &Forwarded,
+        fwd: &Forwarded<'_>,
         cookies: &RequestCookies<'_>,
         nav: bool,
         public: bool,
@@ -40,7 +40,8 @@ impl Middleware {
         };
         let session = match opened {
             Some(s) if self.due_for_refresh(&s, now) => {
-                match self.refresh(&s, cookies, now).await {
+                // Boxed: a refresh's future is large (see `Middleware::handle`).
+                match Box::pin(self.refresh(&s, cookies, now)).await {
                     Ok(new) => {
                         set_cookies = self.scope.after_refresh(&new, cookies, now)?;
                         Some(Arc::new(new))
@@ -138,7 +139,7 @@ impl Middleware {
 
     pub(super) fn decide(
         &self,
-        fwd: &Forwarded,
+        fwd: &Forwarded<'_>,
         cookies: &RequestCookies<'_>,
         nav: bool,
         public: bool,

@@ -13,11 +13,11 @@ use crate::session::RequestCookies;
 impl Middleware {
     pub(super) async fn logout(
         &self,
-        fwd: &Forwarded,
+        fwd: &Forwarded<'_>,
         cookies: &RequestCookies<'_>,
         now: u64,
     ) -> Result<(Reply, Outcome), Error> {
-        let q = Query::parse(fwd.query.as_deref().unwrap_or(""))?;
+        let q = Query::parse(fwd.query.unwrap_or(""))?;
         let asked = q
             .get("post_logout_redirect_uri")
             .or_else(|| q.get("redirect_uri"));

@@ -151,18 +151,22 @@ impl Middleware {
     }
 
     /// Answers one forwardAuth request.
-    pub async fn handle(&self, fwd: &Forwarded, headers: &HeaderMap, now: u64) -> Reply {
+    pub async fn handle(&self, fwd: &Forwarded<'_>, headers: &HeaderMap, now: u64) -> Reply {
         let cookie_headers = headers.get_all(http::header::COOKIE);
         let cookies = RequestCookies::parse(cookie_headers.iter().filter_map(|v| v.to_str().ok()));
         let nav = is_navigation(&fwd.method, headers);
+        // The paths that talk to the IdP or the store (callback, logout, bearer, refresh) are
+        // boxed: their futures hold HTTP-client state tens of kilobytes large, and unboxed they
+        // made every request's future that large, copied several times per request on its way
+        // through hyper and axum (a third of a valid-session check in the profile).
         let result = if self.is_callback(fwd) {
-            self.callback(fwd, &cookies, now).await
+            Box::pin(self.callback(fwd, &cookies, now)).await
         } else if fwd.path == self.cfg.logout_uri {
-            self.logout(fwd, &cookies, now).await
+            Box::pin(self.logout(fwd, &cookies, now)).await
         } else if matches_uri(&self.cfg.backchannel_logout_uri, fwd) {
             // forwardAuth carries no body: the token cannot be read here (see `backchannel`).
             Err(Error::BackchannelNeedsBody)
-        } else if self.cfg.login_uri.as_deref() == Some(fwd.path.as_str()) {
+        } else if self.cfg.login_uri.as_deref() == Some(fwd.path) {
             self.explicit_login(fwd, &cookies, now)
         } else {
             // The callback and logout paths above win over the bypass rule, so a rule like
@@ -174,7 +178,7 @@ impl Middleware {
                 .is_some_and(|r| r.matches(fwd, headers));
             match self.bearer_token(headers, &cookies) {
                 // A bearer token decides alone: valid or 401, never a session, never a redirect.
-                Some(token) => self.bearer(token, &cookies, public, now).await,
+                Some(token) => Box::pin(self.bearer(token, &cookies, public, now)).await,
                 None => self.check(fwd, &cookies, nav, public, now).await,
             }
         };
@@ -215,13 +219,13 @@ impl Middleware {
         reply
     }
 
-    fn is_callback(&self, fwd: &Forwarded) -> bool {
+    fn is_callback(&self, fwd: &Forwarded<'_>) -> bool {
         matches_uri(&self.cfg.callback_uri, fwd)
     }
 
     /// The 401/403 page for a browser: `ErrorPages` (a page or a redirect) or the built-in one,
     /// with buttons to log in (when `LoginUri` is set) or out.
-    fn error_page(&self, e: &Error, fwd: &Forwarded) -> Reply {
+    fn error_page(&self, e: &Error, fwd: &Forwarded<'_>) -> Reply {
         let origin = fwd.origin();
         let login = self.cfg.login_uri.as_deref();
         let (status, name, configured) = match e {
@@ -262,7 +266,7 @@ impl Middleware {
 
     /// Where a login started by this request returns: `PostLoginRedirectUri` if set, else the
     /// request's own URL.
-    fn return_url(&self, fwd: &Forwarded) -> String {
+    fn return_url(&self, fwd: &Forwarded<'_>) -> String {
         match &self.cfg.post_login_redirect_uri {
             Some(u) => absolute_url(u, fwd),
             None => fwd.url(),
@@ -275,7 +279,7 @@ impl Middleware {
         &self,
         target: &str,
         allowed: &[String],
-        fwd: &Forwarded,
+        fwd: &Forwarded<'_>,
     ) -> Result<String, Error> {
         let t = redirect::validate(target, allowed).map_err(|r| {
             decision!(self.cfg.log_level, WARN, middleware = %self.cfg.name, reason = r.0, "redirect target refused");
@@ -311,7 +315,7 @@ impl Middleware {
 
 /// Whether the request is for a configured path (`CallbackUri`, `BackchannelLogoutUri`): the
 /// exact path, or for an absolute URL exactly its scheme, host and path.
-fn matches_uri(configured: &str, fwd: &Forwarded) -> bool {
+fn matches_uri(configured: &str, fwd: &Forwarded<'_>) -> bool {
     if configured.starts_with('/') {
         return fwd.path == configured;
     }
@@ -332,7 +336,7 @@ fn page_reply(status: u16, html: String) -> Reply {
 /// A configured or validated target made absolute on the request's origin when it is a path.
 /// (forwardAuth resolves a relative Location against the sidecar's own URL, so every Location
 /// the sidecar sends is absolute.)
-fn absolute_url(target: &str, fwd: &Forwarded) -> String {
+fn absolute_url(target: &str, fwd: &Forwarded<'_>) -> String {
     if target.starts_with('/') {
         format!("{}{target}", fwd.origin())
     } else {

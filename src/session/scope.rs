@@ -416,7 +416,8 @@ impl Scope {
                 "redis unavailable (last command or health check failed)".into(),
             )),
             Store::Redis(r) => match r.ticket_of(req) {
-                Some(t) => r.load(&t).await,
+                // Boxed: the Redis client's future would make every request's future large.
+                Some(t) => Box::pin(r.load(&t)).await,
                 None => Ok(None),
             },
         }
