@@ -174,11 +174,12 @@ export function report(res) {
     L.push('');
     L.push('### Part 2a: `/auth` without a session (navigation → 302 to the OP with state, nonce, PKCE and a flow cookie)');
     L.push('');
-    L.push('| conns | req/s | p50 ms | p99 ms | errors | peak RSS MB | server CPU µs/req |');
-    L.push('|---:|---:|---:|---:|---:|---:|---:|');
-    for (const c of P.unauthConns) {
-      const s = get(l, '2a', 'sidecar unauthenticated', c);
-      if (s) L.push(`| ${c} | ${f0(s.rps)} | ${f3(s.p50_ms)} | ${f3(s.p99_ms)} | ${s.errors} | ${procCols(s)} | ${cpuCols(s)} |`);
+    const unauth = P.unauthConns.map((c) => [c, get(l, '2a', 'sidecar unauthenticated', c)]).filter(([, s]) => s);
+    if (!unauth.length) L.push('Not measured (BENCH_PARTS).');
+    else {
+      L.push('| conns | req/s | p50 ms | p99 ms | errors | peak RSS MB | server CPU µs/req |');
+      L.push('|---:|---:|---:|---:|---:|---:|---:|');
+      for (const [c, s] of unauth) L.push(`| ${c} | ${f0(s.rps)} | ${f3(s.p50_ms)} | ${f3(s.p99_ms)} | ${s.errors} | ${procCols(s)} | ${cpuCols(s)} |`);
     }
     L.push('');
     const p3 = part3[l] || { skipped: 'not run' };
@@ -217,10 +218,13 @@ export function report(res) {
     L.push('');
   }
 
-  L.push(`## Part 2b: logins against the real OP (${layoutTitle(meta.layouts[0], meta.cpus).toLowerCase()}; Node driver, ${P.loginConc} browsers at a time; per round ${P.logins} whole logins, then ${P.callbackBatches} × ${Math.min(P.logins, 100)} callbacks with codes minted beforehand)`);
+  L.push(`## Part 2b: logins against the real OP (first layout: ${layoutTitle(meta.layouts[0], meta.cpus)}; Node driver, ${P.loginConc} browsers at a time; per round ${P.logins} whole logins, then ${P.callbackBatches} × ${Math.min(P.logins, 100)} callbacks with codes minted beforehand)`);
   L.push('');
-  L.push('| kind | logins/s | sidecar redirect p50 ms | OP (authorize + form + resume) p50 ms | sidecar callback p50 ms | callback p99 ms | sidecar CPU ms/login | OP CPU ms/login | errors |');
-  L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  if (!logins.length) L.push('Not measured (BENCH_PARTS).');
+  else {
+    L.push('| kind | logins/s | sidecar redirect p50 ms | OP (authorize + form + resume) p50 ms | sidecar callback p50 ms | callback p99 ms | sidecar CPU ms/login | OP CPU ms/login | errors |');
+    L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  }
   for (const kind of ['whole login', 'callback only']) {
     const xs = logins.filter((x) => x.kind === kind);
     if (!xs.length) continue;
