@@ -49,9 +49,7 @@ fn run(args: Vec<String>) -> Result<usize, String> {
     let [config_path, name, cookie, count, out] = args.as_slice() else {
         return Err(USAGE.to_string());
     };
-    let count: usize = count
-        .parse()
-        .map_err(|e| format!("count {count:?}: {e}"))?;
+    let count: usize = count.parse().map_err(|e| format!("count {count:?}: {e}"))?;
     let loaded = config::load(Path::new(config_path)).map_err(|problems| {
         let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
         format!("{config_path}: {}", list.join("; "))
