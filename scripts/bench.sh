@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Benchmarks traefik-oidc-sidecar (separate from the test command). See BENCHMARKS.md.
 #
-#   scripts/bench.sh                 full run (about 45 minutes): criterion micro-benchmarks,
+#   scripts/bench.sh                 full run (about 40 minutes): criterion micro-benchmarks,
 #                                    session cookie sizes, and the load benchmark (bench/run.mjs)
 #   BENCH_SMOKE=1 scripts/bench.sh   the same steps with 1-s runs, one round and 2 000 sessions in
-#                                    Part 4 (CI: about 3 minutes on a warm cache); numbers from it
+#                                    Part 4 (CI: about 2 minutes on a warm cache); numbers from it
 #                                    mean nothing
 #
 # The load benchmark measures two core layouts in one run, one after the other, every server
