@@ -1,9 +1,22 @@
-// Load-benchmark driver: starts the real OP, the sidecar (cookie mode and, against one
-// redis-server, Redis mode), oauth2-proxy (cookie store and Redis store), a bare axum server and
-// (when available) Traefik with the forwardAuth and plugin doors; logs a user in once per
-// system; measures every system with wrk (one load tool), interleaved round by round; writes
-// raw numbers and markdown tables under BENCH_OUT. scripts/bench.sh builds everything and
-// calls this; run it through that script.
+// Load-benchmark driver: starts the real OP, the sidecar (cookie mode, a scope of three
+// middlewares, and, against one redis-server, Redis mode), oauth2-proxy (cookie store and Redis
+// store), a bare axum server and (when available) Traefik with the forwardAuth and plugin doors;
+// logs a user in once per system; measures every system with wrk (one load tool), interleaved
+// round by round, once per core layout; writes raw numbers and markdown tables (bench/report.mjs)
+// under BENCH_OUT. scripts/bench.sh builds everything and calls this; run it through that script.
+//
+// Core layouts, in one run (BENCH_CORES): `separate` first (every server process on CPU 0, wrk,
+// the OP and this driver on the other CPUs), then `shared` (no pinning). Every server process
+// (sidecar, oauth2-proxy x2, bare axum, redis-server, Traefik and its upstream) is stopped and
+// started again per layout, so tokio and Go size their worker pools from the affinity mask they
+// start with. Logins happen once: the OP keeps running, cookie sessions stay valid across
+// restarts (same Secret / cookie secret), and redis-server is restarted with its data (SAVE, then
+// the same RDB file), so Redis-mode tickets and oauth2-proxy's Redis sessions survive too.
+//
+// Parts (BENCH_PARTS): 1 `/auth` with a valid session; 2a without one (the login redirect); 2b
+// logins against the OP (first layout only); 3 through Traefik; 4 (separate layout only) the
+// resident memory of a fresh sidecar after N distinct sessions (bench/mint_sessions.rs mints
+// them from the benchmark login).
 //
 // Why Node: the OP (tests/op/op.mjs) already needs Node, so the driver adds no runtime; node:http
 // gives exact control over redirects and cookies for the browserless logins; async code makes
@@ -15,13 +28,15 @@
 //   BENCH_SMOKE=1        tiny durations (CI: checks that every step still works)
 //   BENCH_DURATION, BENCH_ROUNDS, BENCH_CONNS (comma list)   override the defaults
 //   SIDECAR_BIN, BARE_BIN, OAUTH2_PROXY_BIN                  required binaries
+//   MINT_BIN             the mint-sessions example (Part 4)
+//   BENCH_SESSIONS       Part 4's number of distinct sessions (default 100000; smoke 2000)
 //   REDIS_SERVER_BIN     redis-server (default: redis-server on PATH), for the Redis-mode systems
 //   TRAEFIK_BIN          Traefik binary; empty = part 3 is skipped (TRAEFIK_SKIP_REASON says why)
 //   UPSTREAM_BIN, UPSTREAM_KIND   Traefik's upstream (whoami, or bare-axum when whoami is absent)
 //   BENCH_PLUGIN_SRC     a directory of shim .go files to load instead of traefik-plugin/
-//   BENCH_CORES          `separate` (default with 2+ CPUs): the systems under test on CPU 0, wrk,
-//                        the OP and this driver on the others (taskset); `shared`: no pinning
-//   BENCH_PARTS          comma list of parts to run (default all: 1,2a,2b,3)
+//   BENCH_CORES          comma list of layouts, in order (default `separate,shared` with 2+ CPUs,
+//                        `shared` on one CPU)
+//   BENCH_PARTS          comma list of parts to run (default all: 1,2a,2b,3,4)
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -29,6 +44,11 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import {
+  Jar, agent, browse, cpuSeconds, expectStatus, freePort, loadavg, log, loginAtOp, procStatus,
+  redisCommand, request, resetPeak, sleep, spawnLogged, stopAll, stopProc, tail, waitFor,
+} from './harness.mjs';
+import { layoutTitle as title, pct, report, summarize, targets, writeCsv } from './report.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const env = process.env;
@@ -54,6 +74,9 @@ const P = {
   logins: smoke ? 12 : 300,
   callbackBatches: smoke ? 1 : 3,
   loginConc: smoke ? 4 : 8,
+  // Part 4: distinct sessions, requests in flight.
+  sessions: Number(env.BENCH_SESSIONS || (smoke ? 2000 : 100000)),
+  rssConc: 48,
 };
 
 // Separate cores: every server process (the systems under test, Redis, Traefik and its upstream)
@@ -61,199 +84,47 @@ const P = {
 // the server's. Tokio and Go size their worker pools from the affinity mask, so each pinned
 // server runs one worker, the same for every system.
 const CPUS = os.cpus().length;
-const cores = env.BENCH_CORES || (CPUS >= 2 ? 'separate' : 'shared');
-if (!['separate', 'shared'].includes(cores)) throw new Error(`BENCH_CORES must be separate or shared, not ${cores}`);
+const layouts = (env.BENCH_CORES || (CPUS >= 2 ? 'separate,shared' : 'shared')).split(',').map((x) => x.trim()).filter(Boolean);
+for (const l of layouts) {
+  if (!['separate', 'shared'].includes(l)) throw new Error(`BENCH_CORES lists separate and/or shared, not ${l}`);
+}
+if (!layouts.length || new Set(layouts).size !== layouts.length) throw new Error(`BENCH_CORES: ${env.BENCH_CORES}`);
+if (layouts.includes('separate') && CPUS < 2) throw new Error('BENCH_CORES=separate needs 2 or more CPUs');
 const SERVER_CPUS = '0';
 const LOAD_CPUS = CPUS > 2 ? `1-${CPUS - 1}` : '1';
-const parts = new Set((env.BENCH_PARTS || '1,2a,2b,3').split(','));
+const ALL_CPUS = `0-${CPUS - 1}`;
+/// The layout being measured (setLayout changes it between layouts).
+let layout = layouts[0];
+const parts = new Set((env.BENCH_PARTS || '1,2a,2b,3,4').split(','));
 /// `cmd args` pinned to `cpus` on separate cores (taskset execs, so the pid is the command's).
 function pinned(cpus, cmd, args) {
-  return cores === 'separate' ? ['taskset', ['-c', cpus, cmd, ...args]] : [cmd, args];
+  return layout === 'separate' ? ['taskset', ['-c', cpus, cmd, ...args]] : [cmd, args];
 }
+/// wrk threads: one at one connection; else one per load core on separate cores, two (one per
+/// CPU) on shared cores.
+function wrkThreads(conns, l = layout) {
+  return conns === 1 ? 1 : (l === 'separate' ? Math.max(1, CPUS - 1) : 2);
+}
+/// Switches to layout `l`: this driver (idle during wrk, busy during the logins of part 2b and
+/// the requests of part 4) and whatever it spawns unpinned stay off the servers' core on separate
+/// cores, and may use every CPU on shared cores.
+function setLayout(l) {
+  layout = l;
+  spawnSync('taskset', ['-a', '-p', '-c', l === 'separate' ? LOAD_CPUS : ALL_CPUS, String(process.pid)], { stdio: 'ignore' });
+}
+const layoutTitle = (l) => title(l, { server: SERVER_CPUS, load: LOAD_CPUS });
 
 const USER = 'alice';
 const APP_HOST = 'app.test';
 const SECRET = 'benchmark-session-secret-0123456789-abcdefghij';
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK']).stdout?.toString().trim() || 100);
 const failures = [];
-const started = Date.now();
-const log = (...a) => console.log(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(4)}s]`, ...a);
 
-// ---------------------------------------------------------------------------------------------
-// Processes
-// ---------------------------------------------------------------------------------------------
-
-const children = [];
+/// Starts a server (pinned to the servers' CPU on separate cores) or, with `client`, a client
+/// of the servers (pinned to the load CPUs); output goes to logs/<name>.log.
 function start(name, cmd, args, opts = {}) {
-  const errFile = path.join(logs, `${name}.log`);
-  const fd = fs.openSync(errFile, 'a');
-  const [c, a] = pinned(opts.client ? LOAD_CPUS : SERVER_CPUS, cmd, args);
-  const child = spawn(c, a, {
-    cwd: opts.cwd || repo,
-    env: { ...env, ...(opts.env || {}) },
-    stdio: [opts.stdin ? 'pipe' : 'ignore', opts.stdout ? 'pipe' : fd, fd],
+  return spawnLogged(name, pinned(opts.client ? LOAD_CPUS : SERVER_CPUS, cmd, args), {
+    ...opts, cwd: opts.cwd || repo, logFile: path.join(logs, `${name}.log`),
   });
-  child.logFile = errFile;
-  child.benchName = name;
-  child.on('exit', (code, sig) => {
-    child.exited = true;
-    if (!child.stopping) log(`${name} exited unexpectedly (code ${code}, signal ${sig}); see ${errFile}`);
-  });
-  children.push(child);
-  return child;
-}
-function stopAll() {
-  for (const c of children) {
-    if (!c.exited) {
-      c.stopping = true;
-      try { process.kill(c.pid, 'SIGTERM'); } catch { /* already gone */ }
-    }
-  }
-}
-process.on('exit', stopAll);
-for (const s of ['SIGINT', 'SIGTERM']) process.on(s, () => { stopAll(); process.exit(130); });
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function tail(file, n = 30) {
-  try { return fs.readFileSync(file, 'utf8').split('\n').slice(-n).join('\n'); } catch { return ''; }
-}
-
-// /proc readings. VmHWM is the peak resident set; writing 5 to clear_refs resets it (Linux >= 4.0)
-// so each run reports its own peak.
-function procStatus(pid) {
-  try {
-    const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = (k) => Number((s.match(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm')) || [])[1] || 0);
-    return { hwm_kb: kb('VmHWM'), rss_kb: kb('VmRSS') };
-  } catch { return { hwm_kb: 0, rss_kb: 0 }; }
-}
-function resetPeak(pid) {
-  try { fs.writeFileSync(`/proc/${pid}/clear_refs`, '5'); return true; } catch { return false; }
-}
-/// CPU time of every thread of `pid`, in seconds: the sum of /proc/PID/task/*/schedstat (ns
-/// resolution; threads that exit take their time with them, which the long-lived server threads
-/// measured here do not), else utime + stime from /proc/PID/stat (clock-tick resolution).
-function cpuSeconds(pid) {
-  try {
-    let ns = 0;
-    for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
-      try { ns += Number(fs.readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]); } catch { /* thread gone */ }
-    }
-    if (ns > 0) return ns / 1e9;
-  } catch { /* fall through */ }
-  try {
-    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK; // utime + stime
-  } catch { return 0; }
-}
-const loadavg = () => fs.readFileSync('/proc/loadavg', 'utf8').trim().split(' ').slice(0, 3).map(Number);
-
-// ---------------------------------------------------------------------------------------------
-// A browser without a browser: node:http, no automatic redirects, one cookie jar per host:port.
-// ---------------------------------------------------------------------------------------------
-
-const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-
-function request(method, url, { headers = {}, body } = {}) {
-  return new Promise((resolve, reject) => {
-    const t0 = process.hrtime.bigint();
-    const req = http.request(url, { method, headers, agent, timeout: 30000 }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({
-        status: res.statusCode,
-        headers: res.headers,
-        setCookies: res.headers['set-cookie'] || [],
-        location: res.headers.location,
-        body: Buffer.concat(chunks).toString('utf8'),
-        ms: Number(process.hrtime.bigint() - t0) / 1e6,
-      }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`timeout: ${method} ${url}`)));
-    req.on('error', reject);
-    if (body) req.write(body);
-    req.end();
-  });
-}
-
-class Jar {
-  constructor() { this.hosts = new Map(); }
-  absorb(host, setCookies) {
-    const jar = this.hosts.get(host) || new Map();
-    for (const sc of setCookies) {
-      const [pair, ...attrs] = sc.split(';');
-      const i = pair.indexOf('=');
-      const name = pair.slice(0, i).trim();
-      const value = pair.slice(i + 1).trim();
-      const a = attrs.map((x) => x.trim());
-      const lower = a.map((x) => x.toLowerCase());
-      const expired = lower.some((x) => x === 'max-age=0' || x.startsWith('max-age=-'))
-        || lower.some((x) => x.startsWith('expires=') && Date.parse(x.slice(8)) < Date.now());
-      const pathAttr = a.find((x) => x.toLowerCase().startsWith('path='));
-      const cookiePath = pathAttr ? pathAttr.slice(5) || '/' : '/';
-      if (expired) jar.delete(name); else jar.set(name, { value, path: cookiePath });
-    }
-    this.hosts.set(host, jar);
-  }
-  // The Cookie header for a request to `path`: like a browser, cookies set with another Path
-  // (the sidecar's logout-hint cookies) are sent only where the path matches (RFC 6265 §5.1.4).
-  header(host, path = '/') {
-    const jar = this.hosts.get(host);
-    if (!jar) return undefined;
-    const matches = (p) => path === p || (path.startsWith(p) && (p.endsWith('/') || path[p.length] === '/'));
-    const sent = [...jar].filter(([, c]) => matches(c.path)).map(([k, c]) => `${k}=${c.value}`);
-    return sent.length ? sent.join('; ') : undefined;
-  }
-}
-
-const hostOf = (u) => new URL(u).host;
-const resolveUrl = (base, loc) => new URL(loc, base).toString();
-
-async function browse(jar, method, url, opts = {}) {
-  const host = hostOf(url);
-  const cookie = jar.header(host, new URL(url).pathname);
-  const headers = { Accept: 'text/html', ...(opts.headers || {}) };
-  if (cookie) headers.Cookie = cookie;
-  const r = await request(method, url, { ...opts, headers });
-  jar.absorb(host, r.setCookies);
-  return r;
-}
-
-function expectStatus(r, status, what) {
-  if (r.status !== status) {
-    throw new Error(`${what}: expected ${status}, got ${r.status} ${r.location || ''} ${r.body.slice(0, 300)}`);
-  }
-}
-
-/// Takes an authorization URL through the OP's login form; returns the callback URL and timings.
-async function loginAtOp(jar, authorizeUrl, user) {
-  const t0 = performance.now();
-  let r = await browse(jar, 'GET', authorizeUrl);
-  expectStatus(r, 303, 'OP authorize');
-  const interaction = resolveUrl(authorizeUrl, r.location);
-  if (!interaction.includes('/interaction/')) return { callback: interaction, ms: performance.now() - t0 };
-  r = await browse(jar, 'GET', interaction);
-  expectStatus(r, 200, 'OP login page');
-  const form = new URLSearchParams({ prompt: 'login', login: user, password: user }).toString();
-  r = await browse(jar, 'POST', interaction, {
-    headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: form,
-  });
-  expectStatus(r, 303, 'OP login POST');
-  const resume = resolveUrl(interaction, r.location);
-  r = await browse(jar, 'GET', resume);
-  expectStatus(r, 303, 'OP resume');
-  return { callback: resolveUrl(resume, r.location), ms: performance.now() - t0 };
 }
 
 // What Traefik's forwardAuth sends to the sidecar for a browser navigation to http://app.test{uri}.
@@ -308,9 +179,9 @@ async function finishCallback(sidecar, pending) {
 const lua = path.join(repo, 'bench/wrk/request.lua');
 
 /// One wrk run. `pids` are the server processes whose peak RSS and CPU time are read.
-function wrk({ url, headers, expect, conns, dur, pids }) {
-  // One wrk thread per load core (two on shared cores, as before).
-  const threads = conns === 1 ? 1 : (cores === 'separate' ? Math.max(1, CPUS - 1) : 2);
+/// `paths`: rotate every request over these paths (same headers), else always `url`'s.
+function wrk({ url, headers, expect, conns, dur, pids, paths }) {
+  const threads = wrkThreads(conns);
   const hdr = Object.entries(headers).map(([k, v]) => `${k}: ${v}`).join('\n');
   for (const p of Object.values(pids)) resetPeak(p);
   const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpuSeconds(p)]));
@@ -318,7 +189,7 @@ function wrk({ url, headers, expect, conns, dur, pids }) {
   return new Promise((resolve, reject) => {
     const [cmd, args] = pinned(LOAD_CPUS, 'wrk', ['-t', String(threads), '-c', String(conns), '-d', `${dur}s`, '--timeout', '5s', '--latency', '-s', lua, url]);
     const w = spawn(cmd, args, {
-      env: { ...env, BENCH_HEADERS: hdr, BENCH_EXPECT: String(expect) },
+      env: { ...env, BENCH_HEADERS: hdr, BENCH_EXPECT: String(expect), BENCH_PATHS: paths ? paths.join(',') : '' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -356,12 +227,12 @@ const runs = [];
 async function measure(part, system, spec, conns, round) {
   const r = await wrk({ ...spec, conns, dur: P.dur });
   const errors = r.unexpected + r.socket_errors;
-  const row = { part, system, conns, round, ...r, errors };
+  const row = { layout, part, system, conns, round, ...r, errors };
   runs.push(row);
   const rss = Object.entries(r.peak_rss_kb).map(([k, v]) => `${k} ${(v / 1024).toFixed(1)} MB`).join(', ');
-  log(`${part} ${system.padEnd(22)} c=${String(conns).padStart(3)} r${round}: ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50_ms.toFixed(3)} ms  p99 ${r.p99_ms.toFixed(3)} ms  errors ${errors}${r.unexpected_codes ? ` (${r.unexpected_codes})` : ''}  peak RSS ${rss}`);
+  log(`${layout.slice(0, 3)} ${part} ${system.padEnd(22)} c=${String(conns).padStart(3)} r${round}: ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50_ms.toFixed(3)} ms  p99 ${r.p99_ms.toFixed(3)} ms  errors ${errors}${r.unexpected_codes ? ` (${r.unexpected_codes})` : ''}  peak RSS ${rss}`);
   if (errors > 0 || r.requests === 0) {
-    failures.push(`${part} ${system} c=${conns} round ${round}: ${r.requests} requests, ${r.unexpected} unexpected statuses (${r.unexpected_codes}), ${r.socket_errors} socket errors`);
+    failures.push(`${layout} ${part} ${system} c=${conns} round ${round}: ${r.requests} requests, ${r.unexpected} unexpected statuses (${r.unexpected_codes}), ${r.socket_errors} socket errors`);
   }
   return row;
 }
@@ -371,7 +242,7 @@ async function measure(part, system, spec, conns, round) {
 async function interleave(part, systems, connsList) {
   for (const [name, spec] of Object.entries(systems)) {
     await wrk({ ...spec, conns: 16, dur: P.warmup }); // warm-up, not recorded
-    log(`${part} ${name}: warmed up`);
+    log(`${layout.slice(0, 3)} ${part} ${name}: warmed up`);
   }
   const names = Object.keys(systems);
   for (let round = 1; round <= P.rounds; round++) {
@@ -386,22 +257,13 @@ async function interleave(part, systems, connsList) {
 // Systems
 // ---------------------------------------------------------------------------------------------
 
-async function waitFor(what, fn, secs = 60, child) {
-  const until = Date.now() + secs * 1000;
-  let last;
-  while (Date.now() < until) {
-    if (child && child.exited) break;
-    try { if (await fn()) return; } catch (e) { last = e; }
-    await sleep(100);
-  }
-  throw new Error(`${what} not ready after ${secs}s${last ? `: ${last.message}` : ''}${child ? `\n--- ${child.logFile}\n${tail(child.logFile)}` : ''}`);
-}
-
 async function startOp(redirectUris) {
   const op = start('op', 'node', [path.join(repo, 'tests/op/op.mjs')], {
     stdout: true,
     client: true, // the OP serves logins only; it stays off the servers' core
-    env: { OP_PORT: '0', OP_REDIRECT_URIS: redirectUris.join(','), OP_POST_LOGOUT_REDIRECT_URIS: `http://${APP_HOST}/` },
+    // Sessions live as long as the ID token: 4 h, so the one login outlives both layouts of a
+    // full run (about 40 minutes) with room to spare.
+    env: { OP_PORT: '0', OP_REDIRECT_URIS: redirectUris.join(','), OP_POST_LOGOUT_REDIRECT_URIS: `http://${APP_HOST}/`, OP_ID_TOKEN_TTL: '14400' },
   });
   const line = await new Promise((resolve, reject) => {
     let buf = '';
@@ -416,10 +278,14 @@ async function startOp(redirectUris) {
   return op;
 }
 
-async function startRedis() {
+/// redis-server with no automatic snapshots; its data lives in `dir`/bench.rdb between a
+/// `stopRedis` (SAVE, then stop) and the next start, which loads it.
+async function startRedis(dir) {
   const port = await freePort();
+  fs.mkdirSync(dir, { recursive: true });
   const r = start('redis-server', env.REDIS_SERVER_BIN || 'redis-server', [
-    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', logs,
+    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+    '--dir', dir, '--dbfilename', 'bench.rdb',
   ]);
   r.addr = `127.0.0.1:${port}`;
   await waitFor('redis-server', () => new Promise((resolve) => {
@@ -429,10 +295,32 @@ async function startRedis() {
   return r;
 }
 
-async function startSidecar(issuer, redis) {
+async function stopRedis(r) {
+  const reply = await redisCommand(r.addr, 'SAVE');
+  if (reply !== '+OK') throw new Error(`redis SAVE answered ${reply}`);
+  await stopProc(r);
+}
+
+// The sidecar's middlewares: `default` (the single-middleware cookie case), `redis` (the same in
+// Redis mode), and three middlewares of one scope (`BenchScope`: same Secret, provider and
+// client as `default`, another cookie prefix, so they share sessions among themselves but not
+// with `default`), different the way real ones are: an authorization rule checked on every
+// request, custom identity headers, neither.
+const SCOPE_MWS = ['scope-admins', 'scope-headers', 'scope-plain'];
+
+/// A sidecar named `name` (its configuration is `<name>.yaml` in the output directory).
+async function startSidecar(issuer, redis, name = 'sidecar') {
   const port = await freePort();
   const metrics = await freePort();
-  const cfgFile = path.join(out, 'sidecar.yaml');
+  const cfgFile = path.join(out, `${name}.yaml`);
+  const provider = `    Provider:
+      Url: ${issuer}
+      ClientId: sidecar
+      ClientSecret: sidecar-secret
+    Secret: ${SECRET}
+    Scopes: [openid, profile, email, groups]
+    SessionCookie:
+      Secure: false`;
   fs.writeFileSync(cfgFile, `# generated by bench/run.mjs
 listen: 127.0.0.1:${port}
 metricsListen: 127.0.0.1:${metrics}
@@ -442,31 +330,38 @@ redis:
   keyPrefix: "bench:"
 middlewares:
   default:
-    Provider:
-      Url: ${issuer}
-      ClientId: sidecar
-      ClientSecret: sidecar-secret
-    Secret: ${SECRET}
-    Scopes: [openid, profile, email, groups]
-    SessionCookie:
-      Secure: false
+${provider}
   # The same middleware with SessionStorageType Redis (its own cookie names).
   redis:
-    Provider:
-      Url: ${issuer}
-      ClientId: sidecar
-      ClientSecret: sidecar-secret
-    Secret: ${SECRET}
-    Scopes: [openid, profile, email, groups]
+${provider}
     CookieNamePrefix: BenchRedis
     SessionStorageType: Redis
-    SessionCookie:
-      Secure: false
+  # Three middlewares of one scope (see SCOPE_MWS).
+  scope-admins:
+${provider}
+    CookieNamePrefix: BenchScope
+    Authorization:
+      CheckOnEveryRequest: true
+      AssertClaims:
+        - Name: groups
+          AnyOf: [admins]
+  scope-headers:
+${provider}
+    CookieNamePrefix: BenchScope
+    Headers:
+      - Name: X-Oidc-Username
+        Value: "{{ .claims.preferred_username }}"
+      - Name: X-Oidc-Groups
+        Values: "{{ .claims.groups | mapToJsonArray }}"
+  scope-plain:
+${provider}
+    CookieNamePrefix: BenchScope
 `);
   const sc = profiling
-    ? start('sidecar', 'valgrind', ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${path.join(out, 'callgrind.sidecar.out')}`, env.SIDECAR_BIN, '--config', cfgFile])
-    : start('sidecar', env.SIDECAR_BIN, ['--config', cfgFile]);
+    ? start(name, 'valgrind', ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${path.join(out, 'callgrind.sidecar.out')}`, env.SIDECAR_BIN, '--config', cfgFile])
+    : start(name, env.SIDECAR_BIN, ['--config', cfgFile]);
   sc.addr = `127.0.0.1:${port}`;
+  sc.cfgFile = cfgFile;
   await waitFor('sidecar /readyz', async () => (await request('GET', `http://${sc.addr}/readyz`)).status === 200, profiling ? 300 : 60, sc);
   return sc;
 }
@@ -541,11 +436,6 @@ async function pool(n, conc, fn) {
   return { results, errors, errs };
 }
 
-const pct = (xs, p) => {
-  if (!xs.length) return 0;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
-};
 
 async function loginBench(sidecar, opProc) {
   const logins = [];
@@ -708,318 +598,337 @@ ${pluginSkip ? '' : `    shim:
           - url: http://127.0.0.1:${upPort}
 `);
   const traefik = start('traefik', env.TRAEFIK_BIN, [`--configFile=${path.join(dir, 'traefik.yml')}`], { cwd: dir });
-  const base = `http://127.0.0.1:${port}`;
-  const browser = {
-    Accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
-    'Sec-Fetch-Mode': 'navigate',
-    'User-Agent': 'Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0',
-  };
-  const get = (host, withCookie) => request('GET', `${base}/dashboard?tab=1`, {
-    headers: { Host: host, ...browser, ...(withCookie ? { Cookie: cookie } : {}) },
-  });
-  await waitFor('traefik noauth router', async () => (await get('noauth.test', true)).status === 200, 60, traefik);
-  const doors = { 'traefik no auth': 'noauth.test', 'traefik forwardAuth': 'fa.test' };
-  if (!pluginSkip) doors['traefik plugin shim'] = 'plugin.test';
-  for (const [name, host] of Object.entries(doors)) {
-    if (host === 'noauth.test') continue;
-    // Yaegi compiles the plugin on first use; give the routers time, then check both answers.
-    await waitFor(`${name} with a session`, async () => (await get(host, true)).status === 200, 60, traefik);
-    const anon = await get(host, false);
-    if (anon.status !== 302) throw new Error(`${name}: anonymous navigation answered ${anon.status}, expected 302`);
-  }
-  log(`part 3: Traefik ${env.TRAEFIK_VERSION || ''} up; upstream ${env.UPSTREAM_KIND}; doors: ${Object.keys(doors).join(', ')}`);
-  const systems = Object.fromEntries(Object.entries(doors).map(([name, host]) => [name, {
-    url: `${base}/dashboard?tab=1`,
-    headers: { Host: host, ...browser, Cookie: cookie },
-    expect: 200,
-    pids: host === 'noauth.test' ? { traefik: traefik.pid, upstream: upstream.pid } : { traefik: traefik.pid, sidecar: sidecar.pid, upstream: upstream.pid },
-  }]));
-  if (profilingTraefik) {
-    // A 10 s CPU profile of Traefik per door while wrk keeps 16 connections busy.
-    for (const [name, spec] of Object.entries(systems)) {
-      const file = path.join(out, `traefik-${name.replace(/ /g, '-')}.pprof`);
-      const prof = new Promise((resolve, reject) => {
-        http.get(`http://127.0.0.1:${apiPort}/debug/pprof/profile?seconds=10`, (res) => {
-          const chunks = [];
-          res.on('data', (c) => chunks.push(c));
-          res.on('end', () => { fs.writeFileSync(file, Buffer.concat(chunks)); resolve(); });
-        }).on('error', reject);
-      });
-      await sleep(200);
-      const r = await wrk({ ...spec, conns: 16, dur: 11 });
-      await prof;
-      log(`profiled ${name}: ${r.rps.toFixed(0)} req/s, Traefik ${r.cpu_us_per_req.traefik.toFixed(0)} µs CPU/req -> ${file}`);
-    }
-    return { skipped: 'profiling run' };
-  }
-  await interleave('3', systems, P.traefikConns);
-  return { skipped: null, plugin_skipped: pluginSkip, upstream: env.UPSTREAM_KIND, traefik_version: env.TRAEFIK_VERSION || '' };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Report
-// ---------------------------------------------------------------------------------------------
-
-const median = (xs) => pct(xs, 50);
-function summarize() {
-  const groups = new Map();
-  for (const r of runs) {
-    const k = `${r.part}|${r.system}|${r.conns}`;
-    if (!groups.has(k)) groups.set(k, []);
-    groups.get(k).push(r);
-  }
-  return [...groups.values()].map((rs) => {
-    const procs = Object.keys(rs[0].peak_rss_kb);
-    return {
-      part: rs[0].part, system: rs[0].system, conns: rs[0].conns, rounds: rs.length,
-      rps: median(rs.map((r) => r.rps)),
-      p50_ms: median(rs.map((r) => r.p50_ms)),
-      p99_ms: median(rs.map((r) => r.p99_ms)),
-      errors: rs.reduce((s, r) => s + r.errors, 0),
-      requests: rs.reduce((s, r) => s + r.requests, 0),
-      peak_rss_mb: Object.fromEntries(procs.map((p) => [p, Math.max(...rs.map((r) => r.peak_rss_kb[p])) / 1024])),
-      cpu_us_per_req: Object.fromEntries(procs.map((p) => [p, median(rs.map((r) => r.cpu_us_per_req[p]))])),
+  // Traefik and its upstream live for this part of this layout only.
+  try {
+    const base = `http://127.0.0.1:${port}`;
+    const browser = {
+      Accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
+      'Sec-Fetch-Mode': 'navigate',
+      'User-Agent': 'Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0',
     };
-  });
-}
-
-const f0 = (x) => (x === undefined || Number.isNaN(x) ? '–' : x.toFixed(0));
-const f1 = (x) => (x === undefined || Number.isNaN(x) ? '–' : x.toFixed(1));
-const f2 = (x) => (x === undefined || Number.isNaN(x) ? '–' : x.toFixed(2));
-const f3 = (x) => (x === undefined || Number.isNaN(x) ? '–' : x.toFixed(3));
-
-function report(meta, sums, logins, part3) {
-  const L = [];
-  const get = (part, system, conns) => sums.find((s) => s.part === part && s.system === system && s.conns === conns);
-  const procCols = (s) => Object.entries(s.peak_rss_mb).map(([p, v]) => `${p} ${f1(v)}`).join(', ');
-  const cpuCols = (s) => Object.entries(s.cpu_us_per_req).map(([p, v]) => `${p} ${f1(v)}`).join(', ');
-  L.push(`Run: ${meta.when} · mode ${meta.smoke ? 'SMOKE (tiny durations: numbers are not meaningful)' : 'full'} · ${P.rounds} round(s) × ${P.dur} s per run, systems interleaved, median over rounds · wrk threads: 1 at c=1, else 2 · load average (1/5/15 min) at start ${meta.load_start.join(' / ')}, at end ${meta.load_end.join(' / ')}, range of 1-min load during runs ${meta.load_min.toFixed(2)}–${meta.load_max.toFixed(2)}`);
-  L.push('');
-  L.push('### Part 1: `/auth` with a valid session');
-  L.push('');
-  L.push('| conns | system | req/s | p50 ms | p99 ms | errors | peak RSS MB | server CPU µs/req |');
-  L.push('|---:|---|---:|---:|---:|---:|---:|---:|');
-  for (const c of P.conns) {
-    for (const sys of ['sidecar', 'sidecar redis', 'oauth2-proxy', 'oauth2-proxy redis', 'bare axum']) {
-      const s = get('1', sys, c);
-      if (s) L.push(`| ${c} | ${sys} | ${f0(s.rps)} | ${f3(s.p50_ms)} | ${f3(s.p99_ms)} | ${s.errors} | ${procCols(s)} | ${cpuCols(s)} |`);
+    const get = (host, withCookie) => request('GET', `${base}/dashboard?tab=1`, {
+      headers: { Host: host, ...browser, ...(withCookie ? { Cookie: cookie } : {}) },
+    });
+    await waitFor('traefik noauth router', async () => (await get('noauth.test', true)).status === 200, 60, traefik);
+    const doors = { 'traefik no auth': 'noauth.test', 'traefik forwardAuth': 'fa.test' };
+    if (!pluginSkip) doors['traefik plugin shim'] = 'plugin.test';
+    for (const [name, host] of Object.entries(doors)) {
+      if (host === 'noauth.test') continue;
+      // Yaegi compiles the plugin on first use; give the routers time, then check both answers.
+      await waitFor(`${name} with a session`, async () => (await get(host, true)).status === 200, 60, traefik);
+      const anon = await get(host, false);
+      if (anon.status !== 302) throw new Error(`${name}: anonymous navigation answered ${anon.status}, expected 302`);
     }
-  }
-  L.push('');
-  L.push('| conns | sidecar / bare axum (req/s) | sidecar / oauth2-proxy (req/s) | oauth2-proxy p99 / sidecar p99 | sidecar CPU/req ÷ bare axum CPU/req | oauth2-proxy CPU/req ÷ sidecar CPU/req |');
-  L.push('|---:|---:|---:|---:|---:|---:|');
-  for (const c of P.conns) {
-    const sc = get('1', 'sidecar', c);
-    const o = get('1', 'oauth2-proxy', c);
-    const b = get('1', 'bare axum', c);
-    if (!sc || !o || !b) continue;
-    L.push(`| ${c} | ${f2(sc.rps / b.rps)} | ${f2(sc.rps / o.rps)} | ${f2(o.p99_ms / sc.p99_ms)} | ${f2(sc.cpu_us_per_req.server / b.cpu_us_per_req.server)} | ${f2(o.cpu_us_per_req.server / sc.cpu_us_per_req.server)} |`);
-  }
-  L.push('');
-  L.push('Redis mode (`SessionStorageType: Redis`, one local redis-server) beside cookie mode, same run. The issue\'s bar: at 16 connections, Redis mode within 10 % of cookie mode.');
-  L.push('');
-  L.push('| conns | sidecar redis / sidecar cookie (req/s) | sidecar redis p99 / cookie p99 | sidecar redis / oauth2-proxy redis (req/s) | within 10 % |');
-  L.push('|---:|---:|---:|---:|---|');
-  for (const c of P.conns) {
-    const sc = get('1', 'sidecar', c);
-    const sr = get('1', 'sidecar redis', c);
-    const or = get('1', 'oauth2-proxy redis', c);
-    if (!sc || !sr) continue;
-    L.push(`| ${c} | ${f2(sr.rps / sc.rps)} | ${f2(sr.p99_ms / sc.p99_ms)} | ${or ? f2(sr.rps / or.rps) : '–'} | ${sr.rps >= 0.9 * sc.rps ? 'yes' : 'no'} |`);
-  }
-  L.push('');
-  L.push('### Part 2a: `/auth` without a session (navigation → 302 to the OP with state, nonce, PKCE and a flow cookie)');
-  L.push('');
-  L.push('| conns | req/s | p50 ms | p99 ms | errors | peak RSS MB | server CPU µs/req |');
-  L.push('|---:|---:|---:|---:|---:|---:|---:|');
-  for (const c of P.unauthConns) {
-    const s = get('2a', 'sidecar unauthenticated', c);
-    if (s) L.push(`| ${c} | ${f0(s.rps)} | ${f3(s.p50_ms)} | ${f3(s.p99_ms)} | ${s.errors} | ${procCols(s)} | ${cpuCols(s)} |`);
-  }
-  L.push('');
-  L.push(`### Part 2b: logins against the real OP (Node driver, ${P.loginConc} browsers at a time; per round ${P.logins} whole logins, then ${P.callbackBatches} × ${Math.min(P.logins, 100)} callbacks with codes minted beforehand)`);
-  L.push('');
-  L.push('| kind | logins/s | sidecar redirect p50 ms | OP (authorize + form + resume) p50 ms | sidecar callback p50 ms | callback p99 ms | sidecar CPU ms/login | OP CPU ms/login | errors |');
-  L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
-  for (const kind of ['whole login', 'callback only']) {
-    const xs = logins.filter((x) => x.kind === kind);
-    if (!xs.length) continue;
-    const m = (k) => median(xs.map((x) => x[k]).filter((v) => v !== undefined));
-    L.push(`| ${kind} | ${f1(m('per_s'))} | ${kind === 'whole login' ? f2(m('sidecar_redirect_ms_p50')) : '–'} | ${kind === 'whole login' ? f2(m('op_ms_p50')) : '–'} | ${f2(m('sidecar_callback_ms_p50'))} | ${f2(m('sidecar_callback_ms_p99'))} | ${f2(m('sidecar_cpu_ms_per_login'))} | ${f2(m('op_cpu_ms_per_login'))} | ${xs.reduce((s, x) => s + x.errors, 0)} |`);
-  }
-  L.push('');
-  L.push('### Part 3: through Traefik (upstream ' + (part3.upstream || '–') + ')');
-  L.push('');
-  if (part3.skipped) {
-    L.push(`SKIPPED: ${part3.skipped}`);
-  } else {
-    if (part3.plugin_skipped) L.push(`Plugin door SKIPPED: ${part3.plugin_skipped}`);
-    L.push('');
-    L.push('| conns | door | req/s | p50 ms | p99 ms | errors | peak RSS MB | CPU µs/req |');
-    L.push('|---:|---|---:|---:|---:|---:|---:|---:|');
-    for (const c of P.traefikConns) {
-      for (const sys of ['traefik no auth', 'traefik forwardAuth', 'traefik plugin shim']) {
-        const s = get('3', sys, c);
-        if (s) L.push(`| ${c} | ${sys.replace('traefik ', '')} | ${f0(s.rps)} | ${f3(s.p50_ms)} | ${f3(s.p99_ms)} | ${s.errors} | ${procCols(s)} | ${cpuCols(s)} |`);
+    log(`part 3: Traefik ${env.TRAEFIK_VERSION || ''} up; upstream ${env.UPSTREAM_KIND}; doors: ${Object.keys(doors).join(', ')}`);
+    const systems = Object.fromEntries(Object.entries(doors).map(([name, host]) => [name, {
+      url: `${base}/dashboard?tab=1`,
+      headers: { Host: host, ...browser, Cookie: cookie },
+      expect: 200,
+      pids: host === 'noauth.test' ? { traefik: traefik.pid, upstream: upstream.pid } : { traefik: traefik.pid, sidecar: sidecar.pid, upstream: upstream.pid },
+    }]));
+    if (profilingTraefik) {
+      // A 10 s CPU profile of Traefik per door while wrk keeps 16 connections busy.
+      for (const [name, spec] of Object.entries(systems)) {
+        const file = path.join(out, `traefik-${name.replace(/ /g, '-')}.pprof`);
+        const prof = new Promise((resolve, reject) => {
+          http.get(`http://127.0.0.1:${apiPort}/debug/pprof/profile?seconds=10`, (res) => {
+            const chunks = [];
+            res.on('data', (c) => chunks.push(c));
+            res.on('end', () => { fs.writeFileSync(file, Buffer.concat(chunks)); resolve(); });
+          }).on('error', reject);
+        });
+        await sleep(200);
+        const r = await wrk({ ...spec, conns: 16, dur: 11 });
+        await prof;
+        log(`profiled ${name}: ${r.rps.toFixed(0)} req/s, Traefik ${r.cpu_us_per_req.traefik.toFixed(0)} µs CPU/req -> ${file}`);
       }
+      return { skipped: 'profiling run' };
     }
-    L.push('');
-    L.push('Added latency = door − no auth, same connection count (median over rounds).');
-    L.push('');
-    L.push('| conns | forwardAuth added p50 ms | plugin added p50 ms | plugin ÷ forwardAuth (p50) | forwardAuth added p99 ms | plugin added p99 ms | plugin ÷ forwardAuth (p99) | Traefik CPU µs/req: no auth / forwardAuth / plugin |');
-    L.push('|---:|---:|---:|---:|---:|---:|---:|---|');
-    for (const c of P.traefikConns) {
-      const n = get('3', 'traefik no auth', c);
-      const fa = get('3', 'traefik forwardAuth', c);
-      const pl = get('3', 'traefik plugin shim', c);
-      if (!n || !fa) continue;
-      const fa50 = fa.p50_ms - n.p50_ms;
-      const fa99 = fa.p99_ms - n.p99_ms;
-      const pl50 = pl ? pl.p50_ms - n.p50_ms : NaN;
-      const pl99 = pl ? pl.p99_ms - n.p99_ms : NaN;
-      L.push(`| ${c} | ${f3(fa50)} | ${f3(pl50)} | ${f2(pl50 / fa50)} | ${f3(fa99)} | ${f3(pl99)} | ${f2(pl99 / fa99)} | ${f1(n.cpu_us_per_req.traefik)} / ${f1(fa.cpu_us_per_req.traefik)} / ${pl ? f1(pl.cpu_us_per_req.traefik) : '–'} |`);
-    }
+    await interleave('3', systems, P.traefikConns);
+    return { skipped: null, plugin_skipped: pluginSkip, upstream: env.UPSTREAM_KIND, traefik_version: env.TRAEFIK_VERSION || '' };
+  } finally {
+    await stopProc(traefik);
+    await stopProc(upstream);
   }
-  L.push('');
-  return L.join('\n');
 }
 
-function writeCsv(file) {
-  const cols = ['part', 'system', 'conns', 'round', 'requests', 'rps', 'p50_ms', 'p90_ms', 'p99_ms', 'max_ms', 'errors', 'unexpected', 'socket_errors'];
-  const lines = [[...cols, 'peak_rss_kb', 'cpu_us_per_req', 'load_before', 'load_after'].join(',')];
-  for (const r of runs) {
-    lines.push([...cols.map((c) => r[c]),
-      `"${Object.entries(r.peak_rss_kb).map(([k, v]) => `${k}=${v}`).join(' ')}"`,
-      `"${Object.entries(r.cpu_us_per_req).map(([k, v]) => `${k}=${v.toFixed(1)}`).join(' ')}"`,
-      `"${r.load_before.join(' ')}"`, `"${r.load_after.join(' ')}"`].join(','));
+// ---------------------------------------------------------------------------------------------
+// Part 4: resident memory after N distinct sessions (separate cores)
+// ---------------------------------------------------------------------------------------------
+
+/// A fresh sidecar gets one valid-session `/auth/default` request for each of N distinct
+/// sessions (minted from the benchmark login by bench/mint_sessions.rs: sub, sid and
+/// preferred_username differ), then a second pass over the same N; VmRSS and VmHWM after 1 000,
+/// 10 000 and N sessions and after the second pass show whether memory follows the number of
+/// sessions seen (the remembered-session map of src/opened.rs holds at most 4096) or levels off.
+/// Every answer must be 200 with the session's own X-Forwarded-User.
+async function rssPart(issuer, redis, cookie) {
+  if (!env.MINT_BIN || !fs.existsSync(env.MINT_BIN)) throw new Error('MINT_BIN is not set to the mint-sessions example (run scripts/bench.sh)');
+  const n = P.sessions;
+  const sc = await startSidecar(issuer, redis, 'sidecar-rss');
+  try {
+    const file = path.join(out, 'sessions.txt');
+    const t0 = performance.now();
+    const m = spawnSync(env.MINT_BIN, [sc.cfgFile, 'default', cookie, String(n), file], { encoding: 'utf8' });
+    if (m.status !== 0) throw new Error(`mint-sessions failed (${m.status}): ${m.stderr}${m.stdout}`);
+    // The file is large (about 0.4 KB a session) and regenerable: read it, then drop it.
+    const cookies = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean);
+    fs.rmSync(file);
+    if (cookies.length !== n) throw new Error(`mint-sessions wrote ${cookies.length} sessions, expected ${n}`);
+    log(`4 minted ${n} distinct sessions in ${((performance.now() - t0) / 1000).toFixed(1)} s; sidecar-rss at ${sc.addr}, ${(procStatus(sc.pid).rss_kb / 1024).toFixed(1)} MB resident`);
+
+    const via = new http.Agent({ keepAlive: true, maxSockets: P.rssConc });
+    const url = `http://${sc.addr}/auth/default`;
+    let errors = 0;
+    const samples = [];
+    const send = async (i) => {
+      const r = await request('GET', url, { headers: forwardedHeaders('/dashboard?tab=1', cookies[i]), via });
+      const want = `bench-user-${i}`;
+      if (r.status !== 200 || r.headers['x-forwarded-user'] !== want) {
+        errors++;
+        if (samples.length < 3) samples.push(`session ${i}: ${r.status} X-Forwarded-User ${r.headers['x-forwarded-user']} (want ${want})`);
+      }
+    };
+    const rows = [{ pass: 0, sessions: 0, requests: 0, ...procStatus(sc.pid), cpu_us_per_req: 0, secs: 0 }];
+    const run = async (pass, from, to) => {
+      const c0 = cpuSeconds(sc.pid);
+      const t = performance.now();
+      const r = await pool(to - from, P.rssConc, (k) => send(from + k));
+      errors += r.errors;
+      samples.push(...r.errs.slice(0, 3 - Math.min(3, samples.length)));
+      const row = {
+        pass, sessions: pass === 1 ? to : n, requests: to - from, ...procStatus(sc.pid),
+        cpu_us_per_req: ((cpuSeconds(sc.pid) - c0) * 1e6) / Math.max(1, to - from),
+        secs: (performance.now() - t) / 1000,
+      };
+      rows.push(row);
+      log(`4 pass ${pass}, ${row.sessions} distinct sessions: VmRSS ${(row.rss_kb / 1024).toFixed(1)} MB, VmHWM ${(row.hwm_kb / 1024).toFixed(1)} MB; ${(row.requests / row.secs).toFixed(0)} req/s, ${row.cpu_us_per_req.toFixed(1)} µs CPU/req; errors so far ${errors}`);
+    };
+    let done = 0;
+    for (const cp of [...new Set([1000, 10000, n].filter((x) => x <= n))].sort((a, b) => a - b)) {
+      await run(1, done, cp);
+      done = cp;
+    }
+    await run(2, 0, n);
+    via.destroy();
+    if (errors) failures.push(`4 rss: ${errors} of ${2 * n} answers not 200 with the session's X-Forwarded-User: ${samples.join(' | ')}`);
+    return { sessions: n, conc: P.rssConc, errors, rows };
+  } finally {
+    await stopProc(sc);
   }
-  fs.writeFileSync(file, lines.join('\n') + '\n');
 }
 
 // ---------------------------------------------------------------------------------------------
 // Main
 // ---------------------------------------------------------------------------------------------
 
+/// The server processes of one layout: redis-server (loading the data saved by the previous
+/// layout), the sidecar, oauth2-proxy (cookie and Redis store) and the bare axum server, each
+/// started pinned or not according to the layout.
+async function startServers(ctx) {
+  const redis = await startRedis(path.join(out, 'redis'));
+  const sidecar = await startSidecar(ctx.issuer, redis);
+  const o2p = await startOauth2Proxy(ctx.issuer, ctx.o2pPort);
+  const o2pr = await startOauth2Proxy(ctx.issuer, ctx.o2prPort, redis);
+  const bare = await startBare('bare-axum');
+  log(`${layout}: redis-server ${redis.addr}, sidecar ${sidecar.addr}, oauth2-proxy ${o2p.addr} and ${o2pr.addr}, bare axum ${bare.addr}`);
+  return { redis, sidecar, o2p, o2pr, bare };
+}
+
+async function stopServers(s) {
+  // The driver's keep-alive sockets would hold the servers' graceful shutdown open.
+  agent.destroy();
+  for (const c of [s.sidecar, s.o2p, s.o2pr, s.bare]) await stopProc(c);
+  await stopRedis(s.redis);
+}
+
+/// One login per system (the first layout only).
+async function logIn(s) {
+  const login = await sidecarLogin(s.sidecar, USER);
+  const redisLogin = await sidecarLogin(s.sidecar, USER, { mw: 'redis' });
+  // Through one middleware of the scope; the session then opens in all three.
+  const scopeLogin = await sidecarLogin(s.sidecar, USER, { mw: 'scope-plain' });
+  return {
+    sidecar: login.jar.header(APP_HOST, '/dashboard'),
+    sidecarRedis: redisLogin.jar.header(APP_HOST, '/dashboard'),
+    scope: scopeLogin.jar.header(APP_HOST, '/dashboard'),
+    o2pr: await oauth2ProxyLogin(s.o2pr),
+    o2p: await oauth2ProxyLogin(s.o2p),
+  };
+}
+
+/// Every session answers as it should on this layout's (restarted) servers: cookie sessions
+/// under the same Secret, Redis tickets from the restarted redis-server, the scope's session in
+/// its three middlewares and not in `default`.
+async function checkSessions(s, ck) {
+  const auth = (mw, cookie) => request('GET', `http://${s.sidecar.addr}/auth/${mw}`, { headers: forwardedHeaders('/dashboard?tab=1', cookie) });
+  const user = (r, what, header = 'x-forwarded-user') => {
+    expectStatus(r, 200, what);
+    if (r.headers[header] !== USER) throw new Error(`${what}: ${header} is ${r.headers[header]}, expected ${USER}`);
+  };
+  user(await auth('default', ck.sidecar), 'sidecar /auth/default with the session');
+  user(await auth('redis', ck.sidecarRedis), 'sidecar (Redis mode) /auth/redis with the session');
+  user(await auth('scope-plain', ck.scope), 'sidecar /auth/scope-plain with the scope session');
+  user(await auth('scope-admins', ck.scope), 'sidecar /auth/scope-admins with the scope session');
+  user(await auth('scope-headers', ck.scope), 'sidecar /auth/scope-headers with the scope session', 'x-oidc-username');
+  expectStatus(await auth('default', ck.scope), 302, 'sidecar /auth/default with the scope session (another scope)');
+  for (const [o, cookie, what] of [[s.o2p, ck.o2p, 'oauth2-proxy'], [s.o2pr, ck.o2pr, 'oauth2-proxy (Redis store)']]) {
+    const r = await request('GET', `http://${o.addr}/oauth2/auth`, { headers: forwardedHeaders('/dashboard?tab=1', cookie) });
+    expectStatus(r, 202, `${what} /oauth2/auth with the session`);
+    if (r.headers['x-auth-request-user'] === undefined) throw new Error(`${what}: no X-Auth-Request-User`);
+  }
+  expectStatus(await request('GET', `http://${s.bare.addr}/auth/default`, { headers: forwardedHeaders('/dashboard?tab=1', ck.sidecar) }), 200, 'bare axum');
+}
+
+async function profile(s, ck) {
+  if (profiling) {
+    const n = Number(env.BENCH_PROFILE_REQUESTS || 2000);
+    const ctl = (...a) => {
+      const r = spawnSync('callgrind_control', [...a, String(s.sidecar.pid)], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`callgrind_control ${a.join(' ')}: ${r.stderr}${r.stdout}`);
+    };
+    // Warm the connection and the allocator first, then collect exactly n requests.
+    const headers = forwardedHeaders('/dashboard?tab=1', ck.sidecar);
+    for (let i = 0; i < 50; i++) expectStatus(await request('GET', `http://${s.sidecar.addr}/auth/default`, { headers }), 200, 'warm-up');
+    ctl('-i', 'on');
+    for (let i = 0; i < n; i++) expectStatus(await request('GET', `http://${s.sidecar.addr}/auth/default`, { headers }), 200, 'profiled /auth');
+    ctl('-i', 'off');
+    ctl('-d');
+    log(`profiled ${n} valid-session /auth requests; callgrind output in ${out}`);
+  } else {
+    await traefikPart(s.sidecar, ck.sidecar);
+  }
+}
+
+/// Parts 1, 2a, (2b), 3 and (4) on layout `l`, on freshly started servers.
+async function measureLayout(l, ctx, first) {
+  setLayout(l);
+  log(`=== ${layoutTitle(l)}: wrk threads ${[...new Set(P.conns.map((c) => wrkThreads(c)))].join(' or ')}`);
+  const s = await startServers(ctx);
+  const result = { layout: l, part3: { skipped: 'not selected (BENCH_PARTS)' }, logins: [], part4: null };
+  try {
+    if (first) {
+      ctx.cookies = await logIn(s);
+      ctx.meta.cookies = {
+        sidecar_cookie_header_bytes: ctx.cookies.sidecar.length,
+        sidecar_redis_cookie_header_bytes: ctx.cookies.sidecarRedis.length,
+        sidecar_scope_cookie_header_bytes: ctx.cookies.scope.length,
+        oauth2_proxy_cookie_header_bytes: ctx.cookies.o2p.length,
+        oauth2_proxy_redis_cookie_header_bytes: ctx.cookies.o2pr.length,
+      };
+      log(`logged in: Cookie header bytes ${JSON.stringify(ctx.meta.cookies)}`);
+    }
+    const ck = ctx.cookies;
+    await checkSessions(s, ck);
+    log(`${l}: every session answers on the restarted servers`);
+    if (profiling || profilingTraefik) {
+      await profile(s, ck);
+      result.profiled = true;
+      return result;
+    }
+
+    const { sidecar, o2p, o2pr, bare, redis } = s;
+    const headers = (cookie) => forwardedHeaders('/dashboard?tab=1', cookie);
+    if (parts.has('1')) await interleave('1', {
+      sidecar: { url: `http://${sidecar.addr}/auth/default`, headers: headers(ck.sidecar), expect: 200, pids: { server: sidecar.pid } },
+      // One session, every request to the next middleware of its scope.
+      'sidecar 3-mw scope': {
+        url: `http://${sidecar.addr}/auth/${SCOPE_MWS[0]}`, paths: SCOPE_MWS.map((m) => `/auth/${m}`),
+        headers: headers(ck.scope), expect: 200, pids: { server: sidecar.pid },
+      },
+      'oauth2-proxy': { url: `http://${o2p.addr}/oauth2/auth`, headers: headers(ck.o2p), expect: 202, pids: { server: o2p.pid } },
+      // Redis mode: the sidecar's ticket and oauth2-proxy's Redis store, one shared redis-server
+      // (its CPU is counted too).
+      'sidecar redis': { url: `http://${sidecar.addr}/auth/redis`, headers: headers(ck.sidecarRedis), expect: 200, pids: { server: sidecar.pid, redis: redis.pid } },
+      'oauth2-proxy redis': { url: `http://${o2pr.addr}/oauth2/auth`, headers: headers(ck.o2pr), expect: 202, pids: { server: o2pr.pid, redis: redis.pid } },
+      // Same request as the sidecar's (same cookie bytes), answered by an empty 200 handler.
+      'bare axum': { url: `http://${bare.addr}/auth/default`, headers: headers(ck.sidecar), expect: 200, pids: { server: bare.pid } },
+    }, P.conns);
+
+    // Part 2a: the login redirect.
+    if (parts.has('2a')) await interleave('2a', {
+      'sidecar unauthenticated': { url: `http://${sidecar.addr}/auth/default`, headers: headers(undefined), expect: 302, pids: { server: sidecar.pid } },
+    }, P.unauthConns);
+
+    // Part 2b: logins (the first layout only: they load the OP and the driver as much as the
+    // sidecar, so the layout says little about them).
+    if (first && parts.has('2b')) result.logins = await loginBench(sidecar, ctx.op);
+
+    // Part 3: Traefik.
+    if (parts.has('3')) try {
+      result.part3 = await traefikPart(sidecar, ck.sidecar);
+    } catch (e) {
+      failures.push(`${l} part 3: ${e.message}`);
+      result.part3 = { skipped: `FAILED: ${e.message.split('\n')[0]}` };
+      log(`part 3 FAILED: ${e.message}`);
+    }
+
+    // Part 4: a fresh sidecar beside the idle one (separate cores only).
+    if (l === 'separate' && parts.has('4')) try {
+      result.part4 = await rssPart(ctx.issuer, redis, ck.sidecar);
+    } catch (e) {
+      failures.push(`part 4: ${e.message}`);
+      result.part4 = { skipped: `FAILED: ${e.message.split('\n')[0]}` };
+      log(`part 4 FAILED: ${e.message}`);
+    }
+  } finally {
+    for (const c of Object.values(s)) {
+      if (c.exited && !c.stopping) failures.push(`${l}: ${c.benchName} died during the run; see ${c.logFile}`);
+    }
+    await stopServers(s);
+  }
+  return result;
+}
+
 async function main() {
   for (const k of ['SIDECAR_BIN', 'BARE_BIN', 'OAUTH2_PROXY_BIN']) {
     if (!env[k] || !fs.existsSync(env[k])) throw new Error(`${k} is not set to an existing binary (run scripts/bench.sh)`);
   }
   const meta = {
-    when: new Date().toISOString(), smoke, params: P, load_start: loadavg(),
-    machine: { nproc: os.cpus().length, cpu: os.cpus()[0]?.model, mem_gb: os.totalmem() / 2 ** 30, kernel: os.release() },
+    when: new Date().toISOString(), smoke, params: P, load_start: loadavg(), layouts,
+    cpus: { server: SERVER_CPUS, load: LOAD_CPUS },
+    wrk_threads: Object.fromEntries(layouts.map((l) => [l, Object.fromEntries(P.conns.map((c) => [c, wrkThreads(c, l)]))])),
+    machine: { nproc: CPUS, cpu: os.cpus()[0]?.model, mem_gb: os.totalmem() / 2 ** 30, kernel: os.release() },
   };
-  if (cores === 'separate') {
-    // This driver (idle during wrk, busy during the logins of part 2b) stays off the servers' core.
-    spawnSync('taskset', ['-a', '-p', '-c', LOAD_CPUS, String(process.pid)], { stdio: 'ignore' });
-  }
-  meta.cores = cores;
-  log(`cores: ${cores === 'separate' ? `servers on CPU ${SERVER_CPUS}, wrk/OP/driver on CPU ${LOAD_CPUS}` : 'shared (no pinning)'}`);
+  // Profiling measures one layout, the first.
+  const measured = profiling || profilingTraefik ? layouts.slice(0, 1) : layouts;
+  setLayout(measured[0]);
+  log(`layouts: ${measured.map(layoutTitle).join(', then ')}; parts ${[...parts].join(',')}`);
   log(`mode ${smoke ? 'smoke' : 'full'}: ${P.rounds} round(s) x ${P.dur}s, conns ${P.conns.join(',')}; output ${out}`);
 
   const o2pPort = await freePort();
   const o2prPort = await freePort();
+  // The OP serves logins only (first layout) and stays up for the whole run; on separate cores
+  // it starts on the load CPUs.
   const op = await startOp([
     `http://${APP_HOST}/oidc/callback`,
     `http://127.0.0.1:${o2pPort}/oauth2/callback`,
     `http://127.0.0.1:${o2prPort}/oauth2/callback`,
   ]);
   log(`OP at ${op.issuer}`);
-  const redis = await startRedis();
-  log(`redis-server at ${redis.addr}`);
-  const sidecar = await startSidecar(op.issuer, redis);
-  const o2p = await startOauth2Proxy(op.issuer, o2pPort);
-  const o2pr = await startOauth2Proxy(op.issuer, o2prPort, redis);
-  const bare = await startBare('bare-axum');
-
-  // One login per system.
-  const login = await sidecarLogin(sidecar, USER);
-  const scCookie = login.jar.header(APP_HOST, '/dashboard');
-  const check = await request('GET', `http://${sidecar.addr}/auth/default`, { headers: forwardedHeaders('/dashboard?tab=1', scCookie) });
-  expectStatus(check, 200, 'sidecar /auth with the session');
-  if (check.headers['x-forwarded-user'] !== USER) throw new Error(`sidecar X-Forwarded-User is ${check.headers['x-forwarded-user']}`);
-  const redisLogin = await sidecarLogin(sidecar, USER, { mw: 'redis' });
-  const srCookie = redisLogin.jar.header(APP_HOST, '/dashboard');
-  const srCheck = await request('GET', `http://${sidecar.addr}/auth/redis`, { headers: forwardedHeaders('/dashboard?tab=1', srCookie) });
-  expectStatus(srCheck, 200, 'sidecar (Redis mode) /auth with the session');
-  const o2prCookie = await oauth2ProxyLogin(o2pr);
-  const o2pCookie = await oauth2ProxyLogin(o2p);
-  const o2pCheck = await request('GET', `http://${o2p.addr}/oauth2/auth`, { headers: forwardedHeaders('/dashboard?tab=1', o2pCookie) });
-  expectStatus(o2pCheck, 202, 'oauth2-proxy /oauth2/auth with the session');
-  log(`logged in: sidecar cookie ${scCookie.length} B (X-Forwarded-User ${check.headers['x-forwarded-user']}), oauth2-proxy cookie ${o2pCookie.length} B (X-Auth-Request-User ${o2pCheck.headers['x-auth-request-user']})`);
-  meta.cookies = {
-    sidecar_cookie_header_bytes: scCookie.length,
-    sidecar_redis_cookie_header_bytes: srCookie.length,
-    oauth2_proxy_cookie_header_bytes: o2pCookie.length,
-    oauth2_proxy_redis_cookie_header_bytes: o2prCookie.length,
-  };
-  log(`Redis mode: sidecar cookie ${srCookie.length} B, oauth2-proxy (Redis store) cookie ${o2prCookie.length} B`);
-
-  if (profiling) {
-    const n = Number(env.BENCH_PROFILE_REQUESTS || 2000);
-    const ctl = (...a) => {
-      const r = spawnSync('callgrind_control', [...a, String(sidecar.pid)], { encoding: 'utf8' });
-      if (r.status !== 0) throw new Error(`callgrind_control ${a.join(' ')}: ${r.stderr}${r.stdout}`);
-    };
-    // Warm the connection and the allocator first, then collect exactly n requests.
-    const headers = forwardedHeaders('/dashboard?tab=1', scCookie);
-    for (let i = 0; i < 50; i++) expectStatus(await request('GET', `http://${sidecar.addr}/auth/default`, { headers }), 200, 'warm-up');
-    ctl('-i', 'on');
-    for (let i = 0; i < n; i++) expectStatus(await request('GET', `http://${sidecar.addr}/auth/default`, { headers }), 200, 'profiled /auth');
-    ctl('-i', 'off');
-    ctl('-d');
-    log(`profiled ${n} valid-session /auth requests; callgrind output in ${out}`);
-    return;
-  }
-
-  if (profilingTraefik) {
-    await traefikPart(sidecar, scCookie);
-    return;
-  }
+  fs.rmSync(path.join(out, 'redis'), { recursive: true, force: true });
+  const ctx = { op, issuer: op.issuer, o2pPort, o2prPort, meta, cookies: null };
 
   const loads = [];
   const tick = setInterval(() => loads.push(loadavg()[0]), 1000);
-
-  // Part 1.
-  if (parts.has('1')) await interleave('1', {
-    sidecar: { url: `http://${sidecar.addr}/auth/default`, headers: forwardedHeaders('/dashboard?tab=1', scCookie), expect: 200, pids: { server: sidecar.pid } },
-    'oauth2-proxy': { url: `http://${o2p.addr}/oauth2/auth`, headers: forwardedHeaders('/dashboard?tab=1', o2pCookie), expect: 202, pids: { server: o2p.pid } },
-    // Redis mode: the sidecar's ticket and oauth2-proxy's Redis store, one shared redis-server
-    // (its CPU is counted too).
-    'sidecar redis': { url: `http://${sidecar.addr}/auth/redis`, headers: forwardedHeaders('/dashboard?tab=1', srCookie), expect: 200, pids: { server: sidecar.pid, redis: redis.pid } },
-    'oauth2-proxy redis': { url: `http://${o2pr.addr}/oauth2/auth`, headers: forwardedHeaders('/dashboard?tab=1', o2prCookie), expect: 202, pids: { server: o2pr.pid, redis: redis.pid } },
-    // Same request as the sidecar's (same cookie bytes), answered by an empty 200 handler.
-    'bare axum': { url: `http://${bare.addr}/auth/default`, headers: forwardedHeaders('/dashboard?tab=1', scCookie), expect: 200, pids: { server: bare.pid } },
-  }, P.conns);
-
-  // Part 2a: the login redirect.
-  if (parts.has('2a')) await interleave('2a', {
-    'sidecar unauthenticated': { url: `http://${sidecar.addr}/auth/default`, headers: forwardedHeaders('/dashboard?tab=1'), expect: 302, pids: { server: sidecar.pid } },
-  }, P.unauthConns);
-
-  // Part 2b: logins.
-  const logins = parts.has('2b') ? await loginBench(sidecar, op) : [];
-
-  // Part 3: Traefik.
-  let part3 = { skipped: 'not selected (BENCH_PARTS)' };
-  if (parts.has('3')) try {
-    part3 = await traefikPart(sidecar, scCookie);
-  } catch (e) {
-    failures.push(`part 3: ${e.message}`);
-    part3 = { skipped: `FAILED: ${e.message.split('\n')[0]}` };
-    log(`part 3 FAILED: ${e.message}`);
-  }
+  const results = [];
+  for (const [i, l] of measured.entries()) results.push(await measureLayout(l, ctx, i === 0));
   clearInterval(tick);
+  if (profiling || profilingTraefik) return;
   meta.load_end = loadavg();
   meta.load_min = Math.min(...loads, meta.load_start[0]);
   meta.load_max = Math.max(...loads, meta.load_start[0]);
+  if (op.exited && !op.stopping) failures.push(`the OP died during the run; see ${op.logFile}`);
 
-  for (const c of children) {
-    if (c.exited && !c.stopping) failures.push(`${c.benchName} died during the run; see ${c.logFile}`);
-  }
-  const sums = summarize();
-  const md = report(meta, sums, logins, part3);
-  fs.writeFileSync(path.join(out, 'results.json'), JSON.stringify({ meta, failures, summary: sums, logins, part3, runs }, null, 2));
-  writeCsv(path.join(out, 'runs.csv'));
+  const logins = results.flatMap((r) => r.logins);
+  const part3 = Object.fromEntries(results.map((r) => [r.layout, r.part3]));
+  const part4 = results.find((r) => r.part4)?.part4 || { skipped: parts.has('4') ? 'runs on separate cores only (BENCH_CORES has no separate)' : 'not selected (BENCH_PARTS)' };
+  const summary = summarize(runs);
+  const res = { meta, P, failures, summary, logins, part3, part4, runs };
+  res.targets = Object.fromEntries(measured.map((l) => [l, targets(res, l)]));
+  const md = report(res);
+  fs.writeFileSync(path.join(out, 'results.json'), JSON.stringify(res, null, 2));
+  writeCsv(path.join(out, 'runs.csv'), runs);
   fs.writeFileSync(path.join(out, 'report.md'), md);
   console.log(`\n${md}`);
   log(`raw numbers: ${path.join(out, 'results.json')}, ${path.join(out, 'runs.csv')}; tables: ${path.join(out, 'report.md')}`);

@@ -1,19 +1,33 @@
 #!/usr/bin/env bash
 # Benchmarks traefik-oidc-sidecar (separate from the test command). See BENCHMARKS.md.
 #
-#   scripts/bench.sh                 full run (about 15 minutes): criterion micro-benchmarks,
-#                                    session cookie sizes, /auth load vs oauth2-proxy and a bare
-#                                    axum server (cookie mode, and Redis mode beside oauth2-proxy's
-#                                    Redis store on one redis-server), the login paths, and Traefik
-#                                    forwardAuth vs the plugin shim
-#   BENCH_SMOKE=1 scripts/bench.sh   the same steps with tiny durations (CI: < 4 minutes on a
-#                                    warm cache); numbers from it mean nothing
+#   scripts/bench.sh                 full run (about 40 minutes): criterion micro-benchmarks,
+#                                    session cookie sizes, and the load benchmark (bench/run.mjs)
+#   BENCH_SMOKE=1 scripts/bench.sh   the same steps with 1-s runs, one round and 2 000 sessions in
+#                                    Part 4 (CI: about 2 minutes on a warm cache); numbers from it
+#                                    mean nothing
+#
+# The load benchmark measures two core layouts in one run, one after the other, every server
+# process (sidecar, oauth2-proxy x2, bare axum, redis-server, Traefik and its upstream) started
+# afresh for each (logins happen once; sessions stay valid across the restarts):
+#   separate  every server process pinned to CPU 0 (taskset), wrk, the OP and the Node driver on
+#             the other CPUs: the server's own cost and p99, wrk never steals its cycles
+#   shared    nothing pinned (as users run it on a small host); the second set of tables
+# Parts: 1 /auth with a valid session (sidecar cookie mode, three middlewares of one scope,
+# Redis mode; oauth2-proxy with its cookie and its Redis store; a bare axum 200 handler);
+# 2a /auth without a session (the login redirect); 2b logins against the real OP (first layout
+# only); 3 Traefik's forwardAuth and plugin doors against no auth; 4 (separate layout only) a
+# fresh sidecar's VmRSS/VmHWM after 1 000, 10 000 and 100 000 distinct sessions (minted by the
+# mint-sessions example from the benchmark login) and a second pass. report.md gives every
+# target met/missed per layout.
 #
 # Fails (non-zero) when a step breaks or any measured system answers an unexpected status or
 # drops a connection; exits 3 when a tool it needs (wrk, oauth2-proxy) cannot be installed here.
 # Raw numbers and tables go to target/bench/<run>/ (target/bench/latest and
-# latest-smoke point at the newest runs). Knobs: BENCH_DURATION, BENCH_ROUNDS, BENCH_CONNS (see bench/run.mjs),
-# TRAEFIK_BIN (a Traefik binary to use instead of the cached one).
+# latest-smoke point at the newest runs). Knobs (see bench/run.mjs): BENCH_DURATION,
+# BENCH_ROUNDS, BENCH_CONNS, BENCH_CORES (layouts, default separate,shared), BENCH_PARTS
+# (default 1,2a,2b,3,4), BENCH_SESSIONS (Part 4), BENCH_PLUGIN_SRC, and TRAEFIK_BIN (a Traefik
+# binary to use instead of the cached one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
@@ -54,8 +68,8 @@ if [ ! -d tests/op/node_modules/oidc-provider ]; then
   (cd tests/op && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-section "Release builds: the sidecar, bench/bare-axum, the criterion bench"
-cargo build --release --locked --bin traefik-oidc-sidecar
+section "Release builds: the sidecar, bench/bare-axum, the session minter, the criterion bench"
+cargo build --release --locked --bin traefik-oidc-sidecar --example mint-sessions
 CARGO_TARGET_DIR="$repo/target" cargo build --release --locked --manifest-path bench/bare-axum/Cargo.toml
 if [ "$smoke" = "1" ]; then
   # Smoke: the criterion bench runs once per benchmark in test mode, in the debug profile that
@@ -66,6 +80,7 @@ else
 fi
 export SIDECAR_BIN="$repo/target/release/traefik-oidc-sidecar"
 export BARE_BIN="$repo/target/release/bare-axum"
+export MINT_BIN="$repo/target/release/examples/mint-sessions"
 
 gobin="$(go env GOPATH)/bin"
 section "oauth2-proxy v7.15.6"

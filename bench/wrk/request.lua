@@ -1,6 +1,9 @@
 -- wrk script for the load benchmark (bench/run.mjs sets everything through the environment).
 --   BENCH_HEADERS  request headers, one "Name: value" per line (Host, X-Forwarded-*, Cookie, ...)
 --   BENCH_EXPECT   the expected status codes, comma-separated ("200", "202", "302")
+--   BENCH_PATHS    optional comma-separated paths: each request goes to the next of them, in
+--                  turn (same headers), instead of always to the URL's path. The requests are
+--                  formatted once in init(), so the per-request cost is one Lua call.
 -- Every response whose status is not expected counts as an error. done() prints one line,
 --   WRKJSON {...}
 -- with requests, duration, latency percentiles (microseconds), status counts and socket errors,
@@ -25,10 +28,28 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
+local paths = {}
+for p in string.gmatch(os.getenv("BENCH_PATHS") or "", "[^,]+") do
+  table.insert(paths, p)
+end
+
 function init(args)
   ok = 0
   bad = 0
   bad_codes = ""
+  -- wrk has set the Host header by now (wrk.init runs before this).
+  reqs = {}
+  for i, p in ipairs(paths) do
+    reqs[i] = wrk.format(nil, p)
+  end
+  next_req = 0
+end
+
+if #paths > 0 then
+  function request()
+    next_req = next_req % #reqs + 1
+    return reqs[next_req]
+  end
 end
 
 function response(status, headers, body)
