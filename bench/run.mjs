@@ -68,7 +68,7 @@ const P = {
   rounds: Number(env.BENCH_ROUNDS || (smoke ? 1 : 3)),
   conns: (env.BENCH_CONNS || '1,16,64,256').split(',').map(Number),
   unauthConns: smoke ? [16] : [1, 64],
-  traefikConns: smoke ? [1, 16] : [1, 16, 64],
+  traefikConns: env.BENCH_TRAEFIK_CONNS ? env.BENCH_TRAEFIK_CONNS.split(',').map(Number) : (smoke ? [1, 16] : [1, 16, 64]),
   warmup: smoke ? 1 : 2, // wrk takes whole seconds
   // Part 2 logins: N per round, K browsers at a time.
   logins: smoke ? 12 : 300,
@@ -638,7 +638,7 @@ ${pluginSkip ? '' : `    shim:
           }).on('error', reject);
         });
         await sleep(200);
-        const r = await wrk({ ...spec, conns: 16, dur: 11 });
+        const r = await wrk({ ...spec, conns: Number(env.BENCH_PROFILE_CONNS || 16), dur: 11 });
         await prof;
         log(`profiled ${name}: ${r.rps.toFixed(0)} req/s, Traefik ${r.cpu_us_per_req.traefik.toFixed(0)} µs CPU/req -> ${file}`);
       }
