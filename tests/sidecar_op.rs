@@ -794,3 +794,43 @@ async fn go_templates_in_headers_and_pages_and_a_failing_header_is_a_500() {
     assert!(r.header("x-bad").is_none());
     assert!(!r.body.contains("alice@example.test"), "{}", r.body);
 }
+
+/// The forwardAuth routes are answered without the router (`routes::AuthService`) unless their
+/// segment is percent-encoded, which only the router decodes: both ways must give the same
+/// answer to the same request, allowed, refused or unknown.
+#[tokio::test]
+async fn the_direct_routes_and_the_router_answer_alike() {
+    let s = sidecar().await;
+    let mut b = Browser::new(&s, "default");
+    b.set_cookie(APP_HOST, "theme", "dark");
+    assert_eq!(b.login(HOME, "alice").await.status, 302);
+    let comparable = |r: &Resp| {
+        let mut h: Vec<(String, String)> = r
+            .headers
+            .iter()
+            .filter(|(n, _)| !n.eq_ignore_ascii_case("date"))
+            .cloned()
+            .collect();
+        h.sort();
+        (r.status, h, r.body.clone())
+    };
+    // (direct spelling, the router's spelling of the same name, expected status)
+    for (direct, routed, status) in [("default", "%64efault", 200), ("nope", "%6Eope", 404)] {
+        for kind in [Kind::Navigate, Kind::Xhr] {
+            b.middleware = direct.into();
+            let fast = b.app(HOME, kind).await;
+            b.middleware = routed.into();
+            let slow = b.app(HOME, kind).await;
+            assert_eq!(fast.status, status, "{direct} {kind:?}: {fast:#?}");
+            assert_eq!(comparable(&fast), comparable(&slow), "{direct} {kind:?}");
+        }
+    }
+    // A refusal the domain makes (a session for another scope's cookie names is anonymous,
+    // an XHR without one gets 401) is the same both ways too.
+    let mut anon = Browser::new(&s, "default");
+    let fast = anon.app("http://app.test/api/x", Kind::Xhr).await;
+    anon.middleware = "%64efault".into();
+    let slow = anon.app("http://app.test/api/x", Kind::Xhr).await;
+    assert_eq!(fast.status, 401);
+    assert_eq!(comparable(&fast), comparable(&slow));
+}
