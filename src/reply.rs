@@ -5,6 +5,8 @@
 
 use std::borrow::Cow;
 
+use crate::session::memo::Prepared;
+
 /// The body of a reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
@@ -26,6 +28,9 @@ pub enum Body {
 pub struct Reply {
     /// HTTP status code.
     pub status: u16,
+    /// Identity headers already validated and shared with other answers (a remembered
+    /// session's, see [`crate::session::memo`]); sent before `headers`.
+    pub identity: Option<Prepared>,
     /// Response headers; names are ASCII, values were validated when built. Names are
     /// usually literals, so they are not copied for every answer.
     pub headers: Vec<(Cow<'static, str>, String)>,
@@ -38,6 +43,7 @@ impl Reply {
     pub fn new(status: u16, body: Body) -> Self {
         Reply {
             status,
+            identity: None,
             headers: Vec::with_capacity(4),
             body,
         }
@@ -70,10 +76,16 @@ impl Reply {
 
     /// The first value of a header (case-insensitive), for tests and logging.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        let identity = self.identity.iter().flat_map(|p| p.iter());
+        identity
+            .filter(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
+            .find_map(|(_, v)| std::str::from_utf8(v.as_bytes()).ok())
+            .or_else(|| {
+                self.headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.as_str())
+            })
     }
 }
 

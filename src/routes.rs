@@ -443,6 +443,11 @@ fn build(reply: Reply) -> Option<Response> {
         }
     };
     let h = resp.headers_mut();
+    if let Some(identity) = &reply.identity {
+        for (n, v) in identity.iter() {
+            h.append(n.clone(), v.clone());
+        }
+    }
     for (n, v) in reply.headers {
         // The value's bytes move into the header (still validated: no control characters).
         let value = HeaderValue::from_maybe_shared(axum::body::Bytes::from(v)).ok()?;

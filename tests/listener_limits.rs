@@ -82,6 +82,7 @@ fn largest_legitimate_request(s: &Running, app_cookie_bytes: usize) -> (Vec<u8>,
             access_token: None,
             refresh_token: Some(noise(900, 11)),
             challenged: Default::default(),
+            rendered: Default::default(),
         }
     };
     let n = largest(MAX_CHUNKS * CHUNK_SIZE * 2, |n| {

@@ -200,6 +200,7 @@ impl Middleware {
             refresh_token: verified.refresh_token,
             access_token: keep.access_token.then_some(verified.access_token),
             challenged,
+            rendered: Default::default(),
         };
         // Every session chunk is written afresh, so a cookie planted before login is replaced
         // (no session fixation).

@@ -134,6 +134,7 @@ impl Middleware {
             access_token: keep.access_token.then_some(r.access_token),
             verdicts,
             challenged: old.challenged,
+            rendered: Default::default(),
         })
     }
 
@@ -156,10 +157,7 @@ impl Middleware {
         match session {
             Some(s) if self.authorized(&s) => {
                 decision!(self.cfg.log_level, DEBUG, middleware = %self.cfg.name, sub = %s.sub, path = %fwd.path, "allowed");
-                Ok((
-                    self.pass(cookies, Some(session_data(&s)), Pass::Authorized)?,
-                    Outcome::Allowed,
-                ))
+                Ok((self.pass_session(cookies, &s)?, Outcome::Allowed))
             }
             Some(s) => match self.cfg.unauthorized_behavior {
                 // Challenge once: a session that already came back from a challenge and still

@@ -51,6 +51,8 @@ pub struct Middleware {
     pub counters: Arc<Counters>,
     /// The session scope it shares with the middlewares configured like it.
     scope: Arc<Scope>,
+    /// This instance's key in the sessions' header memos (see [`crate::session::memo`]).
+    memo_key: u64,
 }
 
 impl std::fmt::Debug for Middleware {
@@ -142,6 +144,7 @@ impl Middleware {
             provider,
             counters: Arc::new(Counters::default()),
             scope,
+            memo_key: crate::session::memo::next_key(),
         })
     }
 
@@ -304,6 +307,40 @@ impl Middleware {
             for (n, v) in headers {
                 r.header(n, v);
             }
+        }
+        let others = self.scope.codec().foreign_cookies(cookies);
+        if !others.is_empty() {
+            r.header("Cookie", others);
+        }
+        Ok(r)
+    }
+
+    /// [`Middleware::pass`] for a session whose assertions hold: the identity headers come
+    /// from the session's memo, rendered and validated once per session value and middleware
+    /// (the hot path of every allowed request).
+    fn pass_session(&self, cookies: &RequestCookies<'_>, s: &Session) -> Result<Reply, Error> {
+        let identity = s.rendered.get_or_render(self.memo_key, || {
+            let headers =
+                template::identity_headers(&self.cfg.headers, &session_data(s), Pass::Authorized)
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+            headers
+                .into_iter()
+                .map(|(n, v)| {
+                    let name = http::HeaderName::from_bytes(n.as_bytes());
+                    let value = http::HeaderValue::try_from(v);
+                    match (name, value) {
+                        (Ok(n), Ok(v)) => Ok((n, v)),
+                        // Checked when the configuration is read; a 500, never a 2xx without it.
+                        _ => Err(Error::Internal(format!(
+                            "identity header {n} cannot be sent"
+                        ))),
+                    }
+                })
+                .collect::<Result<crate::session::memo::Prepared, Error>>()
+        })?;
+        let mut r = Reply::new(200, Body::Empty);
+        if !identity.is_empty() {
+            r.identity = Some(identity);
         }
         let others = self.scope.codec().foreign_cookies(cookies);
         if !others.is_empty() {

@@ -529,6 +529,7 @@ pub(crate) mod tests {
             access_token: None,
             verdicts: [("m".to_string(), true)].into(),
             challenged: Default::default(),
+            rendered: Default::default(),
         }
     }
 

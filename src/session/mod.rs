@@ -31,6 +31,7 @@ use serde_json::{Map, Value};
 pub mod codec;
 pub mod ended;
 pub mod flow;
+pub mod memo;
 pub mod redis;
 pub mod scope;
 pub mod store;
@@ -124,6 +125,10 @@ pub struct Session {
     /// re-login: a second failure there answers 403 instead of looping.
     #[serde(default, rename = "c", skip_serializing_if = "BTreeSet::is_empty")]
     pub challenged: BTreeSet<String>,
+    /// The identity headers this session value was rendered into (never stored, never
+    /// compared; see [`memo`]).
+    #[serde(skip)]
+    pub rendered: memo::HeaderMemo,
 }
 
 impl fmt::Debug for Session {
@@ -254,6 +259,7 @@ mod tests {
             access_token: Some("at-secret".into()),
             verdicts: BTreeMap::new(),
             challenged: BTreeSet::new(),
+            rendered: Default::default(),
         };
         let d = format!("{s:?}");
         assert!(
