@@ -68,11 +68,11 @@ fuzz_target!(|data: &[u8]| {
     };
     for method in ["GET", "POST"] {
         let fwd = Forwarded {
-            method: method.to_string(),
+            method: method.into(),
             proto: Proto::Https,
-            host: host.clone(),
-            path: path.clone(),
-            query: query.clone(),
+            host: host.as_str().into(),
+            path: &path,
+            query: query.as_deref(),
         };
         let _ = rule.matches(&fwd, &headers);
     }
