@@ -22,7 +22,7 @@ out="$repo/target/bench/profile-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
 command -v valgrind >/dev/null || apt-get install -y valgrind >/dev/null
 
-export SIDECAR_BIN="$repo/target/release/traefik-oidc-sidecar"
+export SIDECAR_BIN="${SIDECAR_BIN:-$repo/target/release/traefik-oidc-sidecar}"
 export BARE_BIN="$repo/target/release/bare-axum"
 export OAUTH2_PROXY_BIN="$(go env GOPATH)/bin/oauth2-proxy"
 export UPSTREAM_BIN="$BARE_BIN" UPSTREAM_KIND=bare-axum
