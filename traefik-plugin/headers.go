@@ -363,39 +363,54 @@ func copyToUpstream(s *settings, req *http.Request, resp http.Header, notUpstrea
 		delete(req.Header, key)
 	}
 
-	// The values are copied so that the request and the sidecar response never share a
-	// backing array.
+	// The value slices are handed over, not copied: resp is the sidecar response the
+	// transport has just parsed for this request alone, and nothing reads it after the
+	// upstream request is built (Go's header parser gives every name a slice of its own
+	// capacity, so an append to one cannot overwrite another).
 	for _, name := range s.copyHeaders {
 		if values := resp[name]; len(values) > 0 {
-			req.Header[name] = append([]string(nil), values...)
+			req.Header[name] = values
 		}
 	}
 	if s.headerRegex != nil {
-		for key, values := range resp {
-			class := s.classes[key]
-			if class == 0 {
-				class = s.classify(key)
-			}
-			if class&classRegex != 0 {
-				req.Header[key] = append([]string(nil), values...)
-			}
-		}
+		copyRegexMatches(s, req.Header, resp)
 	}
 
 	// The sidecar answers with the request's cookies minus its own session cookies, so the
-	// upstream never sees (and can never leak) the session. No Cookie header from the
-	// sidecar means no cookies are left for the upstream. The usual single value is checked
-	// inline; nonEmpty handles lists.
+	// upstream never sees (and can never leak) the session. The usual single value is checked
+	// here; upstreamCookies handles the rest.
 	cookies := resp["Cookie"]
 	if len(cookies) == 1 && strings.TrimSpace(cookies[0]) != "" {
-		req.Header["Cookie"] = []string{cookies[0]}
+		req.Header["Cookie"] = cookies
 		return
 	}
+	upstreamCookies(req.Header, cookies)
+}
+
+// copyRegexMatches copies onto the upstream request the sidecar response headers that
+// authResponseHeadersRegex selects. A function of its own so that configurations without a
+// regex do not pay for it under Yaegi (see ServeHTTP).
+func copyRegexMatches(s *settings, dst, resp http.Header) {
+	for key, values := range resp {
+		class := s.classes[key]
+		if class == 0 {
+			class = s.classify(key)
+		}
+		if class&classRegex != 0 {
+			dst[key] = values
+		}
+	}
+}
+
+// upstreamCookies sets the upstream Cookie header from the sidecar's Cookie values other than
+// a single non-blank one: no non-blank value from the sidecar means no cookies are left for
+// the upstream.
+func upstreamCookies(dst http.Header, cookies []string) {
 	cookies = nonEmpty(cookies)
 	if len(cookies) == 0 {
-		delete(req.Header, "Cookie")
+		delete(dst, "Cookie")
 	} else {
-		req.Header["Cookie"] = cookies
+		dst["Cookie"] = cookies
 	}
 }
 

@@ -89,14 +89,15 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 }
 
 // ServeHTTP asks the sidecar about req. Only a 2xx answer calls the upstream; every other
-// outcome, including any error, answers the client here (fail closed).
+// outcome, including any error, answers the client (fail closed).
 //
-// Traefik interprets this code with Yaegi, which allocates every local value and temporary
-// of a function each time the function is called, and charges hundreds of nanoseconds per
-// statement, while the compiled standard-library calls it makes run at native speed. So the
-// allowed path keeps statements and calls few (one pass over the header names in
-// sidecarRequestHeaders, a prebuilt request template, direct map assignments), and whatever
-// serves only denials and errors lives in functions of its own (refuse, unavailable).
+// Traefik interprets this code with Yaegi, which charges hundreds of nanoseconds per
+// statement and per call, and which allocates, on every call of a function, a slot for each
+// local and temporary value of the whole function body, including branches that do not run.
+// So the usual outcome (an empty 200) runs through few, small functions holding only its own
+// work (ServeHTTP, sidecarRequestHeaders, copyToUpstream), and whatever serves other answers,
+// denials and errors lives in functions of its own (decide, refuse, unavailable), which cost
+// nothing until they are called.
 func (m *shim) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	uri := req.URL.RequestURI()
 
@@ -112,24 +113,10 @@ func (m *shim) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	}
 
 	resp, err := m.client.Do(sidecarReq)
-	if err == nil && resp.StatusCode == http.StatusNotFound && m.cfg.inline != nil {
-		// Maybe the sidecar's cue that it does not know this inline block (inline.go).
-		resp, err = m.retryUnknown(sidecarReq, resp)
-	}
-	if err != nil {
-		m.unavailable(rw, req, "sidecar request failed", err)
-		return
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		m.refuse(rw, req, resp)
-		return
-	}
-	// The sidecar's 2xx has an empty body (Content-Length: 0, which Go's client turns into
-	// http.NoBody). Any other body is read, capped, only so that a broken one fails closed.
-	if resp.ContentLength != 0 {
-		if _, err := readCapped(resp.Body, maxSidecarBody); err != nil {
-			resp.Body.Close()
-			m.unavailable(rw, req, "cannot read the sidecar response", err)
+	// The sidecar's usual allow is a 200 with an empty body (Content-Length: 0, which Go's
+	// client turns into http.NoBody). decide handles everything else.
+	if err != nil || resp.StatusCode != http.StatusOK || resp.ContentLength != 0 {
+		if resp = m.decide(rw, req, sidecarReq, resp, err); resp == nil {
 			return
 		}
 	}
@@ -145,6 +132,35 @@ func (m *shim) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	}
 	req.RequestURI = uri
 	m.next.ServeHTTP(rw, req)
+}
+
+// decide handles every sidecar outcome other than an empty 200: a transport error, the inline
+// unknown-block cue (a 404, inline.go), a denial, and a 2xx with another status or a body. It
+// returns the 2xx answer that lets req through, or nil when it has answered the client itself
+// (and then the upstream must not be called).
+func (m *shim) decide(rw http.ResponseWriter, req *http.Request, sidecarReq *http.Request, resp *http.Response, err error) *http.Response {
+	if err == nil && resp.StatusCode == http.StatusNotFound && m.cfg.inline != nil {
+		// Maybe the sidecar's cue that it does not know this inline block (inline.go).
+		resp, err = m.retryUnknown(sidecarReq, resp)
+	}
+	if err != nil {
+		m.unavailable(rw, req, "sidecar request failed", err)
+		return nil
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		m.refuse(rw, req, resp)
+		return nil
+	}
+	// A 2xx from the sidecar has an empty body; any other body is read, capped, only so that
+	// a broken one fails closed.
+	if resp.ContentLength != 0 {
+		if _, err := readCapped(resp.Body, maxSidecarBody); err != nil {
+			resp.Body.Close()
+			m.unavailable(rw, req, "cannot read the sidecar response", err)
+			return nil
+		}
+	}
+	return resp
 }
 
 // refuse answers the client when the sidecar's status is not 2xx. A denial (3xx to 5xx: a
