@@ -53,6 +53,16 @@ func removeHopHeaders(h http.Header) {
 	}
 }
 
+// hopTokens are the Connection values, as whole values, that name nothing but a header in
+// hopHeaders (spelled as http.Header.Del would find it), so that removeConnectionTokens has
+// nothing to do for them once hop-by-hop headers are gone. Read-only.
+var hopTokens = map[string]bool{
+	"keep-alive": true,
+	"Keep-Alive": true,
+	"upgrade":    true,
+	"Upgrade":    true,
+}
+
 // removeConnectionTokens deletes from h the headers that Connection header values name.
 func removeConnectionTokens(h http.Header, connection []string) {
 	for _, value := range connection {
@@ -290,8 +300,10 @@ func sidecarRequestHeaders(s *settings, req *http.Request, uri string) (http.Hea
 			notUpstream = append(notUpstream, key)
 		}
 	}
-	// Headers the Connection header names are hop-by-hop too (Connection itself is gone).
-	if connection := req.Header["Connection"]; len(connection) > 0 {
+	// Headers the Connection header names are hop-by-hop too (Connection itself is gone). A
+	// lone token naming a hop-by-hop header (a browser's keep-alive, the Upgrade Traefik
+	// leaves on websocket handshakes) names a header the loop above has already dropped.
+	if connection := req.Header["Connection"]; len(connection) > 1 || (len(connection) == 1 && !hopTokens[connection[0]]) {
 		removeConnectionTokens(h, connection)
 	}
 
@@ -299,7 +311,7 @@ func sidecarRequestHeaders(s *settings, req *http.Request, uri string) (http.Hea
 	// entrypoint has already dropped a chain sent by an untrusted client.
 	if clientIP, _, err := net.SplitHostPort(req.RemoteAddr); err == nil {
 		if prior := h[headerXForwardedFor]; len(prior) > 0 {
-			clientIP = strings.Join(prior, ", ") + ", " + clientIP
+			clientIP = appendForwardedFor(prior, clientIP)
 		}
 		h[headerXForwardedFor] = []string{clientIP}
 	}
@@ -324,6 +336,13 @@ func sidecarRequestHeaders(s *settings, req *http.Request, uri string) (http.Hea
 		h["User-Agent"] = []string{""}
 	}
 	return h, notUpstream
+}
+
+// appendForwardedFor returns the X-Forwarded-For chain prior followed by clientIP. Out of
+// line because Traefik's entrypoint usually sends none, and under Yaegi even code that does
+// not run costs its function a little on every call (see ServeHTTP).
+func appendForwardedFor(prior []string, clientIP string) string {
+	return strings.Join(prior, ", ") + ", " + clientIP
 }
 
 // forwardedProto returns the X-Forwarded-Proto value for the sidecar. Like forwardAuth, the
@@ -353,38 +372,11 @@ func forwardedProto(req *http.Request) string {
 	return strings.Join(values, ", ")
 }
 
-// copyToUpstream applies a 2xx sidecar answer to the upstream request: identity headers are
-// replaced by the sidecar's, and the request's cookies by the sidecar's Cookie header.
-// notUpstream comes from sidecarRequestHeaders.
-func copyToUpstream(s *settings, req *http.Request, resp http.Header, notUpstream []string) {
-	// Remove every client-sent spelling of an identity header (and of Cookie) first, so that
-	// only the sidecar's values can reach the upstream.
-	for _, key := range notUpstream {
-		delete(req.Header, key)
+// deleteNames deletes the given names from h.
+func deleteNames(h http.Header, names []string) {
+	for _, name := range names {
+		delete(h, name)
 	}
-
-	// The value slices are handed over, not copied: resp is the sidecar response the
-	// transport has just parsed for this request alone, and nothing reads it after the
-	// upstream request is built (Go's header parser gives every name a slice of its own
-	// capacity, so an append to one cannot overwrite another).
-	for _, name := range s.copyHeaders {
-		if values := resp[name]; len(values) > 0 {
-			req.Header[name] = values
-		}
-	}
-	if s.headerRegex != nil {
-		copyRegexMatches(s, req.Header, resp)
-	}
-
-	// The sidecar answers with the request's cookies minus its own session cookies, so the
-	// upstream never sees (and can never leak) the session. The usual single value is checked
-	// here; upstreamCookies handles the rest.
-	cookies := resp["Cookie"]
-	if len(cookies) == 1 && strings.TrimSpace(cookies[0]) != "" {
-		req.Header["Cookie"] = cookies
-		return
-	}
-	upstreamCookies(req.Header, cookies)
 }
 
 // copyRegexMatches copies onto the upstream request the sidecar response headers that

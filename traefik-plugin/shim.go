@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -57,6 +58,12 @@ type shim struct {
 	client     *http.Client
 	cfg        *settings
 	sidecarReq *http.Request // GET {authURL} without headers or context; copied per request
+
+	// Copies of settings that ServeHTTP reads on every request: under Yaegi each selector
+	// and comparison in a function costs on every call (see ServeHTTP).
+	inline      bool     // cfg.inline != nil
+	regex       bool     // cfg.headerRegex != nil
+	copyHeaders []string // cfg.copyHeaders
 }
 
 // New validates config and returns the middleware. It makes no network call: Traefik and the
@@ -83,8 +90,11 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 			CheckRedirect: noRedirect,
 			Timeout:       s.timeout,
 		},
-		cfg:        s,
-		sidecarReq: sidecarReq,
+		cfg:         s,
+		sidecarReq:  sidecarReq,
+		inline:      s.inline != nil,
+		regex:       s.headerRegex != nil,
+		copyHeaders: s.copyHeaders,
 	}, nil
 }
 
@@ -107,7 +117,7 @@ func (m *shim) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	sidecarReq := m.sidecarReq.WithContext(req.Context())
 	var notUpstream []string
 	sidecarReq.Header, notUpstream = sidecarRequestHeaders(m.cfg, req, uri)
-	if m.cfg.inline != nil {
+	if m.inline {
 		// Set, not added: a client-sent copy must not name another middleware in the logs.
 		sidecarReq.Header[middlewareHeader] = m.nameValue
 	}
@@ -122,16 +132,47 @@ func (m *shim) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	}
 	resp.Body.Close()
 
-	copyToUpstream(m.cfg, req, resp.Header, notUpstream)
+	// The sidecar's answer replaces the identity headers and the cookies of the request.
+	answer := resp.Header
+	header := req.Header
+	if notUpstream != nil {
+		// Every client-sent spelling of an identity header (and of Cookie) goes first, so
+		// that only the sidecar's values can reach the upstream.
+		deleteNames(header, notUpstream)
+	}
+	// The value slices are handed over, not copied: answer was parsed by the transport for
+	// this request alone, and nothing reads it after this (Go's header parser gives every
+	// name a slice of its own capacity, so an append to one cannot overwrite another).
+	for _, name := range m.copyHeaders {
+		if values := answer[name]; len(values) > 0 {
+			header[name] = values
+		}
+	}
+	if m.regex {
+		copyRegexMatches(m.cfg, header, answer)
+	}
+	// The sidecar answers with the request's cookies minus its own session cookies, so the
+	// upstream never sees (and can never leak) the session. The usual single value is
+	// checked here; upstreamCookies handles the rest.
+	cookies := answer["Cookie"]
+	if len(cookies) == 1 && strings.TrimSpace(cookies[0]) != "" {
+		header["Cookie"] = cookies
+	} else {
+		upstreamCookies(header, cookies)
+	}
 	// Refreshed session cookies go to the browser. They are added before next runs,
 	// instead of wrapping rw, so the upstream gets the server's own ResponseWriter with
 	// http.Hijacker and http.Flusher intact (websockets, SSE, gRPC streaming).
-	if cookies := resp.Header["Set-Cookie"]; len(cookies) > 0 {
-		out := rw.Header()
-		out["Set-Cookie"] = append(out["Set-Cookie"], cookies...)
+	if cookies := answer["Set-Cookie"]; len(cookies) > 0 {
+		addSetCookies(rw.Header(), cookies)
 	}
 	req.RequestURI = uri
 	m.next.ServeHTTP(rw, req)
+}
+
+// addSetCookies adds the sidecar's Set-Cookie values to the client response's headers.
+func addSetCookies(out http.Header, cookies []string) {
+	out["Set-Cookie"] = append(out["Set-Cookie"], cookies...)
 }
 
 // decide handles every sidecar outcome other than an empty 200: a transport error, the inline
