@@ -276,28 +276,15 @@ func (s *settings) headerClasses() map[string]uint8 {
 // client's header names it returns the names to remove from the request before it goes
 // upstream (identity headers in any spelling, regex matches, other spellings of Cookie), which
 // copyToUpstream applies only if the sidecar allows the request.
-func sidecarRequestHeaders(s *settings, req *http.Request, uri string) (http.Header, []string) {
-	h := req.Header.Clone()
-	var notUpstream []string
+func sidecarRequestHeaders(s *settings, req *http.Request, uri string) (h http.Header, notUpstream []string) {
+	// Named results and plain assignments: under Yaegi every := and var allocates anew each
+	// time it runs.
+	h = req.Header.Clone()
 	classes := s.classes
 	for key := range req.Header {
-		// Most names are in the table with no rule at all and cost this one lookup. The rest
-		// is written out here rather than in a helper: under Yaegi a function call per
-		// header would cost more than the lookup itself.
-		if classes[key] == classKnown {
-			continue
-		}
-		class := classes[key]
-		if class == 0 {
-			class = s.classify(key)
-		}
-		// A second spelling of an X-Forwarded-* header (X_Forwarded_Host) must not be able to
-		// contradict the value the shim sets: the sidecar reads each as exactly one value.
-		if class&notToSidecar != 0 {
-			delete(h, key)
-		}
-		if class&notToUpstream != 0 {
-			notUpstream = append(notUpstream, key)
+		// Most names are in the table with no rule at all and cost this one lookup.
+		if classes[key] != classKnown {
+			notUpstream = sortName(s, h, key, notUpstream)
 		}
 	}
 	// Headers the Connection header names are hop-by-hop too (Connection itself is gone). A
@@ -310,8 +297,8 @@ func sidecarRequestHeaders(s *settings, req *http.Request, uri string) (http.Hea
 	// X-Forwarded-For: the chain so far plus the client, as forwardAuth does. Traefik's
 	// entrypoint has already dropped a chain sent by an untrusted client.
 	if clientIP, _, err := net.SplitHostPort(req.RemoteAddr); err == nil {
-		if prior := h[headerXForwardedFor]; len(prior) > 0 {
-			clientIP = appendForwardedFor(prior, clientIP)
+		if len(h[headerXForwardedFor]) > 0 {
+			clientIP = appendForwardedFor(h[headerXForwardedFor], clientIP)
 		}
 		h[headerXForwardedFor] = []string{clientIP}
 	}
@@ -331,8 +318,9 @@ func sidecarRequestHeaders(s *settings, req *http.Request, uri string) (http.Hea
 	}
 
 	// Go's client would otherwise send its own User-Agent; the sidecar should see the
-	// client's, or none, as with forwardAuth.
-	if _, ok := h["User-Agent"]; !ok {
+	// client's, or none, as with forwardAuth. (A User-Agent key holding nil is sent as no
+	// User-Agent either way.)
+	if h["User-Agent"] == nil {
 		h["User-Agent"] = []string{""}
 	}
 	return h, notUpstream
@@ -343,6 +331,26 @@ func sidecarRequestHeaders(s *settings, req *http.Request, uri string) (http.Hea
 // not run costs its function a little on every call (see ServeHTTP).
 func appendForwardedFor(prior []string, clientIP string) string {
 	return strings.Join(prior, ", ") + ", " + clientIP
+}
+
+// sortName applies the header rules to a client header name that is not a plain known name:
+// it is dropped from h, the sidecar request's headers, or appended to notUpstream (to be
+// dropped upstream on a 2xx), or both. A plain function rather than a method of settings:
+// under Yaegi a call of an interpreted method costs several times a function call.
+func sortName(s *settings, h http.Header, key string, notUpstream []string) []string {
+	class := s.classes[key]
+	if class == 0 {
+		class = s.classify(key)
+	}
+	// A second spelling of an X-Forwarded-* header (X_Forwarded_Host) must not be able to
+	// contradict the value the shim sets: the sidecar reads each as exactly one value.
+	if class&notToSidecar != 0 {
+		delete(h, key)
+	}
+	if class&notToUpstream != 0 {
+		notUpstream = append(notUpstream, key)
+	}
+	return notUpstream
 }
 
 // forwardedProto returns the X-Forwarded-Proto value for the sidecar. Like forwardAuth, the
