@@ -55,7 +55,7 @@ type shim struct {
 	name       string
 	nameValue  []string // {name}, the X-Oidc-Sidecar-Middleware value of inline requests
 	next       http.Handler
-	client     *http.Client
+	client     *http.Client // for the registration, back-channel and retried requests
 	cfg        *settings
 	sidecarReq *http.Request // GET {authURL} without headers or context; copied per request
 
@@ -64,6 +64,13 @@ type shim struct {
 	inline      bool     // cfg.inline != nil
 	regex       bool     // cfg.headerRegex != nil
 	copyHeaders []string // cfg.copyHeaders
+
+	// The decision request goes straight to client's transport, with client's timeout as a
+	// context deadline: http.Client would copy the whole header map for the redirects it
+	// never follows here (see noRedirect), which costs more than the interpreted lines that
+	// replace it.
+	transport http.RoundTripper // client.Transport
+	timeout   time.Duration     // client.Timeout
 }
 
 // New validates config and returns the middleware. It makes no network call: Traefik and the
@@ -90,6 +97,8 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 			CheckRedirect: noRedirect,
 			Timeout:       s.timeout,
 		},
+		transport:   sidecarTransport,
+		timeout:     s.timeout,
 		cfg:         s,
 		sidecarReq:  sidecarReq,
 		inline:      s.inline != nil,
@@ -114,7 +123,10 @@ func (m *shim) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	// No body: the sidecar decides on headers alone, and reading the body here would break
 	// streaming uploads and could let a large upload through before the decision.
 	// WithContext makes a shallow copy of the template New built, whose URL nothing modifies.
-	sidecarReq := m.sidecarReq.WithContext(req.Context())
+	// The deadline bounds the whole exchange, reading any body included, as http.Client's
+	// Timeout does; cancel runs once the response is consumed, on every path.
+	ctx, cancel := context.WithTimeout(req.Context(), m.timeout)
+	sidecarReq := m.sidecarReq.WithContext(ctx)
 	var notUpstream []string
 	sidecarReq.Header, notUpstream = sidecarRequestHeaders(m.cfg, req, uri)
 	if m.inline {
@@ -122,15 +134,18 @@ func (m *shim) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		sidecarReq.Header[middlewareHeader] = m.nameValue
 	}
 
-	resp, err := m.client.Do(sidecarReq)
+	// A transport never follows redirects: a 3xx comes back as it is, like every denial.
+	resp, err := m.transport.RoundTrip(sidecarReq)
 	// The sidecar's usual allow is a 200 with an empty body (Content-Length: 0, which Go's
-	// client turns into http.NoBody). decide handles everything else.
+	// transport turns into http.NoBody). decide handles everything else.
 	if err != nil || resp.StatusCode != http.StatusOK || resp.ContentLength != 0 {
 		if resp = m.decide(rw, req, sidecarReq, resp, err); resp == nil {
+			cancel()
 			return
 		}
 	}
 	resp.Body.Close()
+	cancel()
 
 	// The sidecar's answer replaces the identity headers and the cookies of the request.
 	answer := resp.Header
@@ -181,8 +196,9 @@ func addSetCookies(out http.Header, cookies []string) {
 // (and then the upstream must not be called).
 func (m *shim) decide(rw http.ResponseWriter, req *http.Request, sidecarReq *http.Request, resp *http.Response, err error) *http.Response {
 	if err == nil && resp.StatusCode == http.StatusNotFound && m.cfg.inline != nil {
-		// Maybe the sidecar's cue that it does not know this inline block (inline.go).
-		resp, err = m.retryUnknown(sidecarReq, resp)
+		// Maybe the sidecar's cue that it does not know this inline block (inline.go). The
+		// retried request goes through client, with a timeout of its own as before.
+		resp, err = m.retryUnknown(sidecarReq.WithContext(req.Context()), resp)
 	}
 	if err != nil {
 		m.unavailable(rw, req, "sidecar request failed", err)
