@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -195,7 +196,14 @@ func addSetCookies(out http.Header, cookies []string) {
 // returns the 2xx answer that lets req through, or nil when it has answered the client itself
 // (and then the upstream must not be called).
 func (m *shim) decide(rw http.ResponseWriter, req *http.Request, sidecarReq *http.Request, resp *http.Response, err error) *http.Response {
-	if err == nil && resp.StatusCode == http.StatusNotFound && m.cfg.inline != nil {
+	if err != nil {
+		// Reported as http.Client reports it. The wrapping also keeps Yaegi v0.16.1 from
+		// panicking in unavailable: its type assertion breaks on an error whose dynamic type
+		// is an empty struct, such as context.DeadlineExceeded.
+		m.unavailable(rw, req, "sidecar request failed", &url.Error{Op: "Get", URL: m.cfg.authURL, Err: err})
+		return nil
+	}
+	if resp.StatusCode == http.StatusNotFound && m.cfg.inline != nil {
 		// Maybe the sidecar's cue that it does not know this inline block (inline.go). The
 		// retried request goes through client, with a timeout of its own as before.
 		resp, err = m.retryUnknown(sidecarReq.WithContext(req.Context()), resp)
@@ -251,11 +259,13 @@ func (m *shim) refuse(rw http.ResponseWriter, req *http.Request, resp *http.Resp
 	}
 }
 
-// readCapped reads r to the end, failing if it holds more than limit bytes.
+// readCapped reads r to the end, failing if it holds more than limit bytes. A read error is
+// wrapped: the body's deadline error can be context.DeadlineExceeded, which Yaegi v0.16.1
+// cannot type-assert (see decide), and every caller hands the error to such an assertion.
 func readCapped(r io.Reader, limit int64) ([]byte, error) {
 	body, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("after %d bytes: %w", len(body), err)
 	}
 	if int64(len(body)) > limit {
 		return nil, fmt.Errorf("response body larger than %d bytes", limit)
