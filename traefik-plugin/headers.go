@@ -119,7 +119,7 @@ func isToken(name string) bool {
 // protectedHeaders (normalised) are never removed from the request or copied onto it as
 // identity headers: they describe the message itself (its body, its cookies, its host), so a
 // broad regex such as ".*" must not turn the sidecar's empty-body response metadata into the
-// upstream request's, nor drop the client's. Cookie has its own rule in copyToUpstream.
+// upstream request's, nor drop the client's. Cookie has its own rule in ServeHTTP.
 // newProtectedNames adds the hop-by-hop headers, which cannot carry identity either.
 var protectedHeaders = newProtectedNames(
 	"Cookie",
@@ -275,7 +275,7 @@ func (s *settings) headerClasses() map[string]uint8 {
 // as Traefik's forwardAuth computes it; uri is req.URL.RequestURI(). In the same pass over the
 // client's header names it returns the names to remove from the request before it goes
 // upstream (identity headers in any spelling, regex matches, other spellings of Cookie), which
-// copyToUpstream applies only if the sidecar allows the request.
+// ServeHTTP applies only if the sidecar allows the request.
 func sidecarRequestHeaders(s *settings, req *http.Request, uri string) (h http.Header, notUpstream []string) {
 	// Named results and plain assignments: under Yaegi every := and var allocates anew each
 	// time it runs.
