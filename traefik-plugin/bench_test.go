@@ -82,7 +82,15 @@ func (u *benchUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // runServeBench sends b.N copies of the browser request through m and checks that they
 // all reached the upstream with the sidecar's identity.
 func runServeBench(b *testing.B, m *shim, up *benchUpstream) {
+	runServeBenchWith(b, m, up, nil)
+}
+
+// runServeBenchWith is runServeBench with edit, if not nil, applied to the browser request.
+func runServeBenchWith(b *testing.B, m *shim, up *benchUpstream, edit func(r *http.Request)) {
 	template := benchBrowserRequest()
+	if edit != nil {
+		edit(template)
+	}
 	ctx := context.Background()
 	w := &benchWriter{}
 	b.ReportAllocs()
@@ -105,6 +113,15 @@ func BenchmarkServeHTTPAllow(b *testing.B) {
 	up := &benchUpstream{}
 	m := newMemoryShim(b, &memorySidecar{status: http.StatusOK, header: benchAllowHeader()}, up, nil)
 	runServeBench(b, m, up)
+}
+
+// BenchmarkServeHTTPAllowTraefik sends the browser request as Traefik v3 hands it to a plugin:
+// its entrypoint has already removed Connection (and the headers it names), unless the
+// request is an upgrade.
+func BenchmarkServeHTTPAllowTraefik(b *testing.B) {
+	up := &benchUpstream{}
+	m := newMemoryShim(b, &memorySidecar{status: http.StatusOK, header: benchAllowHeader()}, up, nil)
+	runServeBenchWith(b, m, up, func(r *http.Request) { r.Header.Del("Connection") })
 }
 
 func BenchmarkServeHTTPAllowRegex(b *testing.B) {

@@ -150,8 +150,8 @@ func TestNewAcceptsValidConfig(t *testing.T) {
 			if m.cfg.authURL != tc.wantURL {
 				t.Errorf("auth URL = %q, want %q", m.cfg.authURL, tc.wantURL)
 			}
-			if m.client.Timeout != tc.wantTimeout {
-				t.Errorf("client timeout = %v, want %v", m.client.Timeout, tc.wantTimeout)
+			if m.client.Timeout != tc.wantTimeout || m.timeout != tc.wantTimeout {
+				t.Errorf("client timeout = %v, decision timeout = %v, want %v", m.client.Timeout, m.timeout, tc.wantTimeout)
 			}
 			if !sameValues(m.cfg.copyHeaders, tc.wantCopy) {
 				t.Errorf("copied headers = %q, want %q", m.cfg.copyHeaders, tc.wantCopy)

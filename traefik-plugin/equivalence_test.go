@@ -327,8 +327,21 @@ func generatedRequest(i int) *http.Request {
 	if p := i % (len(protoValues) + 1); p < len(protoValues) {
 		req.Header[headerXForwardedProto] = append([]string{}, protoValues[p]...)
 	}
+	// Every fifth request carries a lone Connection token, with the headers such tokens name:
+	// the shim skips the Connection pass for tokens that only name hop-by-hop headers
+	// (hopTokens) and must not for any other.
+	if i%5 == 3 {
+		req.Header["Connection"] = []string{loneConnectionTokens[(i/5)%len(loneConnectionTokens)]}
+		req.Header["Keep-Alive"] = []string{"timeout=5"}
+		req.Header["Upgrade"] = []string{"websocket"}
+		req.Header["Close"] = []string{"named by Connection: close"}
+		req.Header["X-Secret-Hop"] = []string{"1"}
+	}
 	return req
 }
+
+// loneConnectionTokens are the single Connection values of the generated requests.
+var loneConnectionTokens = []string{"keep-alive", "Upgrade", "close", "Keep-Alive", "x-secret-hop", "upgrade", "keep-alive, close"}
 
 func TestAllowedPathMatchesReferenceModel(t *testing.T) {
 	configs := []struct {

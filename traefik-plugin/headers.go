@@ -53,6 +53,16 @@ func removeHopHeaders(h http.Header) {
 	}
 }
 
+// hopTokens are the Connection values, as whole values, that name nothing but a header in
+// hopHeaders (spelled as http.Header.Del would find it), so that removeConnectionTokens has
+// nothing to do for them once hop-by-hop headers are gone. Read-only.
+var hopTokens = map[string]bool{
+	"keep-alive": true,
+	"Keep-Alive": true,
+	"upgrade":    true,
+	"Upgrade":    true,
+}
+
 // removeConnectionTokens deletes from h the headers that Connection header values name.
 func removeConnectionTokens(h http.Header, connection []string) {
 	for _, value := range connection {
@@ -109,7 +119,7 @@ func isToken(name string) bool {
 // protectedHeaders (normalised) are never removed from the request or copied onto it as
 // identity headers: they describe the message itself (its body, its cookies, its host), so a
 // broad regex such as ".*" must not turn the sidecar's empty-body response metadata into the
-// upstream request's, nor drop the client's. Cookie has its own rule in copyToUpstream.
+// upstream request's, nor drop the client's. Cookie has its own rule in ServeHTTP.
 // newProtectedNames adds the hop-by-hop headers, which cannot carry identity either.
 var protectedHeaders = newProtectedNames(
 	"Cookie",
@@ -265,41 +275,30 @@ func (s *settings) headerClasses() map[string]uint8 {
 // as Traefik's forwardAuth computes it; uri is req.URL.RequestURI(). In the same pass over the
 // client's header names it returns the names to remove from the request before it goes
 // upstream (identity headers in any spelling, regex matches, other spellings of Cookie), which
-// copyToUpstream applies only if the sidecar allows the request.
-func sidecarRequestHeaders(s *settings, req *http.Request, uri string) (http.Header, []string) {
-	h := req.Header.Clone()
-	var notUpstream []string
+// ServeHTTP applies only if the sidecar allows the request.
+func sidecarRequestHeaders(s *settings, req *http.Request, uri string) (h http.Header, notUpstream []string) {
+	// Named results and plain assignments: under Yaegi every := and var allocates anew each
+	// time it runs.
+	h = req.Header.Clone()
 	classes := s.classes
 	for key := range req.Header {
-		// Most names are in the table with no rule at all and cost this one lookup. The rest
-		// is written out here rather than in a helper: under Yaegi a function call per
-		// header would cost more than the lookup itself.
-		if classes[key] == classKnown {
-			continue
-		}
-		class := classes[key]
-		if class == 0 {
-			class = s.classify(key)
-		}
-		// A second spelling of an X-Forwarded-* header (X_Forwarded_Host) must not be able to
-		// contradict the value the shim sets: the sidecar reads each as exactly one value.
-		if class&notToSidecar != 0 {
-			delete(h, key)
-		}
-		if class&notToUpstream != 0 {
-			notUpstream = append(notUpstream, key)
+		// Most names are in the table with no rule at all and cost this one lookup.
+		if classes[key] != classKnown {
+			notUpstream = sortName(s, h, key, notUpstream)
 		}
 	}
-	// Headers the Connection header names are hop-by-hop too (Connection itself is gone).
-	if connection := req.Header["Connection"]; len(connection) > 0 {
+	// Headers the Connection header names are hop-by-hop too (Connection itself is gone). A
+	// lone token naming a hop-by-hop header (a browser's keep-alive, the Upgrade Traefik
+	// leaves on websocket handshakes) names a header the loop above has already dropped.
+	if connection := req.Header["Connection"]; len(connection) > 1 || (len(connection) == 1 && !hopTokens[connection[0]]) {
 		removeConnectionTokens(h, connection)
 	}
 
 	// X-Forwarded-For: the chain so far plus the client, as forwardAuth does. Traefik's
 	// entrypoint has already dropped a chain sent by an untrusted client.
 	if clientIP, _, err := net.SplitHostPort(req.RemoteAddr); err == nil {
-		if prior := h[headerXForwardedFor]; len(prior) > 0 {
-			clientIP = strings.Join(prior, ", ") + ", " + clientIP
+		if len(h[headerXForwardedFor]) > 0 {
+			clientIP = appendForwardedFor(h[headerXForwardedFor], clientIP)
 		}
 		h[headerXForwardedFor] = []string{clientIP}
 	}
@@ -319,11 +318,39 @@ func sidecarRequestHeaders(s *settings, req *http.Request, uri string) (http.Hea
 	}
 
 	// Go's client would otherwise send its own User-Agent; the sidecar should see the
-	// client's, or none, as with forwardAuth.
-	if _, ok := h["User-Agent"]; !ok {
+	// client's, or none, as with forwardAuth. (A User-Agent key holding nil is sent as no
+	// User-Agent either way.)
+	if h["User-Agent"] == nil {
 		h["User-Agent"] = []string{""}
 	}
 	return h, notUpstream
+}
+
+// appendForwardedFor returns the X-Forwarded-For chain prior followed by clientIP. Out of
+// line because Traefik's entrypoint usually sends none, and under Yaegi even code that does
+// not run costs its function a little on every call (see ServeHTTP).
+func appendForwardedFor(prior []string, clientIP string) string {
+	return strings.Join(prior, ", ") + ", " + clientIP
+}
+
+// sortName applies the header rules to a client header name that is not a plain known name:
+// it is dropped from h, the sidecar request's headers, or appended to notUpstream (to be
+// dropped upstream on a 2xx), or both. A plain function rather than a method of settings:
+// under Yaegi a call of an interpreted method costs several times a function call.
+func sortName(s *settings, h http.Header, key string, notUpstream []string) []string {
+	class := s.classes[key]
+	if class == 0 {
+		class = s.classify(key)
+	}
+	// A second spelling of an X-Forwarded-* header (X_Forwarded_Host) must not be able to
+	// contradict the value the shim sets: the sidecar reads each as exactly one value.
+	if class&notToSidecar != 0 {
+		delete(h, key)
+	}
+	if class&notToUpstream != 0 {
+		notUpstream = append(notUpstream, key)
+	}
+	return notUpstream
 }
 
 // forwardedProto returns the X-Forwarded-Proto value for the sidecar. Like forwardAuth, the
@@ -353,49 +380,37 @@ func forwardedProto(req *http.Request) string {
 	return strings.Join(values, ", ")
 }
 
-// copyToUpstream applies a 2xx sidecar answer to the upstream request: identity headers are
-// replaced by the sidecar's, and the request's cookies by the sidecar's Cookie header.
-// notUpstream comes from sidecarRequestHeaders.
-func copyToUpstream(s *settings, req *http.Request, resp http.Header, notUpstream []string) {
-	// Remove every client-sent spelling of an identity header (and of Cookie) first, so that
-	// only the sidecar's values can reach the upstream.
-	for _, key := range notUpstream {
-		delete(req.Header, key)
+// deleteNames deletes the given names from h.
+func deleteNames(h http.Header, names []string) {
+	for _, name := range names {
+		delete(h, name)
 	}
+}
 
-	// The values are copied so that the request and the sidecar response never share a
-	// backing array.
-	for _, name := range s.copyHeaders {
-		if values := resp[name]; len(values) > 0 {
-			req.Header[name] = append([]string(nil), values...)
+// copyRegexMatches copies onto the upstream request the sidecar response headers that
+// authResponseHeadersRegex selects. A function of its own so that configurations without a
+// regex do not pay for it under Yaegi (see ServeHTTP).
+func copyRegexMatches(s *settings, dst, resp http.Header) {
+	for key, values := range resp {
+		class := s.classes[key]
+		if class == 0 {
+			class = s.classify(key)
+		}
+		if class&classRegex != 0 {
+			dst[key] = values
 		}
 	}
-	if s.headerRegex != nil {
-		for key, values := range resp {
-			class := s.classes[key]
-			if class == 0 {
-				class = s.classify(key)
-			}
-			if class&classRegex != 0 {
-				req.Header[key] = append([]string(nil), values...)
-			}
-		}
-	}
+}
 
-	// The sidecar answers with the request's cookies minus its own session cookies, so the
-	// upstream never sees (and can never leak) the session. No Cookie header from the
-	// sidecar means no cookies are left for the upstream. The usual single value is checked
-	// inline; nonEmpty handles lists.
-	cookies := resp["Cookie"]
-	if len(cookies) == 1 && strings.TrimSpace(cookies[0]) != "" {
-		req.Header["Cookie"] = []string{cookies[0]}
-		return
-	}
+// upstreamCookies sets the upstream Cookie header from the sidecar's Cookie values other than
+// a single non-blank one: no non-blank value from the sidecar means no cookies are left for
+// the upstream.
+func upstreamCookies(dst http.Header, cookies []string) {
 	cookies = nonEmpty(cookies)
 	if len(cookies) == 0 {
-		delete(req.Header, "Cookie")
+		delete(dst, "Cookie")
 	} else {
-		req.Header["Cookie"] = cookies
+		dst["Cookie"] = cookies
 	}
 }
 

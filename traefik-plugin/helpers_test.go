@@ -126,6 +126,7 @@ func newMemoryShim(t testing.TB, sidecar *memorySidecar, next http.Handler, edit
 	m := h.(*shim)
 	var transport http.RoundTripper = sidecar
 	m.client = &http.Client{Transport: transport, CheckRedirect: noRedirect, Timeout: m.cfg.timeout}
+	m.transport = transport
 	return m
 }
 

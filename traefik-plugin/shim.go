@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -54,9 +56,22 @@ type shim struct {
 	name       string
 	nameValue  []string // {name}, the X-Oidc-Sidecar-Middleware value of inline requests
 	next       http.Handler
-	client     *http.Client
+	client     *http.Client // for the registration, back-channel and retried requests
 	cfg        *settings
 	sidecarReq *http.Request // GET {authURL} without headers or context; copied per request
+
+	// Copies of settings that ServeHTTP reads on every request: under Yaegi each selector
+	// and comparison in a function costs on every call (see ServeHTTP).
+	inline      bool     // cfg.inline != nil
+	regex       bool     // cfg.headerRegex != nil
+	copyHeaders []string // cfg.copyHeaders
+
+	// The decision request goes straight to client's transport, with client's timeout as a
+	// context deadline: http.Client would copy the whole header map for the redirects it
+	// never follows here (see noRedirect), which costs more than the interpreted lines that
+	// replace it.
+	transport http.RoundTripper // client.Transport
+	timeout   time.Duration     // client.Timeout
 }
 
 // New validates config and returns the middleware. It makes no network call: Traefik and the
@@ -83,68 +98,135 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 			CheckRedirect: noRedirect,
 			Timeout:       s.timeout,
 		},
-		cfg:        s,
-		sidecarReq: sidecarReq,
+		transport:   sidecarTransport,
+		timeout:     s.timeout,
+		cfg:         s,
+		sidecarReq:  sidecarReq,
+		inline:      s.inline != nil,
+		regex:       s.headerRegex != nil,
+		copyHeaders: s.copyHeaders,
 	}, nil
 }
 
 // ServeHTTP asks the sidecar about req. Only a 2xx answer calls the upstream; every other
-// outcome, including any error, answers the client here (fail closed).
+// outcome, including any error, answers the client (fail closed).
 //
-// Traefik interprets this code with Yaegi, which allocates every local value and temporary
-// of a function each time the function is called, and charges hundreds of nanoseconds per
-// statement, while the compiled standard-library calls it makes run at native speed. So the
-// allowed path keeps statements and calls few (one pass over the header names in
-// sidecarRequestHeaders, a prebuilt request template, direct map assignments), and whatever
-// serves only denials and errors lives in functions of its own (refuse, unavailable).
+// Traefik interprets this code with Yaegi v0.16.1, which charges hundreds of nanoseconds per
+// statement and per call into compiled code, several times that per call of an interpreted
+// method, and which allocates on every call of a function a slot for each local and
+// temporary value of the whole function body, branches that do not run included (and once
+// more for each := or var as it runs). So the usual outcome (an empty 200) runs through two
+// functions holding only its own work, ServeHTTP and sidecarRequestHeaders, and whatever
+// serves other answers, denials, errors and rare headers lives in functions of its own
+// (decide, refuse, unavailable, sortName, ...), which cost nothing until they are called.
 func (m *shim) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	uri := req.URL.RequestURI()
 
 	// No body: the sidecar decides on headers alone, and reading the body here would break
 	// streaming uploads and could let a large upload through before the decision.
 	// WithContext makes a shallow copy of the template New built, whose URL nothing modifies.
-	sidecarReq := m.sidecarReq.WithContext(req.Context())
+	// The deadline bounds the whole exchange, reading any body included, as http.Client's
+	// Timeout does; cancel runs once the response is consumed, on every path.
+	ctx, cancel := context.WithTimeout(req.Context(), m.timeout)
+	sidecarReq := m.sidecarReq.WithContext(ctx)
 	var notUpstream []string
 	sidecarReq.Header, notUpstream = sidecarRequestHeaders(m.cfg, req, uri)
-	if m.cfg.inline != nil {
+	if m.inline {
 		// Set, not added: a client-sent copy must not name another middleware in the logs.
 		sidecarReq.Header[middlewareHeader] = m.nameValue
 	}
 
-	resp, err := m.client.Do(sidecarReq)
-	if err == nil && resp.StatusCode == http.StatusNotFound && m.cfg.inline != nil {
-		// Maybe the sidecar's cue that it does not know this inline block (inline.go).
-		resp, err = m.retryUnknown(sidecarReq, resp)
-	}
-	if err != nil {
-		m.unavailable(rw, req, "sidecar request failed", err)
-		return
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		m.refuse(rw, req, resp)
-		return
-	}
-	// The sidecar's 2xx has an empty body (Content-Length: 0, which Go's client turns into
-	// http.NoBody). Any other body is read, capped, only so that a broken one fails closed.
-	if resp.ContentLength != 0 {
-		if _, err := readCapped(resp.Body, maxSidecarBody); err != nil {
-			resp.Body.Close()
-			m.unavailable(rw, req, "cannot read the sidecar response", err)
+	// A transport never follows redirects: a 3xx comes back as it is, like every denial.
+	resp, err := m.transport.RoundTrip(sidecarReq)
+	// The sidecar's usual allow is a 200 with an empty body (Content-Length: 0, which Go's
+	// transport turns into http.NoBody). decide handles everything else.
+	if err != nil || resp.StatusCode != http.StatusOK || resp.ContentLength != 0 {
+		if resp = m.decide(rw, req, sidecarReq, resp, err); resp == nil {
+			cancel()
 			return
 		}
 	}
 	resp.Body.Close()
+	cancel()
 
-	copyToUpstream(m.cfg, req, resp.Header, notUpstream)
+	// The sidecar's answer replaces the identity headers and the cookies of the request.
+	answer := resp.Header
+	header := req.Header
+	if notUpstream != nil {
+		// Every client-sent spelling of an identity header (and of Cookie) goes first, so
+		// that only the sidecar's values can reach the upstream.
+		deleteNames(header, notUpstream)
+	}
+	// The value slices are handed over, not copied: answer was parsed by the transport for
+	// this request alone, and nothing reads it after this (Go's header parser gives every
+	// name a slice of its own capacity, so an append to one cannot overwrite another).
+	for _, name := range m.copyHeaders {
+		if values := answer[name]; len(values) > 0 {
+			header[name] = values
+		}
+	}
+	if m.regex {
+		copyRegexMatches(m.cfg, header, answer)
+	}
+	// The sidecar answers with the request's cookies minus its own session cookies, so the
+	// upstream never sees (and can never leak) the session. The usual single value is
+	// checked here; upstreamCookies handles the rest.
+	cookies := answer["Cookie"]
+	if len(cookies) == 1 && strings.TrimSpace(cookies[0]) != "" {
+		header["Cookie"] = cookies
+	} else {
+		upstreamCookies(header, cookies)
+	}
 	// Refreshed session cookies go to the browser. They are added before next runs,
 	// instead of wrapping rw, so the upstream gets the server's own ResponseWriter with
 	// http.Hijacker and http.Flusher intact (websockets, SSE, gRPC streaming).
-	if cookies := resp.Header["Set-Cookie"]; len(cookies) > 0 {
-		out := rw.Header()
-		out["Set-Cookie"] = append(out["Set-Cookie"], cookies...)
+	if cookies := answer["Set-Cookie"]; len(cookies) > 0 {
+		addSetCookies(rw.Header(), cookies)
 	}
 	req.RequestURI = uri
 	m.next.ServeHTTP(rw, req)
+}
+
+// addSetCookies adds the sidecar's Set-Cookie values to the client response's headers.
+func addSetCookies(out http.Header, cookies []string) {
+	out["Set-Cookie"] = append(out["Set-Cookie"], cookies...)
+}
+
+// decide handles every sidecar outcome other than an empty 200: a transport error, the inline
+// unknown-block cue (a 404, inline.go), a denial, and a 2xx with another status or a body. It
+// returns the 2xx answer that lets req through, or nil when it has answered the client itself
+// (and then the upstream must not be called).
+func (m *shim) decide(rw http.ResponseWriter, req *http.Request, sidecarReq *http.Request, resp *http.Response, err error) *http.Response {
+	if err != nil {
+		// Reported as http.Client reports it. The wrapping also keeps Yaegi v0.16.1 from
+		// panicking in unavailable: its type assertion breaks on an error whose dynamic type
+		// is an empty struct, such as context.DeadlineExceeded.
+		m.unavailable(rw, req, "sidecar request failed", &url.Error{Op: "Get", URL: m.cfg.authURL, Err: err})
+		return nil
+	}
+	if resp.StatusCode == http.StatusNotFound && m.cfg.inline != nil {
+		// Maybe the sidecar's cue that it does not know this inline block (inline.go). The
+		// retried request goes through client, with a timeout of its own as before.
+		resp, err = m.retryUnknown(sidecarReq.WithContext(req.Context()), resp)
+	}
+	if err != nil {
+		m.unavailable(rw, req, "sidecar request failed", err)
+		return nil
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		m.refuse(rw, req, resp)
+		return nil
+	}
+	// A 2xx from the sidecar has an empty body; any other body is read, capped, only so that
+	// a broken one fails closed.
+	if resp.ContentLength != 0 {
+		if _, err := readCapped(resp.Body, maxSidecarBody); err != nil {
+			resp.Body.Close()
+			m.unavailable(rw, req, "cannot read the sidecar response", err)
+			return nil
+		}
+	}
+	return resp
 }
 
 // refuse answers the client when the sidecar's status is not 2xx. A denial (3xx to 5xx: a
@@ -178,11 +260,13 @@ func (m *shim) refuse(rw http.ResponseWriter, req *http.Request, resp *http.Resp
 	}
 }
 
-// readCapped reads r to the end, failing if it holds more than limit bytes.
+// readCapped reads r to the end, failing if it holds more than limit bytes. A read error is
+// wrapped: the body's deadline error can be context.DeadlineExceeded, which Yaegi v0.16.1
+// cannot type-assert (see decide), and every caller hands the error to such an assertion.
 func readCapped(r io.Reader, limit int64) ([]byte, error) {
 	body, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("after %d bytes: %w", len(body), err)
 	}
 	if int64(len(body)) > limit {
 		return nil, fmt.Errorf("response body larger than %d bytes", limit)

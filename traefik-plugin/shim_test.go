@@ -387,6 +387,16 @@ func TestSlowSidecarGives503(t *testing.T) {
 			case <-time.After(5 * time.Second):
 			}
 		}},
+		{"denial headers but the body stalls", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "100")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte("partial"))
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+		}},
 		{"2xx headers but the body stalls", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("X-Forwarded-User", "alice")
 			w.WriteHeader(http.StatusOK)
