@@ -9,6 +9,7 @@
 //!   (middlewares configured alike share one session) and sealed cookies; `logging`: the
 //!   global filter and per-middleware `LogLevel`;
 //! - `oidc`: the IdP; `authz`: claim assertions; `template`: identity headers;
+//! - `files`: every file the configuration names, read capped and regular-only;
 //! - `listener`: accept loops, connection budgets, timeouts and header limits;
 //! - `rules`: `BypassAuthenticationRule`; `redirect`: redirect-target validation; `error`/`reply`: answers; `routes`: HTTP mapping;
 //! - `inline`: middleware blocks registered at runtime by the plugin shim; `scopes`: every
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod authz;
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod forwarded;
 pub mod inline;
 pub mod listener;

@@ -61,6 +61,9 @@ fn main() -> ExitCode {
         for w in &scope_problems {
             eprintln!("  warning: {w}");
         }
+        for w in loaded.config.inline.permissive() {
+            eprintln!("  warning: {w}");
+        }
         if loaded.config.middlewares.is_empty() {
             // Valid: a sidecar for inline blocks only has none of its own.
             println!(
@@ -92,6 +95,9 @@ fn main() -> ExitCode {
         tracing::warn!(key = %w.path, "{}", w.message);
     }
     for w in &scope_problems {
+        tracing::warn!("{w}");
+    }
+    for w in cfg.inline.permissive() {
         tracing::warn!("{w}");
     }
     // Before any socket opens: the listeners size their connection budgets from it.

@@ -61,13 +61,41 @@ impl App {
         }
         let middlewares = next.middlewares.len();
         let rules = next.inline.clone();
+        // Each block parsed again under the new rules (a variable or directory no longer
+        // allowed, a provider struck off): off the async workers, as parsing may read a file.
+        let judged = {
+            let (rules, checking) = (rules.clone(), blocks.clone());
+            tokio::task::spawn_blocking(move || {
+                checking
+                    .iter()
+                    .filter(|b| {
+                        b.body.len() <= rules.max_block_bytes
+                            && rules.registration_open()
+                            && rules.allows_provider(&b.middleware.cfg.provider.url)
+                            && config::parse_block(
+                                &b.body,
+                                &b.middleware.cfg.name,
+                                &config::Env::process(),
+                                &rules,
+                            )
+                            .is_ok_and(|p| rules.allows_provider(&p.config.provider.url))
+                    })
+                    .map(|b| b.hash.clone())
+                    .collect::<std::collections::HashSet<String>>()
+            })
+            .await
+            .map_err(|e| format!("re-checking inline blocks: {e}"))?
+        };
         *self
             .live
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+        // A block registered while the check ran is kept: it was judged by the new rules'
+        // generation or by the old one an instant before, and is checked at the next reload.
+        let seen: std::collections::HashSet<&str> =
+            blocks.iter().map(|b| b.hash.as_str()).collect();
         let dropped = self.blocks.retain(rules.max_blocks, |b| {
-            b.body.len() <= rules.max_block_bytes
-                && rules.allows_provider(&b.middleware.cfg.provider.url)
+            judged.contains(&b.hash) || !seen.contains(b.hash.as_str())
         });
         for b in &dropped {
             self.scopes.leave(&b.middleware.cfg);
@@ -88,7 +116,16 @@ pub async fn reload_file(
     path: &Path,
     running: &Config,
 ) -> Result<Reloaded, Vec<Problem>> {
-    let loaded = match config::load(path) {
+    let owned = path.to_path_buf();
+    let loaded = tokio::task::spawn_blocking(move || config::load(&owned))
+        .await
+        .unwrap_or_else(|e| {
+            Err(vec![Problem {
+                path: "(file)".into(),
+                message: format!("reading the file: {e}"),
+            }])
+        });
+    let loaded = match loaded {
         Ok(l) => l,
         Err(problems) => {
             tracing::error!(file = %path.display(), problems = problems.len(), "configuration reload refused; the previous configuration keeps serving");
@@ -119,7 +156,10 @@ pub async fn reload_file(
             );
         }
     }
-    for w in crate::scope_warnings(&cfg) {
+    for w in crate::scope_warnings(&cfg)
+        .into_iter()
+        .chain(cfg.inline.permissive())
+    {
         tracing::warn!("{w}");
     }
     match app.reload(&cfg).await {
@@ -138,15 +178,24 @@ pub async fn reload_file(
     }
 }
 
-/// The SHA-256 of the file's content (`None` when it cannot be read).
-fn fingerprint(path: &Path) -> Option<[u8; 32]> {
-    std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
+/// The SHA-256 of the file's content (`None` when it cannot be read): the same capped,
+/// regular-file read as the load, off the async workers.
+async fn fingerprint(path: &Path) -> Option<[u8; 32]> {
+    let owned = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        crate::files::read_capped(&owned, crate::files::MAX_CONFIG_BYTES)
+            .ok()
+            .map(|b| Sha256::digest(&b).into())
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// Watches `path` until the process ends: reloads when its content changes (checked every
 /// `every`) and on SIGHUP (unix).
 pub async fn watch(app: Arc<App>, path: PathBuf, running: Config, every: Duration) {
-    let mut seen = fingerprint(&path);
+    let mut seen = fingerprint(&path).await;
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut tick = tokio::time::interval(every);
@@ -167,7 +216,7 @@ pub async fn watch(app: Arc<App>, path: PathBuf, running: Config, every: Duratio
             () = signalled => true,
             _ = tick.tick() => false,
         };
-        let now = fingerprint(&path);
+        let now = fingerprint(&path).await;
         if forced {
             tracing::info!(file = %path.display(), "SIGHUP: reloading the configuration");
         } else if now == seen || now.is_none() {

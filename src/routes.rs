@@ -230,11 +230,20 @@ async fn register_inline(
                 // Over the cap, or a body that broke off: the cap is the only way to fail here
                 // that the registrant controls.
                 Err(_) => Err(inline::RegisterError::TooLarge),
-                Ok(bytes) => app.register_inline(
-                    &hash,
-                    &bytes,
-                    parts.headers.get(MIDDLEWARE_LABEL).map(|v| v.as_bytes()),
-                ),
+                Ok(bytes) => {
+                    // Off the async workers: parsing may read an allowed file.
+                    let (app2, hash2) = (app.clone(), hash.clone());
+                    let raw_label = parts.headers.get(MIDDLEWARE_LABEL).cloned();
+                    tokio::task::spawn_blocking(move || {
+                        app2.register_inline(
+                            &hash2,
+                            &bytes,
+                            raw_label.as_ref().map(|v| v.as_bytes()),
+                        )
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(inline::RegisterError::Internal(e.to_string())))
+                }
             }
         }
     };

@@ -10,7 +10,10 @@
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use traefik_oidc_sidecar::config::{Env, MiddlewareConfig, parse_block, parse_yaml_block};
+use traefik_oidc_sidecar::config::{
+    Env, InlineConfig, MiddlewareConfig, parse_block, parse_yaml_block,
+};
+use traefik_oidc_sidecar::inline::AllowedVariable;
 
 fn dir() -> PathBuf {
     match std::env::var_os("TOS_INLINE_GOLDENS") {
@@ -24,6 +27,30 @@ fn env() -> Env<'static> {
     Env {
         var: &|k| Some(format!("value-of-{k}-0123456789abcdef0123456789")),
         file: &|p| Ok(format!("content-of-{}", p.display())),
+    }
+}
+
+/// `inline:` rules that let a block read every `${…}` it names, in any key: the fixtures hold
+/// the README's blocks, and the equivalence is about parsing, not about what is allowed.
+fn rules_for(canonical: &[u8]) -> InlineConfig {
+    let text = String::from_utf8_lossy(canonical);
+    let allowed_variables = text
+        .split("${")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}'))
+        .map(|(name, _)| AllowedVariable {
+            name: name.to_string(),
+            keys: Vec::new(),
+        })
+        .fold(Vec::<AllowedVariable>::new(), |mut acc, v| {
+            if !acc.contains(&v) {
+                acc.push(v);
+            }
+            acc
+        });
+    InlineConfig {
+        allowed_variables,
+        ..InlineConfig::default()
     }
 }
 
@@ -78,7 +105,7 @@ fn every_canonical_block_parses_like_its_yaml() {
         let from_yaml = parse_yaml_block(&yaml, "m", &env)
             .unwrap_or_else(|e| panic!("{name}.yaml: {e:#?}"))
             .config;
-        let inline = parse_block(&canonical, "m", &env)
+        let inline = parse_block(&canonical, "m", &env, &rules_for(&canonical))
             .unwrap_or_else(|e| panic!("{name}.canonical.json: {e:#?}"))
             .config;
         let (a, b) = (describe(&from_yaml), describe(&inline));

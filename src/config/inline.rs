@@ -7,13 +7,16 @@
 use serde_yaml_ng::Value;
 
 use super::middleware::parse_middleware;
-use super::walk::{Cx, Obj, indexed, join};
+use super::walk::{Cx, Obj, Reach, indexed, join};
 use super::{Env, MiddlewareConfig, Problem, Secret};
-use crate::inline::InlineConfig;
+use crate::inline::{AllowedVariable, InlineConfig};
 
 pub(super) const INLINE_KEYS: &[&str] = &[
     "registrationToken",
     "allowedProviderUrls",
+    "allowedVariables",
+    "allowedFileDirectory",
+    "maxFileBytes",
     "maxBlocks",
     "maxBlockBytes",
 ];
@@ -51,6 +54,34 @@ pub(super) fn parse_inline(v: &Value, path: &str, cx: &mut Cx<'_>) -> InlineConf
             .map(|u| u.trim_end_matches('/').to_string())
             .collect();
     }
+    if let Some((p, v)) = obj.get("allowedVariables") {
+        out.allowed_variables = allowed_variables(v, &p, cx);
+    }
+    if let Some((p, v)) = obj.get("allowedFileDirectory")
+        && let Some(d) = cx.string(v, &p).filter(|d| !d.is_empty())
+    {
+        let dir = std::path::PathBuf::from(&d);
+        if !dir.is_absolute() || dir.parent().is_none() {
+            cx.problem(&p, "must be an absolute path of a directory other than /");
+        } else {
+            if !dir.is_dir() {
+                cx.warn(
+                    &p,
+                    "is not a directory (yet): inline blocks can read no file",
+                );
+            }
+            out.allowed_file_directory = Some(dir);
+        }
+    }
+    if let Some((p, v)) = obj.get("maxFileBytes") {
+        match cx.integer(v, &p).map(usize::try_from) {
+            Some(Ok(n)) if (1..=crate::files::MAX_VALUE_FILE_BYTES).contains(&n) => {
+                out.max_file_bytes = n;
+            }
+            Some(_) => cx.problem(&p, "must be from 1 to 1048576"),
+            None => {}
+        }
+    }
     if let Some((p, v)) = obj.get("maxBlocks") {
         match cx.integer(v, &p).map(usize::try_from) {
             Some(Ok(n)) if (1..=100_000).contains(&n) => out.max_blocks = n,
@@ -66,6 +97,62 @@ pub(super) fn parse_inline(v: &Value, path: &str, cx: &mut Cx<'_>) -> InlineConf
         }
     }
     obj.finish(INLINE_KEYS, &[], cx);
+    out
+}
+
+/// `inline.allowedVariables`: a list of names (each usable in any key), or a mapping of names
+/// to the keys each may appear in (`{OIDC_CLIENT_SECRET: [Provider.ClientSecret]}`; an empty
+/// list or null: any key). A name may also be `file:/absolute/path`: that one file, for
+/// `${file:/absolute/path}` (never a directory or a pattern).
+fn allowed_variables(v: &Value, path: &str, cx: &mut Cx<'_>) -> Vec<AllowedVariable> {
+    let mut out: Vec<AllowedVariable> = Vec::new();
+    let mut add = |name: String, keys: Vec<String>, p: &str, cx: &mut Cx<'_>| {
+        let ok = match name.strip_prefix("file:") {
+            Some(f) => f.starts_with('/') && !f.split('/').any(|c| c == ".." || c == "."),
+            None => {
+                name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            }
+        };
+        if !ok {
+            cx.problem(
+                p,
+                "expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*) or file:/absolute/path",
+            );
+        } else if out.iter().any(|v| v.name == name) {
+            cx.problem(p, "given twice");
+        } else {
+            out.push(AllowedVariable { name, keys });
+        }
+    };
+    match v {
+        Value::Mapping(m) => {
+            for (k, keys) in m {
+                let Value::String(name) = k else {
+                    cx.problem(path, "keys must be variable names");
+                    continue;
+                };
+                let p = join(path, name);
+                let keys = match keys {
+                    Value::Null => Vec::new(),
+                    other => cx.string_list(other, &p).unwrap_or_default(),
+                };
+                add(name.clone(), keys, &p, cx);
+            }
+        }
+        Value::Null => {}
+        other => {
+            // The walker reads the plain list (and refuses other shapes with its message).
+            for (i, name) in cx
+                .string_list(other, path)
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+            {
+                add(name, Vec::new(), &format!("{path}[{i}]"), cx);
+            }
+        }
+    }
     out
 }
 
@@ -89,7 +176,13 @@ pub struct ParsedBlock {
 
 /// Parses an inline block (JSON, the shim's canonical form) as the middleware `name`: the same
 /// keys, defaults and validation as a block of the YAML file, plus the string forms of lists.
-pub fn parse_block(body: &[u8], name: &str, env: &Env<'_>) -> Result<ParsedBlock, BlockError> {
+/// What the block may read of this process (`${NAME}`, files) is what `rules` allow.
+pub fn parse_block(
+    body: &[u8],
+    name: &str,
+    env: &Env<'_>,
+    rules: &InlineConfig,
+) -> Result<ParsedBlock, BlockError> {
     let json: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| BlockError::NotAnObject(format!("not JSON: {e}")))?;
     if !json.is_object() {
@@ -98,36 +191,33 @@ pub fn parse_block(body: &[u8], name: &str, env: &Env<'_>) -> Result<ParsedBlock
     let mut value = serde_yaml_ng::to_value(&json)
         .map_err(|e| BlockError::NotAnObject(format!("not representable: {e}")))?;
     lists_of_objects(&mut value);
-    parse_value(&value, name, env)
+    parse_value(&value, name, env, rules)
 }
 
 /// [`parse_block`] on a tree already read (the golden-file tests compare YAML with JSON).
-pub fn parse_value(value: &Value, name: &str, env: &Env<'_>) -> Result<ParsedBlock, BlockError> {
-    parse_with(value, name, env, true)
+pub fn parse_value(
+    value: &Value,
+    name: &str,
+    env: &Env<'_>,
+    rules: &InlineConfig,
+) -> Result<ParsedBlock, BlockError> {
+    let mut cx = Cx::operator(env);
+    cx.lenient = true;
+    cx.reach = Reach::Inline(rules);
+    finish_block(value, name, cx)
 }
 
-/// One middleware block of the YAML file, read as the file reads it (strict about lists):
-/// what the golden-file tests hold an inline block's parse against.
+/// One middleware block of the YAML file, read as the file reads it (strict about lists, the
+/// operator's reach): what the golden-file tests hold an inline block's parse against.
 pub fn parse_yaml_block(
     value: &Value,
     name: &str,
     env: &Env<'_>,
 ) -> Result<ParsedBlock, BlockError> {
-    parse_with(value, name, env, false)
+    finish_block(value, name, Cx::operator(env))
 }
 
-fn parse_with(
-    value: &Value,
-    name: &str,
-    env: &Env<'_>,
-    lenient: bool,
-) -> Result<ParsedBlock, BlockError> {
-    let mut cx = Cx {
-        env,
-        problems: Vec::new(),
-        warnings: Vec::new(),
-        lenient,
-    };
+fn finish_block(value: &Value, name: &str, mut cx: Cx<'_>) -> Result<ParsedBlock, BlockError> {
     let parsed = parse_middleware(name, value, "", &mut cx);
     if cx.problems.is_empty()
         && let Some(config) = parsed
@@ -137,10 +227,12 @@ fn parse_with(
             warnings: cx.warnings,
         });
     }
-    let expanded = expanded_paths(value, "");
+    // A problem where a `${…}` value expanded could quote it (`"…" is not one of…`): only the
+    // key path is told.
     let mut problems = cx.problems;
     for p in &mut problems {
-        if expanded
+        if cx
+            .expanded
             .iter()
             .any(|e| p.path == *e || p.path.starts_with(&format!("{e}[")))
         {
@@ -169,36 +261,17 @@ fn lists_of_objects(v: &mut Value) {
     }
 }
 
-/// The key paths (as the walker spells them) whose value is a `${…}` reference.
-fn expanded_paths(v: &Value, path: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    match v {
-        Value::String(s) if s.starts_with("${") && s.ends_with('}') => out.push(path.to_string()),
-        Value::String(s) if s.contains("${") => out.push(path.to_string()),
-        Value::Mapping(m) => {
-            for (k, val) in m {
-                if let Value::String(k) = k {
-                    out.extend(expanded_paths(val, &join(path, k)));
-                }
-            }
-        }
-        Value::Sequence(items) => {
-            for (i, item) in items.iter().enumerate() {
-                out.extend(expanded_paths(item, &format!("{path}[{i}]")));
-            }
-        }
-        _ => {}
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn env() -> Env<'static> {
         Env {
-            var: &|k| (k == "SECRET").then(|| "s".repeat(40)),
+            var: &|k| match k {
+                "SECRET" => Some("sidecar-session-secret-0123456789abcdef".into()),
+                "OTHER" => Some("value of other".into()),
+                _ => None,
+            },
             file: &|p| {
                 if p == std::path::Path::new("/secret") {
                     Ok("top secret file content\n".into())
@@ -209,15 +282,32 @@ mod tests {
         }
     }
 
+    /// Rules that let blocks read `${SECRET}` (in `Secret` only) and `${OTHER}` (anywhere).
+    fn rules() -> InlineConfig {
+        InlineConfig {
+            allowed_variables: vec![
+                AllowedVariable {
+                    name: "SECRET".into(),
+                    keys: vec!["Secret".into()],
+                },
+                AllowedVariable {
+                    name: "OTHER".into(),
+                    keys: vec![],
+                },
+            ],
+            ..InlineConfig::default()
+        }
+    }
+
     const BLOCK: &str = r#"{"Provider":{"ClientId":"app","Url":"https://idp.example/r","UsePkce":"true"},"Secret":"${SECRET}","Scopes":"openid, profile","Authorization":{"AssertClaims":{"1":{"Name":"b","AnyOf":"x,y"},"0":{"Name":"a","AllOf":["z"]}},"CheckOnEveryRequest":"false"},"SessionCookie":{"MaxAge":"3600","Secure":"false"}}"#;
 
     #[test]
     fn string_forms_and_indexed_maps_are_accepted() {
-        let b = parse_block(BLOCK.as_bytes(), "inline:x", &env()).unwrap();
+        let b = parse_block(BLOCK.as_bytes(), "inline:x", &env(), &rules()).unwrap();
         let c = b.config;
         assert_eq!(c.name, "inline:x");
         assert_eq!(c.scopes, ["openid", "profile"]);
-        assert_eq!(c.secret.expose(), "s".repeat(40));
+        assert_eq!(c.secret.expose(), "sidecar-session-secret-0123456789abcdef");
         assert_eq!(c.session_cookie.max_age, 3600);
         assert!(!c.session_cookie.secure);
         assert_eq!(c.assert_claims.len(), 2);
@@ -227,8 +317,10 @@ mod tests {
 
     #[test]
     fn problems_carry_key_paths_and_never_echo_expanded_values() {
-        let body = r#"{"Provider":{"Url":"${file:/secret}","ClientId":""},"Secret":"short","Scopes":"profile","Bogus":"1","UnauthenticatedBehavior":"${file:/secret}"}"#;
-        let Err(BlockError::Invalid(problems)) = parse_block(body.as_bytes(), "m", &env()) else {
+        let body = r#"{"Provider":{"Url":"${OTHER}","ClientId":""},"Secret":"short","Scopes":"profile","Bogus":"1","UnauthenticatedBehavior":"${OTHER}"}"#;
+        let Err(BlockError::Invalid(problems)) =
+            parse_block(body.as_bytes(), "m", &env(), &rules())
+        else {
             panic!("must be refused");
         };
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
@@ -242,7 +334,106 @@ mod tests {
             assert!(paths.contains(&want), "{want} missing in {problems:#?}");
         }
         let all = format!("{problems:?}");
-        assert!(!all.contains("top secret"), "{all}");
+        assert!(!all.contains("value of other"), "{all}");
+    }
+
+    /// Every way a block could reach into the process, refused by default with the key named
+    /// and nothing read: `${file:}`, a variable not listed, a listed one in another key,
+    /// `FilePath` and `CABundleFile` without an allowed directory.
+    #[test]
+    fn blocks_reach_nothing_of_the_process_by_default() {
+        let opened = std::cell::Cell::new(0);
+        let read = std::cell::RefCell::new(Vec::new());
+        let file = |_: &std::path::Path| {
+            opened.set(opened.get() + 1);
+            Ok("top secret file content".to_string())
+        };
+        let var = |k: &str| {
+            read.borrow_mut().push(k.to_string());
+            Some("value-from-the-environment".to_string())
+        };
+        let env = Env {
+            var: &var,
+            file: &file,
+        };
+        let body = r#"{"Provider":{"Url":"https://idp.example","ClientId":"a","ClientSecret":"${file:/run/secrets/x}","CABundleFile":"/etc/ssl/certs/ca-certificates.crt"},"Secret":"${SECRET}","AuthorizationParams":{"x":"${HOME}"},"Headers":[{"Name":"X","Value":"${SECRET}"}],"ErrorPages":{"Unauthenticated":{"FilePath":"/proc/self/environ"}}}"#;
+        for rules in [InlineConfig::default(), rules()] {
+            let Err(BlockError::Invalid(problems)) =
+                parse_block(body.as_bytes(), "m", &env, &rules)
+            else {
+                panic!("must be refused");
+            };
+            let by_path = |p: &str| {
+                problems
+                    .iter()
+                    .find(|x| x.path == p)
+                    .map(|x| x.message.clone())
+                    .unwrap_or_else(|| panic!("{p} missing in {problems:#?}"))
+            };
+            assert!(by_path("Provider.ClientSecret").contains("${file:…} is not allowed"));
+            assert!(by_path("AuthorizationParams.x").contains("${HOME} is not in"));
+            assert!(by_path("Provider.CABundleFile").contains("inline.allowedFileDirectory"));
+            assert!(
+                by_path("ErrorPages.Unauthenticated.FilePath")
+                    .contains("inline.allowedFileDirectory")
+            );
+            let all = format!("{problems:?}");
+            for leaked in [
+                "top secret",
+                "value-from-the-environment",
+                "/proc",
+                "/etc/ssl",
+            ] {
+                assert!(!all.contains(leaked), "{leaked}: {all}");
+            }
+        }
+        // The defaults read no variable at all; the rules above read SECRET for Secret only.
+        assert_eq!(opened.get(), 0);
+        assert_eq!(*read.borrow(), ["SECRET"]);
+        let Err(BlockError::Invalid(p)) = parse_block(body.as_bytes(), "m", &env, &rules()) else {
+            panic!()
+        };
+        let header = p.iter().find(|x| x.path == "Headers[0].Value").unwrap();
+        assert!(
+            header.message.contains("allows it in: Secret"),
+            "{}",
+            header.message
+        );
+    }
+
+    #[test]
+    fn an_allowed_directory_serves_pages_and_nothing_outside_it() {
+        let dir = std::env::temp_dir().join(format!("toas-inline-dir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("401.html"), "<p>{{ .StatusText }}</p>").unwrap();
+        let rules = InlineConfig {
+            allowed_file_directory: Some(dir.clone()),
+            max_file_bytes: 1024,
+            ..InlineConfig::default()
+        };
+        let block = |file: &str| {
+            format!(
+                r#"{{"Provider":{{"Url":"https://idp.example","ClientId":"a"}},"Secret":"inline-block-secret-0123456789abcdefgh","ErrorPages":{{"Unauthenticated":{{"FilePath":"{file}"}}}}}}"#
+            )
+        };
+        let ok = parse_block(block("401.html").as_bytes(), "m", &env(), &rules);
+        assert!(ok.is_ok(), "{ok:?}");
+        let messages: Vec<String> = ["/etc/hostname", "../401.html", "nope.html", "/dev/zero"]
+            .iter()
+            .map(|f| {
+                let Err(BlockError::Invalid(p)) =
+                    parse_block(block(f).as_bytes(), "m", &env(), &rules)
+                else {
+                    panic!("{f} must be refused")
+                };
+                assert_eq!(p.len(), 1, "{p:#?}");
+                p[0].message.clone()
+            })
+            .collect();
+        // One message whatever the cause: no oracle for which paths exist.
+        assert!(messages.windows(2).all(|w| w[0] == w[1]), "{messages:#?}");
+        std::fs::write(dir.join("big.html"), "x".repeat(2000)).unwrap();
+        assert!(parse_block(block("big.html").as_bytes(), "m", &env(), &rules).is_err());
     }
 
     #[test]
@@ -262,7 +453,7 @@ mod tests {
             assert_eq!(c.inline, InlineConfig::default());
         }
         let c = super::super::parse(
-            "inline:\n  registrationToken: ${file:/secret}\n  allowedProviderUrls: [https://idp.example/r/]\n  maxBlocks: 3\n  maxBlockBytes: 2048\n",
+            "inline:\n  registrationToken: ${file:/secret}\n  allowedProviderUrls: [https://idp.example/r/]\n  allowedVariables: {A: [Provider.ClientSecret], B: null}\n  allowedFileDirectory: /srv/pages\n  maxFileBytes: 4096\n  maxBlocks: 3\n  maxBlockBytes: 2048\n",
             &env,
         )
         .unwrap()
@@ -274,9 +465,33 @@ mod tests {
         );
         assert_eq!(c.allowed_provider_urls, ["https://idp.example/r"]);
         assert_eq!((c.max_blocks, c.max_block_bytes), (3, 2048));
+        assert_eq!(
+            c.allowed_variables,
+            [
+                AllowedVariable {
+                    name: "A".into(),
+                    keys: vec!["Provider.ClientSecret".into()]
+                },
+                AllowedVariable {
+                    name: "B".into(),
+                    keys: vec![]
+                }
+            ]
+        );
+        assert_eq!(
+            c.allowed_file_directory.as_deref(),
+            Some(std::path::Path::new("/srv/pages"))
+        );
+        assert_eq!(c.max_file_bytes, 4096);
+        let plain = super::super::parse("inline:\n  allowedVariables: [A, B]\n", &env)
+            .unwrap()
+            .config
+            .inline;
+        assert_eq!(plain.allowed_variables.len(), 2);
+        assert!(plain.allowed_variables.iter().all(|v| v.keys.is_empty()));
         assert!(!format!("{c:?}").contains("top secret"));
         let p = super::super::parse(
-            "inline:\n  registrationToken: short\n  maxBlocks: 0\n  maxBlockBytes: 10\n  allowedProviderUrls: [nope]\n  maxBlokcs: 1\n",
+            "inline:\n  registrationToken: short\n  maxBlocks: 0\n  maxBlockBytes: 10\n  allowedProviderUrls: [nope]\n  allowedVariables: [\"A B\", ok, ok]\n  allowedFileDirectory: relative/dir\n  maxBlokcs: 1\n",
             &env,
         )
         .unwrap_err();
@@ -286,20 +501,23 @@ mod tests {
             [
                 "inline.registrationToken",
                 "inline.allowedProviderUrls[0]",
+                "inline.allowedVariables[0]",
+                "inline.allowedVariables[2]",
+                "inline.allowedFileDirectory",
                 "inline.maxBlocks",
                 "inline.maxBlockBytes",
                 "inline.maxBlokcs"
             ],
             "{p:#?}"
         );
-        assert!(p[4].message.contains("did you mean maxBlocks"), "{p:#?}");
+        assert!(p[7].message.contains("did you mean maxBlocks"), "{p:#?}");
     }
 
     #[test]
     fn non_objects_are_not_blocks() {
         for body in ["[]", "\"x\"", "{", ""] {
             assert!(matches!(
-                parse_block(body.as_bytes(), "m", &env()),
+                parse_block(body.as_bytes(), "m", &env(), &rules()),
                 Err(BlockError::NotAnObject(_))
             ));
         }

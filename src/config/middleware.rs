@@ -3,8 +3,6 @@
 //! `AuthorizationParams`, `ErrorPages`, `Headers`, bearer token sources, `SessionCookie` and the
 //! cookie name prefix. The `Provider` block is read by [`super::provider`].
 
-use std::path::Path;
-
 use openidconnect::url::Url;
 use serde_yaml_ng::Value;
 
@@ -21,6 +19,56 @@ use crate::template::{HeaderRule, IncludeWhen, Template};
 
 /// traefik-oidc-auth's published default `Secret`. Anyone can read it, so it protects nothing.
 pub(super) const TOA_DEFAULT_SECRET: &str = "MLFs4TT99kOOq8h3UAVRtYoCTDYXiRcZ";
+
+/// Values once published as placeholders (our own Kubernetes examples shipped the first):
+/// applied unchanged, every session would be sealed with a key anyone can read.
+const PUBLISHED_PLACEHOLDERS: &[&str] = &["replace-me-with-at-least-32-random-bytes-0000"];
+
+/// Words that mark a value someone meant to replace.
+const PLACEHOLDER_WORDS: &[&str] = &[
+    "replace-me",
+    "replace_me",
+    "replaceme",
+    "change-me",
+    "change_me",
+    "changeme",
+    "changeit",
+    "placeholder",
+    "your-secret",
+    "your_secret",
+    "yoursecret",
+    "example-secret",
+    "insert-your",
+    "xxxxxxxx",
+];
+
+fn distinct_bytes(s: &str) -> usize {
+    let mut seen = [false; 256];
+    for b in s.bytes() {
+        if let Some(x) = seen.get_mut(usize::from(b)) {
+            *x = true;
+        }
+    }
+    seen.iter().filter(|x| **x).count()
+}
+
+/// Why `secret` is no secret: published (traefik-oidc-auth's default, a placeholder we shipped),
+/// plainly a placeholder, or with so few distinct characters that it cannot hold 32 random
+/// bytes' worth of key (`aaaa…`, `0000…`, `abab…`). `None` for a plausible secret.
+pub(super) fn published_or_placeholder(secret: &str) -> Option<&'static str> {
+    let lower = secret.to_ascii_lowercase();
+    if secret == TOA_DEFAULT_SECRET {
+        Some("is traefik-oidc-auth's published default")
+    } else if PUBLISHED_PLACEHOLDERS.contains(&secret) {
+        Some("is a published example value")
+    } else if PLACEHOLDER_WORDS.iter().any(|w| lower.contains(w)) {
+        Some("looks like a placeholder")
+    } else if distinct_bytes(secret) < 8 {
+        Some("has fewer than 8 distinct characters")
+    } else {
+        None
+    }
+}
 
 pub(super) const MIDDLEWARE_KEYS: &[&str] = &[
     "Provider",
@@ -91,15 +139,17 @@ pub(super) fn parse_middleware(
         Some((p, v)) => {
             let s = cx.string(v, &p);
             match s {
-                Some(s) if s == TOA_DEFAULT_SECRET => {
-                    cx.problem(
-                        &p,
-                        "is traefik-oidc-auth's published default; generate your own (openssl rand -base64 48)",
-                    );
-                    None
-                }
                 Some(s) if s.len() < 32 => {
                     cx.problem(&p, format!("must be at least 32 bytes (has {})", s.len()));
+                    None
+                }
+                // The value is not echoed: it is (meant to be) a secret.
+                Some(s) if published_or_placeholder(&s).is_some() => {
+                    let why = published_or_placeholder(&s).unwrap_or_default();
+                    cx.problem(
+                        &p,
+                        format!("{why}: anyone could forge sessions; generate your own (openssl rand -base64 48)"),
+                    );
                     None
                 }
                 Some(s) => Some(Secret::new(s)),
@@ -336,19 +386,18 @@ pub(super) fn parse_error_pages(
                 cx.problem(&p, "give FilePath or RedirectTo, not both");
                 None
             }
-            (Some(f), None) => match (cx.env.file)(Path::new(&f)) {
-                Ok(html) => match PageTemplate::parse(&html) {
+            (Some(f), None) => {
+                let key = join(&p, "FilePath");
+                let html = cx.read_file(&f, &key)?;
+                match PageTemplate::parse(&html) {
                     Ok(t) => Some(ErrorPage::Html(t)),
                     Err(e) => {
-                        cx.problem(&join(&p, "FilePath"), format!("{f}: {e}"));
+                        // The template error, not the file: it may quote the content.
+                        cx.problem(&key, format!("not a valid page template: {e}"));
                         None
                     }
-                },
-                Err(e) => {
-                    cx.problem(&join(&p, "FilePath"), format!("cannot read {f}: {e}"));
-                    None
                 }
-            },
+            }
             (None, Some(r)) => {
                 check_path_or_url(&r, &join(&p, "RedirectTo"), true, cx);
                 Some(ErrorPage::RedirectTo(r))

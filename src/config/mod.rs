@@ -103,7 +103,7 @@ pub struct Loaded {
 pub struct Env<'a> {
     /// Looks up an environment variable.
     pub var: &'a dyn Fn(&str) -> Option<String>,
-    /// Reads a file.
+    /// Reads a file (the process's: [`crate::files::read_text`], capped, regular files only).
     pub file: &'a dyn Fn(&Path) -> std::io::Result<String>,
 }
 
@@ -112,14 +112,15 @@ impl Env<'static> {
     pub fn process() -> Self {
         Env {
             var: &|k| std::env::var(k).ok(),
-            file: &|p| std::fs::read_to_string(p),
+            file: &|p| crate::files::read_text(p, crate::files::MAX_VALUE_FILE_BYTES),
         }
     }
 }
 
-/// Reads and parses the file at `path`.
+/// Reads and parses the file at `path` (a regular file of at most
+/// [`crate::files::MAX_CONFIG_BYTES`]; synchronous: async callers use `spawn_blocking`).
 pub fn load(path: &Path) -> Result<Loaded, Vec<Problem>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = crate::files::read_text(path, crate::files::MAX_CONFIG_BYTES).map_err(|e| {
         vec![Problem {
             path: path.display().to_string(),
             message: format!("cannot read the configuration file: {e}"),
@@ -136,12 +137,7 @@ pub fn parse(text: &str, env: &Env<'_>) -> Result<Loaded, Vec<Problem>> {
             message: format!("not valid YAML: {e}"),
         }]
     })?;
-    let mut cx = Cx {
-        env,
-        problems: Vec::new(),
-        warnings: Vec::new(),
-        lenient: false,
-    };
+    let mut cx = Cx::operator(env);
     let config = parse_root(&root, &mut cx);
     match config {
         Some(config) if cx.problems.is_empty() => Ok(Loaded {

@@ -3,8 +3,6 @@
 //! `InsecureSkipVerify`), `TokenValidation` and the renewal threshold. It is parsed into the OIDC
 //! module's [`ProviderConfig`].
 
-use std::path::PathBuf;
-
 use openidconnect::ClientSecret;
 use openidconnect::url::Url;
 use serde_yaml_ng::Value;
@@ -74,17 +72,10 @@ pub(super) fn parse_provider(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<P
     let use_claims_from_userinfo = flag(&mut obj, "UseClaimsFromUserInfo", false);
     let valid_issuer = opt_string(&mut obj, "ValidIssuer", cx).filter(|s| !s.is_empty());
     let valid_audience = opt_string(&mut obj, "ValidAudience", cx).filter(|s| !s.is_empty());
+    // Read now, once: the transport opens no file, and a block's file is read under its rules.
     let ca_bundle_file = opt_string(&mut obj, "CABundleFile", cx)
         .filter(|s| !s.is_empty())
-        .map(PathBuf::from);
-    if let Some(f) = &ca_bundle_file
-        && let Err(e) = (cx.env.file)(f)
-    {
-        cx.problem(
-            &join(path, "CABundleFile"),
-            format!("cannot read {}: {e}", f.display()),
-        );
-    }
+        .and_then(|f| cx.read_pem(&f, &join(path, "CABundleFile")));
     let token_validation = match obj.get("TokenValidation") {
         Some((p, v)) => cx
             .one_of(

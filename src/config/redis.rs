@@ -14,7 +14,6 @@
 //!   caFile: /etc/ssl/redis-ca.pem
 //! ```
 
-use std::path::Path;
 use std::time::Duration;
 
 use openidconnect::url::Url;
@@ -95,19 +94,7 @@ pub(super) fn parse_redis(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<Redi
     let connect_timeout = duration(&mut obj, "connectTimeout", DEFAULT_CONNECT_TIMEOUT, cx);
     let command_timeout = duration(&mut obj, "commandTimeout", DEFAULT_COMMAND_TIMEOUT, cx);
     let ca_pem = match obj.get("caFile") {
-        Some((p, v)) => cx
-            .string(v, &p)
-            .and_then(|file| match (cx.env.file)(Path::new(&file)) {
-                Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => Some(pem),
-                Ok(_) => {
-                    cx.problem(&p, format!("{file}: no PEM certificate in it"));
-                    None
-                }
-                Err(e) => {
-                    cx.problem(&p, format!("cannot read {file}: {e}"));
-                    None
-                }
-            }),
+        Some((p, v)) => cx.string(v, &p).and_then(|file| cx.read_pem(&file, &p)),
         None => None,
     };
     obj.finish(REDIS_KEYS, &[], cx);
@@ -220,6 +207,7 @@ pub(super) fn parse_storage(obj: &mut Obj<'_>, cx: &mut Cx<'_>) -> SessionStorag
 mod tests {
     use super::*;
     use crate::config::{Env, Problem, parse};
+    use std::path::Path;
 
     const MW: &str = "middlewares:\n  a:\n    Provider: { Url: https://idp.example, ClientId: app }\n    Secret: 0123456789abcdef0123456789abcdef\n";
 

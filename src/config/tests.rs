@@ -360,11 +360,27 @@ fn secret_rules() {
     let cases = [
         (TOA_DEFAULT_SECRET, false),
         ("0123456789abcdef0123456789abcde", false),
+        // Placeholders someone meant to replace: the one our Kubernetes examples shipped,
+        // the usual words, and keys with almost no entropy.
+        ("replace-me-with-at-least-32-random-bytes-0000", false),
+        ("please-CHANGE-ME-before-production-0123456789", false),
+        ("your-secret-here-at-least-32-bytes-long!!", false),
+        (&*"a".repeat(48), false),
+        (&*"0".repeat(32), false),
+        (&*"ab".repeat(24), false),
+        ("0123456abcdef0123456abcdef012345", true),
         (SECRET, true),
     ];
     for (secret, ok) in cases {
         let text = minimal().replace(SECRET, secret);
-        assert_eq!(parse_with(&text, &[], &[]).is_ok(), ok, "{secret}");
+        let got = parse_with(&text, &[], &[]);
+        assert_eq!(got.is_ok(), ok, "{secret}");
+        if let Err(p) = got {
+            assert!(
+                !format!("{p:?}").contains(secret),
+                "echoes the secret: {p:?}"
+            );
+        }
     }
 }
 

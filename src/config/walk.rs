@@ -10,6 +10,8 @@ use openidconnect::url::Url;
 use serde_yaml_ng::Value;
 
 use super::{Env, Problem};
+use crate::files;
+use crate::inline::InlineConfig;
 
 /// The walk's context: where `${…}` values come from, and the problems and warnings so far.
 pub(super) struct Cx<'e> {
@@ -20,6 +22,35 @@ pub(super) struct Cx<'e> {
     /// comma-separated string or as a mapping of decimal indices, the forms Traefik's docker
     /// labels produce. The YAML file stays strict.
     pub(super) lenient: bool,
+    /// What `${…}` references and file keys may reach: everything for the operator's own
+    /// file, only what `inline:` allows for a block that came over the network.
+    pub(super) reach: Reach<'e>,
+    /// Key paths whose value came from `${…}` (an inline block's problems there are not
+    /// echoed: the registrant must not read a value through a refusal).
+    pub(super) expanded: Vec<String>,
+}
+
+/// Who wrote the configuration being walked, and so what its `${…}` and file keys may read.
+#[derive(Clone, Copy)]
+pub(super) enum Reach<'e> {
+    /// The operator's file: any variable, any file (capped, regular files only).
+    Operator,
+    /// An inline block: configuration from the network, confined to the `inline:` rules.
+    Inline(&'e InlineConfig),
+}
+
+impl<'e> Cx<'e> {
+    /// A walk of the operator's own file.
+    pub(super) fn operator(env: &'e Env<'e>) -> Self {
+        Cx {
+            env,
+            problems: Vec::new(),
+            warnings: Vec::new(),
+            lenient: false,
+            reach: Reach::Operator,
+            expanded: Vec::new(),
+        }
+    }
 }
 
 impl Cx<'_> {
@@ -37,14 +68,27 @@ impl Cx<'_> {
         });
     }
 
-    /// Expands a whole-value `${VAR}` or `${file:/path}`; anything else is literal.
+    /// Expands a whole-value `${VAR}` or `${file:/path}`; anything else is literal. In an
+    /// inline block only the variables `inline.allowedVariables` names expand (in the keys it
+    /// allows), and `${file:}` never does: the refusal names the key, never a value.
     pub(super) fn expand(&mut self, raw: &str, path: &str) -> Option<String> {
         let Some(inner) = raw.strip_prefix("${").and_then(|r| r.strip_suffix('}')) else {
             return Some(raw.to_string());
         };
-        if let Some(file) = inner.strip_prefix("file:") {
+        if let Reach::Inline(rules) = self.reach
+            && let Err(why) = inline_may_expand(rules, inner, path)
+        {
+            self.problem(path, why);
+            return None;
+        }
+        let value = if let Some(file) = inner.strip_prefix("file:") {
             match (self.env.file)(Path::new(file)) {
                 Ok(s) => Some(s.trim().to_string()),
+                // A block is told the file could not be read, not why.
+                Err(_) if matches!(self.reach, Reach::Inline(_)) => {
+                    self.problem(path, format!("cannot read ${{file:{file}}}"));
+                    None
+                }
                 Err(e) => {
                     self.problem(path, format!("cannot read ${{file:{file}}}: {e}"));
                     None
@@ -59,6 +103,57 @@ impl Cx<'_> {
                     None
                 }
             }
+        };
+        self.expanded.push(path.to_string());
+        value
+    }
+
+    /// Reads the file a key names (`FilePath`, `CABundleFile`, `caFile`). The operator's file
+    /// reads any regular file (capped); an inline block only one inside
+    /// `inline.allowedFileDirectory`, and every refusal reads alike (no oracle for which
+    /// paths exist). The problem is reported at `path`.
+    pub(super) fn read_file(&mut self, file: &str, path: &str) -> Option<String> {
+        match self.reach {
+            Reach::Operator => match (self.env.file)(Path::new(file)) {
+                Ok(text) => Some(text),
+                Err(e) => {
+                    self.problem(path, format!("cannot read {file}: {e}"));
+                    None
+                }
+            },
+            Reach::Inline(rules) => {
+                let Some(dir) = &rules.allowed_file_directory else {
+                    self.problem(
+                        path,
+                        "an inline block may not read files: the sidecar's inline.allowedFileDirectory is not set",
+                    );
+                    return None;
+                };
+                match files::read_within(dir, file, rules.max_file_bytes) {
+                    Ok(text) => Some(text),
+                    Err(_) => {
+                        self.problem(
+                            path,
+                            format!(
+                                "must name a regular UTF-8 file of at most {} bytes inside the sidecar's inline.allowedFileDirectory",
+                                rules.max_file_bytes
+                            ),
+                        );
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`Cx::read_file`] of CA certificates: the file must hold at least one PEM certificate.
+    pub(super) fn read_pem(&mut self, file: &str, path: &str) -> Option<String> {
+        let pem = self.read_file(file, path)?;
+        if pem.contains("-----BEGIN CERTIFICATE-----") {
+            Some(pem)
+        } else {
+            self.problem(path, "no PEM certificate in the file");
+            None
         }
     }
 
@@ -343,4 +438,49 @@ pub(super) fn check_path_or_url(s: &str, path: &str, allow_absolute: bool, cx: &
     } else {
         cx.problem(path, "expected a path starting with /");
     }
+}
+
+/// Whether an inline block may expand `${inner}` at `path`: when `inline.allowedVariables`
+/// lists it exactly (`NAME`, or `file:/absolute/path` for one file), for any key or for this one
+/// (list indices aside, case-insensitive: `Provider.ClientSecret`, `Headers.Value`). The answer
+/// names the key and the reference the registrant wrote, never a value, and reads alike
+/// whether a file exists or not.
+fn inline_may_expand(rules: &InlineConfig, inner: &str, path: &str) -> Result<(), String> {
+    let Some(allowed) = rules.allowed_variables.iter().find(|v| v.name == inner) else {
+        return Err(if inner.starts_with("file:") {
+            "${file:…} is not allowed in an inline block: the sidecar reads no file for a block unless inline.allowedVariables lists that exact file".into()
+        } else {
+            format!(
+                "${{{inner}}} is not in the sidecar's inline.allowedVariables (an inline block reads no environment variable the operator did not list)"
+            )
+        });
+    };
+    if allowed.keys.is_empty()
+        || allowed
+            .keys
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(&key_of(path)))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "${{{inner}}} may not be used in this key (inline.allowedVariables allows it in: {})",
+            allowed.keys.join(", ")
+        ))
+    }
+}
+
+/// A walker path without its list indices: `Headers[0].Value` is `Headers.Value`.
+pub(crate) fn key_of(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut depth = 0usize;
+    for c in path.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
 }

@@ -30,6 +30,9 @@ pub enum Registered {
 pub enum RegisterError {
     /// The peer is not in `trustedProxies` (403).
     UntrustedPeer,
+    /// Neither `inline.allowedProviderUrls` nor `inline.registrationToken` is set (403):
+    /// registration is off until the operator says which IdPs or whom to accept.
+    Off,
     /// `registrationToken` is set and the request lacks it or has another (403).
     BadToken,
     /// The body is over `maxBlockBytes` (413).
@@ -49,7 +52,7 @@ impl RegisterError {
     /// The HTTP status of the refusal.
     pub fn status(&self) -> u16 {
         match self {
-            RegisterError::UntrustedPeer | RegisterError::BadToken => 403,
+            RegisterError::UntrustedPeer | RegisterError::Off | RegisterError::BadToken => 403,
             RegisterError::TooLarge => 413,
             RegisterError::HashMismatch | RegisterError::NotAnObject(_) => 400,
             RegisterError::Invalid(_) => 422,
@@ -61,6 +64,7 @@ impl RegisterError {
     pub fn title(&self) -> &'static str {
         match self {
             RegisterError::UntrustedPeer => "Registration from an untrusted peer",
+            RegisterError::Off => "Inline registration is off",
             RegisterError::BadToken => "Registration token missing or wrong",
             RegisterError::TooLarge => "Inline block too large",
             RegisterError::HashMismatch => "Hash mismatch",
@@ -76,6 +80,7 @@ impl RegisterError {
             RegisterError::UntrustedPeer => {
                 "Only peers in the sidecar's trustedProxies may register inline blocks.".into()
             }
+            RegisterError::Off => "The sidecar accepts inline blocks only once its configuration sets inline.allowedProviderUrls (the IdPs blocks may use) or inline.registrationToken (the token the plugin sends).".into(),
             RegisterError::BadToken => {
                 "The sidecar requires Authorization: Bearer <inline.registrationToken>.".into()
             }
@@ -98,8 +103,9 @@ impl RegisterError {
     }
 }
 
-/// Whether `peer` may register at all: a trusted proxy and, when the sidecar sets a
-/// registration token, `Authorization: Bearer <token>`. Checked before the body is read.
+/// Whether `peer` may register at all: a trusted proxy, registration switched on (an
+/// allow-list of IdPs or a token, [`InlineConfig::registration_open`]) and, when the sidecar
+/// sets a registration token, `Authorization: Bearer <token>`. Checked before the body is read.
 pub fn authorize(
     cfg: &InlineConfig,
     trusted: &[Cidr],
@@ -108,6 +114,9 @@ pub fn authorize(
 ) -> Result<(), RegisterError> {
     if !trusted.iter().any(|c| c.contains(peer)) {
         return Err(RegisterError::UntrustedPeer);
+    }
+    if !cfg.registration_open() {
+        return Err(RegisterError::Off);
     }
     let Some(want) = &cfg.registration_token else {
         return Ok(());
@@ -153,9 +162,11 @@ impl App {
     }
 
     /// Registers the block `body` under `hash` (after [`authorize`] and the body cap): content
-    /// addressing, validation (the YAML file's parser, with `${…}` from this process), the
-    /// provider allow-list, then the block joins the session scope of its key and its
-    /// discovery starts. Two concurrent registrations of one block store one entry.
+    /// addressing, validation (the YAML file's parser, reading of this process only what the
+    /// `inline:` rules allow), the provider allow-list, then the block joins the session scope
+    /// of its key and its discovery starts. Two concurrent registrations of one block store one
+    /// entry. Synchronous, and it may read an allowed file: the route runs it with
+    /// `spawn_blocking`.
     pub fn register_inline(
         &self,
         hash: &str,
@@ -176,7 +187,7 @@ impl App {
             return Ok(Registered::Known);
         }
         let name = super::member_name(hash);
-        let parsed = parse_block(body, &name, &Env::process()).map_err(|e| match e {
+        let parsed = parse_block(body, &name, &Env::process(), &cfg).map_err(|e| match e {
             BlockError::NotAnObject(why) => RegisterError::NotAnObject(why),
             BlockError::Invalid(mut p) => {
                 // Every problem at once: the allow-list too, when the block names its provider
@@ -277,6 +288,18 @@ mod tests {
         let mut cfg = InlineConfig::default();
         let inside: IpAddr = "10.1.2.3".parse().unwrap();
         let outside: IpAddr = "192.0.2.1".parse().unwrap();
+        // The defaults: off, whoever asks (the operator said neither which IdPs nor whom).
+        assert_eq!(
+            authorize(&cfg, &trusted, inside, None),
+            Err(RegisterError::Off)
+        );
+        assert_eq!(RegisterError::Off.status(), 403);
+        assert!(
+            RegisterError::Off
+                .detail()
+                .contains("inline.allowedProviderUrls")
+        );
+        cfg.allowed_provider_urls = vec!["https://idp.example".into()];
         assert_eq!(authorize(&cfg, &trusted, inside, None), Ok(()));
         assert_eq!(
             authorize(&cfg, &trusted, outside, Some(b"Bearer x")),

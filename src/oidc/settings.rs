@@ -3,8 +3,6 @@
 //! The OIDC module owns these types; `config` parses the YAML into them (and re-exports them), so
 //! the dependency runs one way only: config → oidc.
 
-use std::path::PathBuf;
-
 use openidconnect::ClientSecret;
 
 use super::client_auth::ClientKey;
@@ -45,8 +43,10 @@ pub struct ProviderConfig {
     pub valid_audience: Option<String>,
     /// Skip TLS certificate checks toward the IdP (testing only).
     pub insecure_skip_verify: bool,
-    /// Extra CA certificates (PEM) trusted for the IdP.
-    pub ca_bundle_file: Option<PathBuf>,
+    /// Extra CA certificates (PEM text) trusted for the IdP: the content of `CABundleFile`,
+    /// read when the configuration was parsed (capped, regular files only; the transport
+    /// opens no file).
+    pub ca_bundle_file: Option<String>,
     /// Extra CA certificates inline: PEM text, or `base64:` + base64 of PEM.
     pub ca_bundle: Option<String>,
     /// Fraction of the token lifetime after which a session with a refresh token is refreshed.

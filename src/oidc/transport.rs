@@ -23,9 +23,8 @@ pub(super) fn client(cfg: &ProviderConfig) -> Result<reqwest::Client, String> {
         .timeout(Duration::from_secs(10))
         .user_agent(concat!("traefik-oidc-sidecar/", env!("CARGO_PKG_VERSION")))
         .danger_accept_invalid_certs(cfg.insecure_skip_verify);
-    if let Some(path) = &cfg.ca_bundle_file {
-        let pem = std::fs::read(path).map_err(|e| format!("CABundleFile: {e}"))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+    if let Some(pem) = &cfg.ca_bundle_file {
+        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
             .map_err(|e| format!("CABundleFile: {e}"))?;
         for c in certs {
             b = b.add_root_certificate(c);
