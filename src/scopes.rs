@@ -99,6 +99,13 @@ impl ScopeRegistry {
         Some(scope)
     }
 
+    /// Whether another scope than `cfg`'s uses its cookie names (in one browser, their
+    /// sessions overwrite each other: an inline block's registration warns about it).
+    pub fn cookie_names_clash(&self, cfg: &MiddlewareConfig) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        clashes(&slots, &scope_key(cfg))
+    }
+
     /// Adds one member (an inline block) to the scope of its key, creating the scope if none
     /// has that key. Cookie attributes other than the key's come from the scope's first
     /// member, as for YAML middlewares of one scope.
@@ -147,6 +154,17 @@ fn prune(slots: &mut Vec<Slot>) {
     if slots.len() > MAX_IDLE_SCOPES {
         slots.retain(|s| !s.scope.members().is_empty());
     }
+    // Every change of the slots: each scope learns whether another uses its cookie names.
+    for s in slots.iter() {
+        s.scope.set_shares_cookie_names(clashes(slots, &s.key));
+    }
+}
+
+/// Whether a scope other than `key`'s uses the same cookie names.
+fn clashes(slots: &[Slot], key: &ScopeKey) -> bool {
+    slots
+        .iter()
+        .any(|o| o.key != *key && o.key.same_cookie_names(key))
 }
 
 #[cfg(test)]

@@ -286,16 +286,20 @@ async fn registration_only_from_trusted_proxies() {
 #[tokio::test]
 async fn an_inline_and_a_yaml_middleware_of_one_scope_share_one_login() {
     let issuer = shared_op();
-    let s = Sidecar::start(&config_yaml(
-        issuer,
-        &format!("inline:\n  registrationToken: {TOKEN}\n"),
-    ))
-    .await;
-    s.wait_ready(10).await;
-    // The Secret from a file on the sidecar's side: `${file:}` is expanded there.
+    // The Secret from a file on the sidecar's side: `${file:}` is expanded there, because the
+    // operator lists exactly that file, for the `Secret` key only.
     let secret_file =
         std::env::temp_dir().join(format!("tos-inline-secret-{}", std::process::id()));
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let s = Sidecar::start(&config_yaml(
+        issuer,
+        &format!(
+            "inline:\n  registrationToken: {TOKEN}\n  allowedVariables:\n    \"file:{}\": [Secret]\n",
+            secret_file.display()
+        ),
+    ))
+    .await;
+    s.wait_ready(10).await;
     let a = block(
         issuer,
         json!({"Secret": format!("${{file:{}}}", secret_file.display())}),

@@ -221,6 +221,11 @@ impl App {
             .scopes
             .join(&mw_cfg)
             .ok_or_else(|| RegisterError::Internal("no scope".into()))?;
+        if self.scopes.cookie_names_clash(&mw_cfg) {
+            // Told to the operator, as for two YAML middlewares (`scope_warnings`); the
+            // scopes leave each other's cookies alone (`Scope::clear_present`).
+            tracing::warn!(middleware = %label, block = %&hash[..12], prefix = %mw_cfg.cookie_name_prefix, "inline block uses the same cookie names as another session scope (another Secret, Provider.Url or ClientId): in one browser their sessions overwrite each other; give one of them its own CookieNamePrefix");
+        }
         // Kept to leave the scope again if the middleware cannot be built: a refused block must
         // not stay counted among the scope's members (its verdicts, kept claims).
         let joined = mw_cfg.clone();

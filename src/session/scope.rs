@@ -26,6 +26,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use serde_json::{Map, Value};
@@ -199,6 +200,9 @@ pub struct Scope {
     members: RwLock<Vec<String>>,
     ended: Ended,
     jtis: Arc<dyn JtiStore>,
+    /// Another live scope uses the same cookie names (another `Secret`, provider or client):
+    /// a value this scope cannot open may be that scope's session, so it is left alone.
+    shares_cookie_names: AtomicBool,
 }
 
 impl fmt::Debug for Scope {
@@ -231,6 +235,7 @@ impl Scope {
             members: RwLock::new(members),
             ended: Ended::default(),
             jtis: Arc::new(MemoryJtiStore::default()),
+            shares_cookie_names: AtomicBool::new(false),
         }
     }
 
@@ -508,12 +513,32 @@ impl Scope {
         }
     }
 
-    /// `Set-Cookie` values removing the session cookies this request carries (an invalid or
-    /// ended session), without touching the store.
+    /// Whether another live scope uses this scope's cookie names (set by the scope registry).
+    pub fn set_shares_cookie_names(&self, shared: bool) {
+        self.shares_cookie_names.store(shared, Ordering::Relaxed);
+    }
+
+    /// `Set-Cookie` values removing the session cookies this request carries (an expired or
+    /// ended session), without touching the store. When another live scope uses the same cookie
+    /// names (another `Secret`…), only cookies this scope sealed: a value that does not open
+    /// under its key may be that scope's session, and deleting it would log its users out
+    /// whenever this one answers a 401 or a login redirect. Alone, a broken value is removed.
     pub fn clear_present(&self, req: &RequestCookies<'_>) -> Vec<String> {
-        let mut set = self.codec.clear_present_session(req);
+        // Alone with its cookie names, a value that does not open is broken: removed.
+        let ours = !self.shares_cookie_names.load(Ordering::Relaxed)
+            || self.codec.session_chunks(req).is_some_and(|(chunks, n)| {
+                chunks
+                    .get(..n)
+                    .is_some_and(|c| self.codec.open_session(c).is_some())
+            });
+        let mut set = if ours {
+            self.codec.clear_present_session(req)
+        } else {
+            Vec::new()
+        };
         if let Store::Redis(r) = &self.store
             && req.get(r.cookie_name()).is_some()
+            && (!self.shares_cookie_names.load(Ordering::Relaxed) || r.ticket_of(req).is_some())
         {
             set.push(self.codec.ticket_removal(r.cookie_name()));
         }
