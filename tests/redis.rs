@@ -8,106 +8,20 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::redis::{RedisCluster, RedisSentinel, RedisServer, dump};
+use common::redis::{
+    RedisCluster, RedisSentinel, RedisServer, Seen, TICKET, dump, end_at_op, login, logout_relay,
+    with_cookie, yaml,
+};
 use common::*;
 use traefik_oidc_sidecar::session::EndBy;
 
 const HOME: &str = "http://app.test/";
-const TICKET: &str = "TraefikOidcSidecar.ticket";
-
-fn yaml(issuer: &str, redis: &str) -> String {
-    format!(
-        r#"
-redis:
-{redis}
-  keyPrefix: "t:"
-  commandTimeout: 250ms
-  connectTimeout: 500ms
-middlewares:
-  default:
-    Provider:
-      Url: {issuer}
-      ClientId: sidecar
-      ClientSecret: sidecar-secret
-      TokenRenewalThreshold: 0.5
-    Secret: {SECRET}
-    SessionStorageType: redis
-    Scopes: [openid, profile, email, groups]
-    SessionCookie:
-      Secure: false
-  other:
-    Provider:
-      Url: {issuer}
-      ClientId: sidecar
-      ClientSecret: sidecar-secret
-    Secret: another-secret-for-another-scope-0123456789
-    CookieNamePrefix: Other
-    SessionStorageType: Redis
-    SessionCookie:
-      Secure: false
-  cookie:
-    Provider:
-      Url: {issuer}
-      ClientId: sidecar
-      ClientSecret: sidecar-secret
-    Secret: {SECRET}
-    CookieNamePrefix: CookieMode
-    SessionCookie:
-      Secure: false
-"#
-    )
-}
-
-fn standalone(r: &RedisServer) -> String {
-    format!("  url: {}", r.url())
-}
-
-/// A request with exactly this `Cookie` header (a copied or replayed cookie).
-async fn with_cookie(s: &Sidecar, mw: &str, cookie: &str, nav: bool) -> reqwest::Response {
-    let mut req = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .get(s.auth_url(mw))
-        .header("X-Forwarded-Method", "GET")
-        .header("X-Forwarded-Proto", "http")
-        .header("X-Forwarded-Host", APP_HOST)
-        .header("X-Forwarded-Uri", "/page")
-        .header("Cookie", cookie);
-    req = if nav {
-        req.header("Sec-Fetch-Mode", "navigate")
-            .header("Accept", "text/html")
-    } else {
-        req.header("Accept", "application/json")
-    };
-    req.send().await.unwrap()
-}
-
-/// Logs `user` in through replica `s` for `mw`; returns the browser and the ticket cookie's
-/// `Set-Cookie` line.
-async fn login(s: &Sidecar, mw: &str, user: &str) -> (Browser, String) {
-    let mut b = Browser::new(s, mw);
-    let r = b.login(HOME, user).await;
-    assert_eq!(r.status, 302, "callback: {r:#?}");
-    let set = r.all("set-cookie");
-    let ticket = set
-        .iter()
-        .find(|c| c.contains(".ticket="))
-        .unwrap_or_else(|| panic!("no ticket cookie: {set:#?}"))
-        .to_string();
-    assert!(
-        !set.iter()
-            .any(|c| c.contains(".session.") && !c.contains("Max-Age=0")),
-        "Redis mode writes no session chunks: {set:#?}"
-    );
-    (b, ticket)
-}
 
 #[tokio::test]
 async fn sessions_are_shared_by_replicas_and_logout_ends_them_everywhere() {
     let redis = RedisServer::start();
     let issuer = shared_op();
-    let cfg = yaml(issuer, &standalone(&redis));
+    let cfg = yaml(issuer, &redis.block());
     let a = Sidecar::start(&cfg).await;
     let b = Sidecar::start(&cfg).await;
     a.wait_ready(15).await;
@@ -220,7 +134,7 @@ async fn sessions_are_shared_by_replicas_and_logout_ends_them_everywhere() {
 async fn forged_truncated_and_foreign_tickets_are_anonymous_without_a_redis_round_trip() {
     let mut redis = RedisServer::start();
     let issuer = shared_op();
-    let s = Sidecar::start(&yaml(issuer, &standalone(&redis))).await;
+    let s = Sidecar::start(&yaml(issuer, &redis.block())).await;
     s.wait_ready(15).await;
     let (browser, _) = login(&s, "default", "alice").await;
     let good = browser.cookies(APP_HOST)[TICKET].clone();
@@ -280,7 +194,7 @@ async fn forged_truncated_and_foreign_tickets_are_anonymous_without_a_redis_roun
 async fn redis_down_is_503_then_service_resumes_with_persisted_sessions() {
     let mut redis = RedisServer::start();
     let issuer = shared_op();
-    let s = Sidecar::start(&yaml(issuer, &standalone(&redis))).await;
+    let s = Sidecar::start(&yaml(issuer, &redis.block())).await;
     s.wait_ready(15).await;
     let (_, _) = login(&s, "default", "alice").await;
     let (browser, _) = login(&s, "default", "alice").await;
@@ -344,7 +258,7 @@ async fn redis_down_is_503_then_service_resumes_with_persisted_sessions() {
 async fn concurrent_refreshes_on_two_replicas_redeem_the_refresh_token_once() {
     let redis = RedisServer::start();
     let op = Op::start_with(0, 6);
-    let cfg = yaml(&op.issuer, &standalone(&redis));
+    let cfg = yaml(&op.issuer, &redis.block());
     let a = Sidecar::start(&cfg).await;
     let b = Sidecar::start(&cfg).await;
     a.wait_ready(15).await;
@@ -424,13 +338,7 @@ async fn concurrent_refreshes_on_two_replicas_redeem_the_refresh_token_once() {
 async fn a_redis_cluster_shares_sessions_between_replicas() {
     let cluster = RedisCluster::start();
     let issuer = shared_op();
-    let urls = cluster
-        .urls()
-        .iter()
-        .map(|u| format!("\"{u}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let cfg = yaml(issuer, &format!("  cluster:\n    urls: [{urls}]"));
+    let cfg = yaml(issuer, &cluster.block());
     let a = Sidecar::start(&cfg).await;
     let b = Sidecar::start(&cfg).await;
     a.wait_ready(15).await;
@@ -538,37 +446,6 @@ async fn sentinel_mode_finds_the_master_and_shares_sessions() {
     }
 }
 
-/// A relay for the OP's back-channel logout POSTs: passes each body to the sidecar route set in
-/// `target` once the sidecar runs, and records (body, sidecar status).
-type Seen = Arc<Mutex<Vec<(String, u16)>>>;
-
-async fn logout_relay(target: Arc<Mutex<String>>, seen: Seen) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/bcl", listener.local_addr().unwrap());
-    let app = axum::Router::new().route(
-        "/bcl",
-        axum::routing::post(move |body: String| {
-            let (target, seen) = (target.clone(), seen.clone());
-            async move {
-                let to = target.lock().unwrap().clone();
-                let status = reqwest::Client::new()
-                    .post(to)
-                    .header("Content-Type", "application/x-www-form-urlencoded")
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .map_or(599, |r| r.status().as_u16());
-                seen.lock().unwrap().push((body, status));
-                axum::http::StatusCode::from_u16(status).unwrap()
-            }
-        }),
-    );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    url
-}
-
 #[tokio::test]
 async fn a_back_channel_logout_ends_the_redis_session_on_every_replica_once() {
     let redis = RedisServer::start();
@@ -576,7 +453,7 @@ async fn a_back_channel_logout_ends_the_redis_session_on_every_replica_once() {
     let seen: Seen = Arc::default();
     let relay = logout_relay(target.clone(), seen.clone()).await;
     let op = Op::start_env(0, 3600, &[("OP_BACKCHANNEL_LOGOUT_URI", &relay)]);
-    let cfg = yaml(&op.issuer, &standalone(&redis));
+    let cfg = yaml(&op.issuer, &redis.block());
     let a = Sidecar::start(&cfg).await;
     let b = Sidecar::start(&cfg).await;
     a.wait_ready(15).await;
@@ -594,23 +471,7 @@ async fn a_back_channel_logout_ends_the_redis_session_on_every_replica_once() {
     );
 
     // The user ends the session at the OP itself: the OP posts the logout token to replica A.
-    let end = format!("{}/session/end", op.issuer);
-    let page = browser.op_get(&end).await;
-    let xsrf = common::xsrf(&page);
-    let r = browser
-        .op_post(
-            &format!("{}/session/end/confirm", op.issuer),
-            &[("xsrf", &xsrf), ("logout", "yes")],
-        )
-        .await;
-    assert_eq!(r.status, 303, "{r:#?}");
-    let (body, status) = seen
-        .lock()
-        .unwrap()
-        .last()
-        .cloned()
-        .expect("a logout token");
-    assert_eq!(status, 200, "replica A accepted the real token");
+    let body = end_at_op(&mut browser, &op.issuer, &seen).await;
 
     // Both replicas refuse the session (B within one second); bob's session is untouched.
     let t0 = Instant::now();

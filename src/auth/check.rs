@@ -46,7 +46,10 @@ impl Middleware {
                         set_cookies = self.scope.after_refresh(&new, cookies, now)?;
                         Some(Arc::new(new))
                     }
-                    // Redis mode: the record was deleted meanwhile (a logout on another replica).
+                    // The session ended while its refresh token was redeemed (Redis mode: a
+                    // logout deleted the record; cookie mode: a back-channel logout marked it).
+                    // The refreshed tokens are dropped and the request has no session: never
+                    // the old identity, never a new cookie.
                     Err(e) if e == SESSION_ENDED => None,
                     Err(e) => {
                         decision!(self.cfg.log_level, INFO, middleware = %self.cfg.name, error = %e, "session refresh failed");

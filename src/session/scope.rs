@@ -35,7 +35,7 @@ use sha2::{Digest, Sha256};
 use super::codec::CookieCodec;
 use super::ended::{EndBy, Ended};
 use super::redis::RedisPool;
-use super::store::{RedisStore, SessionStorage, Store};
+use super::store::{RedisStore, SESSION_ENDED, SessionStorage, Store};
 use super::{RequestCookies, Secret, Session, SessionCookieConfig};
 use crate::authz::{self, ClaimAssertion};
 use crate::error::Error;
@@ -472,7 +472,14 @@ impl Scope {
         };
         let cell = self.refresh_cell(rt, now).await;
         match &self.store {
-            Store::Cookie => cell.get_or_init(|| redeem).await.clone(),
+            Store::Cookie => match cell.get_or_init(|| redeem).await.clone() {
+                // A back-channel logout of this session landed while the refresh token was
+                // redeemed: the refreshed session (made at `now`, before the logout's cutoff) is
+                // refused like the old one, instead of answering with it and handing its cookies
+                // to the browser.
+                Ok(new) if self.ended.refuses(&new) => Err(SESSION_ENDED.into()),
+                r => r,
+            },
             Store::Redis(r) => {
                 let t = r.ticket_of(req).ok_or("no ticket")?;
                 cell.get_or_init(|| r.refresh(&t, old, now, redeem))

@@ -15,15 +15,19 @@
 //! - the record expires with the session (plus [`REFRESH_GRACE_SECS`] when a refresh token can
 //!   renew it); a refresh rewrites it under the same ticket, so the cookie does not change, and
 //!   a plain authorized request writes nothing;
+//! - a refresh's rewrite is conditional (compare-and-set on the sealed value it read, one Lua
+//!   script on the record's key): a logout or back-channel logout that deletes the record while
+//!   the refresh token is being redeemed stays done, the refreshed tokens are dropped;
 //! - `<keyPrefix>sid:<hmac>` and `<keyPrefix>sub:<hmac>` sets index record ids by the login's
 //!   `sid` and `sub` (HMAC-ed with a scope key, so no `sub` appears in clear), for back-channel
-//!   logout ([`RedisStore::end_sessions`]);
+//!   logout ([`RedisStore::end_sessions`]). Every write of a record (re)writes its index entries
+//!   first, with an expiry no earlier than the record's, so a logout always finds it;
 //! - a refresh is redeemed once cluster-wide: `<keyPrefix>lock:<id>` (SET NX PX) elects the
 //!   replica that redeems; the others poll the record until it changes (the result is shared
 //!   through Redis), see [`RedisStore::refresh`].
 //!
-//! Every key is one key per command (no multi-key command), so all of this works unchanged on a
-//! Redis Cluster.
+//! Every command and script names one key (no multi-key command), so all of this works
+//! unchanged on a Redis Cluster.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -260,16 +264,24 @@ impl RedisStore {
 
     /// The record of `t` read from Redis (never from memory).
     async fn fetch(&self, t: &Ticket) -> Result<Option<Session>, Error> {
+        Ok(self.fetch_sealed(t).await?.map(|(_, s)| s))
+    }
+
+    /// The record of `t` read from Redis: its stored (sealed) value and the session it opens
+    /// to. The sealed value is what a refresh's conditional write compares against
+    /// ([`RedisStore::replace`]): every write seals under a fresh nonce, so equal bytes mean
+    /// the very record that was read.
+    async fn fetch_sealed(&self, t: &Ticket) -> Result<Option<(Vec<u8>, Session)>, Error> {
         let data: Option<Vec<u8>> = self
             .pool
             .run(redis::cmd("GET").arg(self.record_key(&t.id)))
             .await?;
         Ok(data.and_then(|d| {
-            let s = self.open(t, d);
+            let s = self.open(t, d.clone());
             if s.is_none() {
                 tracing::warn!("a Redis session record does not open; treated as absent");
             }
-            s
+            s.map(|s| (d, s))
         }))
     }
 
@@ -283,8 +295,16 @@ impl RedisStore {
         end.max(now + 1)
     }
 
-    async fn write(&self, t: &Ticket, session: &Session, now: u64) -> Result<(), Error> {
-        let value = self.seal(t, session)?;
+    /// Stores a new login's session under a fresh ticket, indexed by its `sub` and `sid`.
+    /// Returns the ticket cookie's value and the record's expiry.
+    pub async fn create(&self, session: &Session, now: u64) -> Result<(String, u64), Error> {
+        let t = self.ticket(rand::random());
+        let until = Self::expires_at(session, now);
+        // Index first, record second (here and in `replace`): a back-channel logout that
+        // lists the index at any moment finds every record that exists. The other order leaves
+        // a moment where a record lives unindexed, and a logout landing then misses it.
+        self.index(&t.id, session, until).await?;
+        let value = self.seal(&t, session)?;
         let _: () = self
             .pool
             .run(
@@ -292,19 +312,20 @@ impl RedisStore {
                     .arg(self.record_key(&t.id))
                     .arg(value)
                     .arg("EXAT")
-                    .arg(Self::expires_at(session, now)),
+                    .arg(until),
             )
             .await?;
-        Ok(())
+        let cookie = self
+            .encode(&t)
+            .ok_or_else(|| Error::Internal("ticket encoding".into()))?;
+        Ok((cookie, until))
     }
 
-    /// Stores a new login's session under a fresh ticket, indexed by its `sub` and `sid`.
-    /// Returns the ticket cookie's value and the record's expiry.
-    pub async fn create(&self, session: &Session, now: u64) -> Result<(String, u64), Error> {
-        let t = self.ticket(rand::random());
-        self.write(&t, session, now).await?;
-        let until = Self::expires_at(session, now);
-        let member = hex(&t.id);
+    /// Adds record `id` to the `sub` and `sid` index sets of `session` (Back-Channel Logout
+    /// 1.0 §2.7 ends sessions by either), each kept at least until `until`, the record's
+    /// expiry: an index that expires before its record would hide that record from logouts.
+    async fn index(&self, id: &RecordId, session: &Session, until: u64) -> Result<(), Error> {
+        let member = hex(id);
         for (kind, value) in [
             ("sub", Some(session.sub.as_str())),
             ("sid", session.sid.as_deref()),
@@ -328,16 +349,45 @@ impl RedisStore {
                     .await?;
             }
         }
-        let cookie = self
-            .encode(&t)
-            .ok_or_else(|| Error::Internal("ticket encoding".into()))?;
-        Ok((cookie, until))
+        Ok(())
     }
 
-    /// Rewrites the record of `t` (a refresh) and tells every replica.
-    pub async fn rewrite(&self, t: &Ticket, session: &Session, now: u64) -> Result<(), Error> {
-        self.write(t, session, now).await?;
-        self.pool.publish(&t.id).await
+    /// Replaces the record of `t` with `session` (a refresh) only if it still holds `sealed`,
+    /// the value the refresh read, and tells every replica. `Ok(false)`: the record was
+    /// deleted (logout, back-channel logout) or rewritten meanwhile, and is left as it is, so
+    /// a refresh never revives a session that ended while its refresh token was redeemed.
+    ///
+    /// The compare and the write are one Lua script on one key (atomic in Redis, and routed
+    /// by that key's hash slot on a Cluster). The index entries are (re)written first: the
+    /// refreshed record outlives the login's expiry, and its index must too.
+    async fn replace(
+        &self,
+        t: &Ticket,
+        sealed: &[u8],
+        session: &Session,
+        now: u64,
+    ) -> Result<bool, Error> {
+        const REPLACE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('set', KEYS[1], ARGV[2], 'EXAT', ARGV[3]) return 1 else return 0 end";
+        let until = Self::expires_at(session, now);
+        self.index(&t.id, session, until).await?;
+        let value = self.seal(t, session)?;
+        let replaced: i64 = self
+            .pool
+            .run(
+                redis::cmd("EVAL")
+                    .arg(REPLACE)
+                    .arg(1)
+                    .arg(self.record_key(&t.id))
+                    .arg(sealed)
+                    .arg(value)
+                    .arg(until),
+            )
+            .await?;
+        if replaced != 1 {
+            return Ok(false);
+        }
+        self.pool.publish(&t.id).await?;
+        Ok(true)
     }
 
     /// Deletes the record of `t` (logout) and tells every replica.
@@ -374,7 +424,14 @@ impl RedisStore {
             self.pool.publish(&id).await?;
             ended += usize::from(n > 0);
         }
-        let _: i64 = self.pool.run(redis::cmd("DEL").arg(&index)).await?;
+        // Only the members seen leave the index (an empty set is removed by Redis): a login of
+        // the same `sid` or `sub` indexed meanwhile stays findable by the next logout.
+        if !members.is_empty() {
+            let _: i64 = self
+                .pool
+                .run(redis::cmd("SREM").arg(&index).arg(&members))
+                .await?;
+        }
         Ok(ended)
     }
 
@@ -431,16 +488,26 @@ impl RedisStore {
         changed: &impl Fn(&Session) -> bool,
         redeem: Option<impl Future<Output = Result<Session, String>>>,
     ) -> Result<Session, String> {
-        match self.fetch(t).await.map_err(|e| e.to_string())? {
-            Some(cur) if changed(&cur) => return Ok(cur),
-            Some(_) => {}
+        let sealed = match self.fetch_sealed(t).await.map_err(|e| e.to_string())? {
+            Some((_, cur)) if changed(&cur) => return Ok(cur),
+            Some((sealed, _)) => sealed,
             None => return Err(SESSION_ENDED.into()),
-        }
+        };
         let new = redeem.ok_or("refresh already attempted")?.await?;
-        self.rewrite(t, &new, now)
+        if self
+            .replace(t, &sealed, &new, now)
             .await
-            .map_err(|e| e.to_string())?;
-        Ok(new)
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(new);
+        }
+        // The record changed while the refresh token was redeemed: the new tokens are dropped
+        // and the request gets what the record says now. Gone (a logout): no session.
+        match self.fetch(t).await.map_err(|e| e.to_string())? {
+            Some(cur) if changed(&cur) => Ok(cur),
+            Some(_) => Err("the session record changed during the refresh".into()),
+            None => Err(SESSION_ENDED.into()),
+        }
     }
 
     async fn unlock(&self, lock: &str, token: &str) {

@@ -1,11 +1,21 @@
 //! Real Redis for the Redis-mode tests: a standalone `redis-server` (Debian's) on a random
 //! loopback port with append-only persistence, and a three-master Redis Cluster made with
 //! `redis-cli --cluster create`. Every process is killed on drop; data lives under
-//! `target/test-redis/`.
+//! `target/test-redis/`. Also the Redis-mode suites' sidecar helpers: requests with a given
+//! ticket cookie, a login that returns the ticket, and a relay for the OP's back-channel
+//! logout POSTs.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::common::{APP_HOST, Browser, SECRET, Sidecar};
+
+/// The ticket cookie of the `default` prefix.
+pub const TICKET: &str = "TraefikOidcSidecar.ticket";
+/// The page every Redis-mode login starts from.
+const HOME: &str = "http://app.test/";
 
 static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -96,6 +106,11 @@ impl RedisServer {
     /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The body of a `redis:` block naming this server (for [`yaml`]).
+    pub fn block(&self) -> String {
+        format!("  url: {}", self.url())
     }
 
     /// Runs `redis-cli` against this server; returns its stdout.
@@ -197,6 +212,17 @@ impl RedisCluster {
         self.nodes.iter().map(RedisServer::url).collect()
     }
 
+    /// The body of a `redis:` block naming this cluster's nodes (for [`yaml`]).
+    pub fn block(&self) -> String {
+        let urls = self
+            .urls()
+            .iter()
+            .map(|u| format!("\"{u}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("  cluster:\n    urls: [{urls}]")
+    }
+
     /// Every key and value of every node, for "what does a dump reveal" checks.
     pub fn dump(&self) -> String {
         self.nodes.iter().map(dump).collect()
@@ -276,4 +302,147 @@ impl Drop for RedisSentinel {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The Redis-mode suites' configuration: `redis` is the `redis:` block's body (see
+/// [`RedisServer::block`]). `default` keeps its sessions in Redis, `other` is another Redis
+/// scope, `cookie` a cookie-mode scope of the same client; `default` and `cookie` refresh past
+/// half of the token lifetime.
+pub fn yaml(issuer: &str, redis: &str) -> String {
+    format!(
+        r#"
+redis:
+{redis}
+  keyPrefix: "t:"
+  commandTimeout: 250ms
+  connectTimeout: 500ms
+middlewares:
+  default:
+    Provider:
+      Url: {issuer}
+      ClientId: sidecar
+      ClientSecret: sidecar-secret
+      TokenRenewalThreshold: 0.5
+    Secret: {SECRET}
+    SessionStorageType: redis
+    Scopes: [openid, profile, email, groups]
+    SessionCookie:
+      Secure: false
+  other:
+    Provider:
+      Url: {issuer}
+      ClientId: sidecar
+      ClientSecret: sidecar-secret
+    Secret: another-secret-for-another-scope-0123456789
+    CookieNamePrefix: Other
+    SessionStorageType: Redis
+    SessionCookie:
+      Secure: false
+  cookie:
+    Provider:
+      Url: {issuer}
+      ClientId: sidecar
+      ClientSecret: sidecar-secret
+      TokenRenewalThreshold: 0.5
+    Secret: {SECRET}
+    CookieNamePrefix: CookieMode
+    SessionCookie:
+      Secure: false
+"#
+    )
+}
+
+/// A request with exactly this `Cookie` header (a copied or replayed cookie).
+pub async fn with_cookie(s: &Sidecar, mw: &str, cookie: &str, nav: bool) -> reqwest::Response {
+    let mut req = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(s.auth_url(mw))
+        .header("X-Forwarded-Method", "GET")
+        .header("X-Forwarded-Proto", "http")
+        .header("X-Forwarded-Host", APP_HOST)
+        .header("X-Forwarded-Uri", "/page")
+        .header("Cookie", cookie);
+    req = if nav {
+        req.header("Sec-Fetch-Mode", "navigate")
+            .header("Accept", "text/html")
+    } else {
+        req.header("Accept", "application/json")
+    };
+    req.send().await.unwrap()
+}
+
+/// Logs `user` in through replica `s` for `mw`; returns the browser and the ticket cookie's
+/// `Set-Cookie` line.
+pub async fn login(s: &Sidecar, mw: &str, user: &str) -> (Browser, String) {
+    let mut b = Browser::new(s, mw);
+    let r = b.login(HOME, user).await;
+    assert_eq!(r.status, 302, "callback: {r:#?}");
+    let set = r.all("set-cookie");
+    let ticket = set
+        .iter()
+        .find(|c| c.contains(".ticket="))
+        .unwrap_or_else(|| panic!("no ticket cookie: {set:#?}"))
+        .to_string();
+    assert!(
+        !set.iter()
+            .any(|c| c.contains(".session.") && !c.contains("Max-Age=0")),
+        "Redis mode writes no session chunks: {set:#?}"
+    );
+    (b, ticket)
+}
+
+/// A relay for the OP's back-channel logout POSTs: passes each body to the sidecar route set in
+/// `target` once the sidecar runs, and records (body, sidecar status).
+pub type Seen = Arc<Mutex<Vec<(String, u16)>>>;
+
+pub async fn logout_relay(target: Arc<Mutex<String>>, seen: Seen) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/bcl", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/bcl",
+        axum::routing::post(move |body: String| {
+            let (target, seen) = (target.clone(), seen.clone());
+            async move {
+                let to = target.lock().unwrap().clone();
+                let status = reqwest::Client::new()
+                    .post(to)
+                    .header("Content-Type", "application/x-www-form-urlencoded")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .map_or(599, |r| r.status().as_u16());
+                seen.lock().unwrap().push((body, status));
+                axum::http::StatusCode::from_u16(status).unwrap()
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+/// Ends the browser's session at the OP `issuer` (its end-session page, confirmed): the OP
+/// posts a logout token with the session's `sid` through the relay that records in `seen`
+/// (Back-Channel Logout 1.0 §2.5), which the sidecar must accept. Returns the posted body.
+pub async fn end_at_op(b: &mut Browser, issuer: &str, seen: &Seen) -> String {
+    let page = b.op_get(&format!("{issuer}/session/end")).await;
+    let xsrf = crate::common::xsrf(&page);
+    let r = b
+        .op_post(
+            &format!("{issuer}/session/end/confirm"),
+            &[("xsrf", &xsrf), ("logout", "yes")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{r:#?}");
+    let (body, status) = seen
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .expect("a logout token");
+    assert_eq!(status, 200, "the sidecar accepted the real logout token");
+    body
 }
