@@ -98,7 +98,6 @@ fn redis_examples_load_and_keep_redis_private() {
             "ConfigMap",
             "Deployment",
             "NetworkPolicy",
-            "Secret",
             "Service",
             "Service",
             "StatefulSet"
@@ -143,7 +142,6 @@ fn kubernetes_manifests_have_the_expected_kinds() {
             "IngressRoute",
             "Middleware",
             "Middleware",
-            "Secret",
             "Service"
         ]
     );
