@@ -148,6 +148,17 @@ impl Bin {
     }
 }
 
+/// `--check-config` of the file `cfg`, with `env` added to the environment.
+fn check_config(cfg: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(bin())
+        .arg("--config")
+        .arg(cfg)
+        .arg("--check-config")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
 fn hash(body: &[u8]) -> String {
     Sha256::digest(body)
         .iter()
@@ -321,24 +332,11 @@ async fn a_block_reads_nothing_of_the_process() {
     }
     // No oracle: a CA file that exists and one that does not are refused alike.
     let msg = |b: &str| problems(b).into_iter().map(|(_, m)| m).collect::<Vec<_>>();
+    let ca = |file: &str| block(issuer, json!({"Provider": {"CABundleFile": file}}));
     let (_, a) = s
-        .register(
-            &block(
-                issuer,
-                json!({"Provider": {"CABundleFile": "/etc/ssl/certs/ca-certificates.crt"}}),
-            ),
-            Some(TOKEN),
-        )
+        .register(&ca("/etc/ssl/certs/ca-certificates.crt"), Some(TOKEN))
         .await;
-    let (_, b) = s
-        .register(
-            &block(
-                issuer,
-                json!({"Provider": {"CABundleFile": "/nonexistent/ca.pem"}}),
-            ),
-            Some(TOKEN),
-        )
-        .await;
+    let (_, b) = s.register(&ca("/nonexistent/ca.pem"), Some(TOKEN)).await;
     assert_eq!(msg(&a), msg(&b));
 }
 
@@ -423,24 +421,14 @@ fn the_operators_file_refuses_devices_and_fifos_too() {
         )
         .unwrap();
         let started = Instant::now();
-        let out = Command::new(bin())
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--check-config")
-            .output()
-            .unwrap();
+        let out = check_config(&cfg, &[]);
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("not a regular file"), "{source}: {err}");
         assert!(started.elapsed() < Duration::from_secs(10));
     }
     // The configuration file itself: a FIFO is refused, not waited on.
-    let out = Command::new(bin())
-        .arg("--config")
-        .arg(&fifo)
-        .arg("--check-config")
-        .output()
-        .unwrap();
+    let out = check_config(&fifo, &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
 }
@@ -590,13 +578,7 @@ fn published_and_placeholder_secrets_are_refused_at_load() {
             ),
         )
         .unwrap();
-        let out = Command::new(bin())
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--check-config")
-            .env("S", secret)
-            .output()
-            .unwrap();
+        let out = check_config(&cfg, &[("S", secret)]);
         assert!(!out.status.success(), "{secret} accepted");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("middlewares.m.Secret"), "{err}");
@@ -628,12 +610,7 @@ fn check_config_warns_about_permissive_inline_rules() {
         ),
     )
     .unwrap();
-    let out = Command::new(bin())
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--check-config")
-        .output()
-        .unwrap();
+    let out = check_config(&cfg, &[]);
     assert!(out.status.success(), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     for want in [
