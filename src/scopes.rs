@@ -41,10 +41,8 @@ impl Default for ScopeRegistry {
 
 /// The login-time judge of a member, when it has one (assertions checked at login only).
 pub fn judge_of(cfg: &MiddlewareConfig) -> Option<Judge> {
-    (!cfg.check_on_every_request && !cfg.assert_claims.is_empty()).then(|| Judge {
-        middleware: cfg.name.clone(),
-        assertions: cfg.assert_claims.clone(),
-    })
+    (!cfg.check_on_every_request && !cfg.assert_claims.is_empty())
+        .then(|| Judge::new(&cfg.name, &cfg.assert_claims))
 }
 
 fn hint_paths(members: &[&MiddlewareConfig]) -> Vec<String> {
@@ -183,7 +181,7 @@ mod tests {
         assert!(a.keep().claims.contains("groups"));
         let mut claims = serde_json::Map::new();
         claims.insert("groups".into(), serde_json::json!(["x"]));
-        assert_eq!(a.verdicts(&claims).get("b"), Some(&true));
+        assert_eq!(a.verdicts(&claims).get("b").map(|v| v.held), Some(true));
         r.leave(&c[1]);
         assert_eq!(a.members(), ["a"]);
         assert!(a.verdicts(&claims).is_empty());

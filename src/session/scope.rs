@@ -35,6 +35,7 @@ use super::codec::CookieCodec;
 use super::ended::{EndBy, Ended};
 use super::redis::RedisPool;
 use super::store::{RedisStore, SessionStorage, Store};
+use super::verdict::{RulesPrint, Verdict, rules_print};
 use super::{RequestCookies, Secret, Session, SessionCookieConfig};
 use crate::authz::{self, ClaimAssertion};
 use crate::error::Error;
@@ -186,6 +187,19 @@ pub struct Judge {
     pub middleware: String,
     /// Its `Authorization.AssertClaims`.
     pub assertions: Vec<ClaimAssertion>,
+    /// Their fingerprint, stored with each verdict (see [`super::verdict`]).
+    pub rules: RulesPrint,
+}
+
+impl Judge {
+    /// The judge of `middleware` with these assertions.
+    pub fn new(middleware: &str, assertions: &[ClaimAssertion]) -> Self {
+        Judge {
+            middleware: middleware.to_string(),
+            assertions: assertions.to_vec(),
+            rules: rules_print(assertions),
+        }
+    }
 }
 
 /// One session scope (see the module docs).
@@ -523,17 +537,17 @@ impl Scope {
     /// The verdict of every login-time judge of the scope on `claims`: each middleware's own
     /// assertions, evaluated now, when the session is made (login or refresh). A middleware
     /// that did not handle the callback gets exactly the verdict it would have reached had it
-    /// handled it: the same assertions on the same claims at the same moment.
-    pub fn verdicts(&self, claims: &Map<String, Value>) -> BTreeMap<String, bool> {
+    /// handled it: the same assertions on the same claims at the same moment. Each verdict
+    /// carries the fingerprint of the assertions that made it, so a reload that changes them
+    /// does not reuse it.
+    pub fn verdicts(&self, claims: &Map<String, Value>) -> BTreeMap<String, Verdict> {
         self.judges
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .map(|j| {
-                (
-                    j.middleware.clone(),
-                    authz::authorized(&j.assertions, claims),
-                )
+                let held = authz::authorized(&j.assertions, claims);
+                (j.middleware.clone(), Verdict::new(held, j.rules))
             })
             .collect()
     }
@@ -664,31 +678,38 @@ mod tests {
         assert!(s.read_session(&req, 2000).is_none());
     }
 
-    #[test]
-    fn verdicts_are_per_judge_and_keep_is_a_union() {
-        let group = |g: &str| ClaimAssertion::new("groups", vec![g.into()], vec![]).unwrap();
-        let s = Scope::new(
+    fn group(g: &str) -> ClaimAssertion {
+        ClaimAssertion::new("groups", vec![g.into()], vec![]).unwrap()
+    }
+
+    /// A scope of `members` with login-time `judges`.
+    fn judged(judges: Vec<Judge>, members: &[&str]) -> Scope {
+        Scope::new(
             &key(SECRET, "u", "c", "P", None),
             attrs(),
             vec!["/logout".into()],
             Keep::default(),
+            judges,
+            members.iter().map(|m| m.to_string()).collect(),
+        )
+    }
+
+    #[test]
+    fn verdicts_are_per_judge_and_keep_is_a_union() {
+        let s = judged(
             vec![
-                Judge {
-                    middleware: "alice".into(),
-                    assertions: vec![group("a")],
-                },
-                Judge {
-                    middleware: "bob".into(),
-                    assertions: vec![group("b")],
-                },
+                Judge::new("alice", &[group("a")]),
+                Judge::new("bob", &[group("b")]),
             ],
-            vec!["alice".into(), "bob".into(), "root".into()],
+            &["alice", "bob", "root"],
         );
         let mut claims = Map::new();
         claims.insert("groups".into(), serde_json::json!(["a"]));
         let v = s.verdicts(&claims);
-        assert_eq!(v.get("alice"), Some(&true));
-        assert_eq!(v.get("bob"), Some(&false));
+        let a = rules_print(&[group("a")]);
+        let b = rules_print(&[group("b")]);
+        assert_eq!(v.get("alice"), Some(&Verdict::new(true, a)));
+        assert_eq!(v.get("bob"), Some(&Verdict::new(false, b)));
         assert_eq!(v.get("root"), None, "no assertions: nothing to remember");
 
         let mut k = Keep {
@@ -705,6 +726,25 @@ mod tests {
         claims.insert("sub".into(), serde_json::json!("u"));
         let kept = k.claims(claims);
         assert_eq!(kept.keys().collect::<Vec<_>>(), ["groups", "sub"]);
+    }
+
+    #[test]
+    fn a_verdict_is_bound_to_the_rules_that_made_it() {
+        let s = judged(vec![Judge::new("m", &[group("a")])], &["m"]);
+        let mut claims = Map::new();
+        claims.insert("groups".into(), serde_json::json!(["a"]));
+        let before = s.verdicts(&claims)["m"];
+        let permissive = rules_print(&[group("a")]);
+        assert_eq!(before.under(&permissive), Some(true));
+        // A reload tightens `m`'s rules: the verdict made before is no answer under them, and
+        // a session made from now on gets the verdict of the new rules.
+        let strict = Judge::new("m", &[group("a"), group("b")]);
+        let strict_rules = strict.rules;
+        s.reset(Keep::default(), vec![strict], vec!["m".into()]);
+        assert_eq!(before.under(&strict_rules), None);
+        assert_eq!(s.verdicts(&claims)["m"].under(&strict_rules), Some(false));
+        // The same rules written again (another reload, unchanged): the verdict still counts.
+        assert_eq!(Judge::new("m", &[group("a")]).rules, permissive);
     }
 
     #[tokio::test]
