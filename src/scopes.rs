@@ -5,7 +5,8 @@
 //! [`crate::session::scope`]). Finding the scope by key at runtime is what lets an inline block
 //! join the scope of a YAML middleware configured alike (one login for both), and lets a reload
 //! keep the same [`Scope`] objects for unchanged keys: their memory (sessions ended by a
-//! back-channel logout, logout-token `jti`s, the refresh single-flight) survives the reload.
+//! back-channel logout, the refresh single-flight) survives the reload. (Logout-token `jti`s are
+//! not a scope's: one memory per OpenID client, owned by the app, see `crate::oidc::JtiMemory`.)
 //! A scope is rebuilt only when the cookie attributes its codec writes with change.
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,7 +25,7 @@ struct Slot {
     scope: Arc<Scope>,
 }
 
-/// Finishes a newly built scope (e.g. gives it a shared session store or `jti` memory).
+/// Finishes a newly built scope (e.g. gives it a shared session store).
 pub type FinishScope = Box<dyn Fn(Scope, &ScopeKey) -> Scope + Send + Sync>;
 
 /// The scopes by key (see the module docs).

@@ -258,13 +258,7 @@ async fn verdicts_are_remembered_per_middleware_unless_checked_on_every_request(
 
 /// Reloads `s` in place with the configuration of [`yaml`] for `assert_group`.
 async fn reload(s: &Sidecar, assert_group: &str) {
-    let cfg = traefik_oidc_sidecar::config::parse(
-        &yaml(shared_op(), assert_group, ""),
-        &traefik_oidc_sidecar::config::Env::process(),
-    )
-    .unwrap()
-    .config;
-    s.app.reload(&cfg).await.unwrap();
+    common::reload(&s.app, &yaml(shared_op(), assert_group, "")).await;
 }
 
 #[tokio::test]

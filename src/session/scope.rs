@@ -11,15 +11,17 @@
 //!   refresh token once;
 //! - what a session keeps ([`Keep`]: the union of what its middlewares read), and the verdict
 //!   of each login-time judge ([`Scope::verdicts`]);
-//! - back-channel logout: the `jti` replay memory ([`JtiStore`]) and the sessions ended by it
-//!   ([`Scope::end_sessions`]; in cookie mode the [`Ended`] list, which `open_session` consults).
+//! - back-channel logout: the sessions it ended ([`Scope::end_sessions`]; in cookie mode the
+//!   [`Ended`] list, which `open_session` consults). The `jti` replay memory is not the scope's:
+//!   it is one per OpenID client, owned by the app (`crate::oidc::JtiMemory`), so a scope rebuilt
+//!   by a reload does not forget which logout tokens were used.
 //!
 //! The session API is store-shaped (`open_session` / `write_session` / `clear_session`), so a
 //! server-side store can replace the cookie codec later without the middlewares noticing.
 //!
 //! Members may join and leave a running scope ([`Scope::join`], [`Scope::leave`],
 //! [`Scope::reset`]): inline blocks registered at runtime and configuration reloads reuse the
-//! scope of their key (see `crate::scopes`), so its memory (ended sessions, `jti`s) survives.
+//! scope of their key (see `crate::scopes`), so its memory (ended sessions) survives.
 //!
 //! What stays per middleware: its assertions, headers, bypass rule and behaviours; its verdict
 //! (`Session::verdicts[name]`); its "challenged once" marker (`Session::challenged`).
@@ -39,7 +41,6 @@ use super::verdict::{RulesPrint, Verdict, rules_print};
 use super::{RequestCookies, Secret, Session, SessionCookieConfig};
 use crate::authz::{self, ClaimAssertion};
 use crate::error::Error;
-use crate::oidc::{JtiStore, MemoryJtiStore};
 use crate::opened::Opened;
 
 /// How long a finished refresh is reused for requests carrying the old cookie.
@@ -212,7 +213,6 @@ pub struct Scope {
     judges: RwLock<Vec<Judge>>,
     members: RwLock<Vec<String>>,
     ended: Ended,
-    jtis: Arc<dyn JtiStore>,
 }
 
 impl fmt::Debug for Scope {
@@ -244,7 +244,6 @@ impl Scope {
             judges: RwLock::new(judges),
             members: RwLock::new(members),
             ended: Ended::default(),
-            jtis: Arc::new(MemoryJtiStore::default()),
         }
     }
 
@@ -262,17 +261,6 @@ impl Scope {
             Store::Redis(r) => Some(r),
             Store::Cookie => None,
         }
-    }
-
-    /// The scope with `store` as its logout-token replay memory (instead of this process's).
-    pub fn with_jti_store(mut self, store: Arc<dyn JtiStore>) -> Self {
-        self.jtis = store;
-        self
-    }
-
-    /// The logout-token replay memory of this scope.
-    pub fn jtis(&self) -> &dyn JtiStore {
-        &*self.jtis
     }
 
     /// Ends the sessions `by` names that were created at or before `now` (a back-channel
