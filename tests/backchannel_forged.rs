@@ -570,3 +570,29 @@ async fn a_used_token_stays_used_for_a_client_of_inline_blocks_only() {
     let r = send_at(sc.addr, &path(&second), &token).await;
     assert_refused(&r, "replay through the client's next inline block");
 }
+
+#[tokio::test]
+async fn a_replayed_token_ends_only_sessions_made_before_it_was_issued() {
+    let s = setup().await;
+    let mut ended = s.login().await; // sid-1
+    // A logout of every session of alice (sub only), issued now.
+    let mut c = claims(&s.idp.issuer);
+    c.as_object_mut().unwrap().remove("sid");
+    let token = signed(&header(), &c);
+    assert_eq!(s.send(&token).await.status, 200);
+    assert_eq!(ended.forward(HOME, Kind::Xhr).await.status, 401);
+    // alice logs in again, after the logout (the cutoff has one-second resolution).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let mut again = s.login().await; // sid-2
+    // The sidecar restarts: its `jti` memory is gone, and the captured token is replayed.
+    let restarted = Running::start(&yaml(&s.idp.issuer)).await;
+    restarted.ready().await;
+    for a in [&mut ended, &mut again] {
+        a.auth = format!("http://{}/auth/default", restarted.addr);
+    }
+    let r = send_at(restarted.addr, "backchannel-logout/default", &token).await;
+    assert_eq!(r.status, 200, "not known here: accepted {r:#?}");
+    // It ends what the logout ended, never the login made after it.
+    assert_eq!(ended.forward(HOME, Kind::Xhr).await.status, 401);
+    assert_eq!(again.forward(HOME, Kind::Xhr).await.status, 200);
+}

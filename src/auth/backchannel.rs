@@ -10,7 +10,9 @@
 //! §2.8: success is a 200 with `Cache-Control: no-store`; anything else a 400 (503 when the
 //! logout cannot be recorded now and the IdP should retry). A token that fails any check, a
 //! replay, an oversized or non-form body ends nothing: the token is verified and its `jti`
-//! recorded before anything is ended, and the `jti` is forgotten again if ending fails.
+//! recorded before anything is ended, and the `jti` is forgotten again if ending fails. The
+//! sessions ended are those made up to the token's `iat` (see [`crate::session::ended`]), so a
+//! replay the `jti` memory no longer knows cannot end a login made after the logout.
 
 use std::sync::Arc;
 
@@ -84,8 +86,11 @@ impl Middleware {
             (None, Some(sub)) => EndBy::Sub(sub.clone()),
             (None, None) => return Err(Error::BadLogoutToken("neither sid nor sub".into())),
         };
+        // The logout happened at the token's `iat` (§2.4), which the checks bound to
+        // `MAX_LOGOUT_TOKEN_AGE` in the past; a little in the future (the leeway) counts as now.
+        let cutoff = t.iat.min(now);
         for s in scopes {
-            if let Err(e) = s.end_sessions(by.clone(), now).await {
+            if let Err(e) = s.end_sessions(by.clone(), cutoff, now).await {
                 // Not every session ended: the IdP's retry of this token must not count as a
                 // replay (ending again is harmless).
                 jtis.forget(t.jti).await;

@@ -263,18 +263,18 @@ impl Scope {
         }
     }
 
-    /// Ends the sessions `by` names that were created at or before `now` (a back-channel
-    /// logout, after its token was verified). In cookie mode the [`Ended`] list remembers them
-    /// and [`Scope::open_session`] refuses them from then on, in this process only. In Redis
-    /// mode their records are deleted, for every replica ([`RedisStore::end_sessions`]); Redis
-    /// unavailable is an error (the IdP retries).
-    pub async fn end_sessions(&self, by: EndBy, now: u64) -> Result<(), Error> {
+    /// Ends the sessions `by` names that were created at or before `cutoff` (a back-channel
+    /// logout, after its token was verified: the token's `iat`, see [`Ended::end`]). In cookie
+    /// mode the [`Ended`] list remembers them and [`Scope::open_session`] refuses them from
+    /// then on, in this process only. In Redis mode their records are deleted, for every
+    /// replica ([`RedisStore::end_sessions`]); Redis unavailable is an error (the IdP retries).
+    pub async fn end_sessions(&self, by: EndBy, cutoff: u64, now: u64) -> Result<(), Error> {
         if let Store::Redis(r) = &self.store {
             let ended = r.end_sessions(&by).await?;
             tracing::debug!(members = ?self.members(), ended, "back-channel logout ended Redis sessions");
             return Ok(());
         }
-        if self.ended.end(&by, now) {
+        if self.ended.end(&by, cutoff, now) {
             tracing::warn!(
                 members = ?self.members(),
                 "the ended-session list is full: every session of this scope made before now must log in again"
