@@ -148,6 +148,12 @@ impl ClaimAssertion {
         })
     }
 
+    /// Its `AnyOf` and `AllOf` lists: with the path, what decides its answer (see
+    /// `session::verdict::rules_print`).
+    pub fn lists(&self) -> (&[String], &[String]) {
+        (&self.any_of, &self.all_of)
+    }
+
     /// The top-level claim the assertion reads.
     pub fn root_claim(&self) -> Option<&str> {
         self.path.root_claim()

@@ -86,6 +86,10 @@ pub struct App {
     discovering: AtomicBool,
     /// The process's one Redis connection (the `redis:` block; built at start, not reloaded).
     redis: Option<Arc<RedisPool>>,
+    /// The logout-token replay memory of every OpenID client: above the scopes, so reloads
+    /// and inline blocks that come and go never lose it (in Redis when there is a `redis:`
+    /// block, shared by every replica).
+    jtis: oidc::JtiMemory,
 }
 
 /// What one configuration file gives: the YAML middlewares and the settings a reload may
@@ -191,10 +195,9 @@ impl App {
     /// Middlewares with the same session scope key share one [`session::Scope`].
     ///
     /// With a `redis:` block the one Redis pool is built here (no I/O: it connects on first use
-    /// and from [`App::start_discovery`]), and every new scope passes through it: scopes of
-    /// `SessionStorageType: Redis` keep their sessions there, and every scope keeps its
-    /// back-channel logout `jti`s there (a client's logout tokens go through whichever of its
-    /// scopes comes first, and a token must be accepted once across every replica).
+    /// and from [`App::start_discovery`]): scopes of `SessionStorageType: Redis` keep their
+    /// sessions there, and every client's back-channel logout `jti`s are kept there (a token
+    /// must be accepted once across every replica, whatever the session storage).
     pub fn new(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Self, String> {
         let wants_redis = cfg
             .middlewares
@@ -207,20 +210,23 @@ impl App {
             }
             None => None,
         };
-        let scopes = match &redis {
+        let (scopes, jtis) = match &redis {
             Some(pool) => {
                 let pool = pool.clone();
-                let jtis = Arc::new(RedisJtiStore::new(pool.clone()));
-                scopes::ScopeRegistry::new(Box::new(move |s, key: &ScopeKey| {
-                    let s = if key.storage() == SessionStorage::Redis {
+                let jtis = oidc::JtiMemory::shared(Arc::new(RedisJtiStore::new(pool.clone())));
+                let scopes = scopes::ScopeRegistry::new(Box::new(move |s, key: &ScopeKey| {
+                    if key.storage() == SessionStorage::Redis {
                         s.with_redis(key, pool.clone())
                     } else {
                         s
-                    };
-                    s.with_jti_store(jtis.clone())
-                }))
+                    }
+                }));
+                (scopes, jtis)
             }
-            None => scopes::ScopeRegistry::default(),
+            None => (
+                scopes::ScopeRegistry::default(),
+                oidc::JtiMemory::in_memory(),
+            ),
         };
         let generation = Generation::build(cfg, &scopes, &[])?;
         Ok(App {
@@ -230,6 +236,7 @@ impl App {
             clock,
             discovering: AtomicBool::new(false),
             redis,
+            jtis,
         })
     }
 
@@ -317,9 +324,7 @@ impl App {
     /// back-channel logout token is addressed to the client, and an IdP registers one
     /// back-channel URI per client, so the logout it brings applies to all of them
     /// (middlewares of one client may still differ in Secret or cookie settings, hence in
-    /// scope). The YAML order is the same whichever middleware asks, so the first scope can
-    /// hold the client's `jti` memory: a token replayed through another middleware's route is
-    /// still a replay.
+    /// scope). The client's `jti` memory is not a scope's: see [`App::client_jtis`].
     pub fn client_scopes(&self, mw: &Middleware) -> Vec<Arc<session::Scope>> {
         let same = |m: &Middleware| {
             m.cfg.provider.client_id == mw.cfg.provider.client_id
@@ -339,6 +344,14 @@ impl App {
             }
         }
         out
+    }
+
+    /// The logout-token replay memory of `mw`'s IdP client (its `Provider.Url` and
+    /// `ClientId`), shared by every YAML middleware and inline block of that client and kept
+    /// across reloads: a token replayed through any route, after any reload, is a replay.
+    pub fn client_jtis(&self, mw: &Middleware, now: u64) -> Arc<dyn oidc::JtiStore> {
+        self.jtis
+            .of_client(&mw.cfg.provider.url, &mw.cfg.provider.client_id, now)
     }
 
     /// The current time from the app's clock.

@@ -359,9 +359,11 @@ async fn backchannel(app: &App, mw: Option<Arc<Middleware>>, req: Request) -> Re
     let body = axum::body::to_bytes(body, crate::auth::MAX_BACKCHANNEL_BODY)
         .await
         .ok();
+    let now = app.now();
     let scopes = app.client_scopes(mw);
+    let jtis = app.client_jtis(mw, now);
     to_response(
-        mw.backchannel_logout(content_type, body.as_deref(), &scopes, app.now())
+        mw.backchannel_logout(content_type, body.as_deref(), &scopes, &*jtis, now)
             .await,
     )
 }

@@ -5,7 +5,8 @@
 //! [`crate::session::scope`]). Finding the scope by key at runtime is what lets an inline block
 //! join the scope of a YAML middleware configured alike (one login for both), and lets a reload
 //! keep the same [`Scope`] objects for unchanged keys: their memory (sessions ended by a
-//! back-channel logout, logout-token `jti`s, the refresh single-flight) survives the reload.
+//! back-channel logout, the refresh single-flight) survives the reload. (Logout-token `jti`s are
+//! not a scope's: one memory per OpenID client, owned by the app, see `crate::oidc::JtiMemory`.)
 //! A scope is rebuilt only when the cookie attributes its codec writes with change.
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,7 +25,7 @@ struct Slot {
     scope: Arc<Scope>,
 }
 
-/// Finishes a newly built scope (e.g. gives it a shared session store or `jti` memory).
+/// Finishes a newly built scope (e.g. gives it a shared session store).
 pub type FinishScope = Box<dyn Fn(Scope, &ScopeKey) -> Scope + Send + Sync>;
 
 /// The scopes by key (see the module docs).
@@ -41,10 +42,8 @@ impl Default for ScopeRegistry {
 
 /// The login-time judge of a member, when it has one (assertions checked at login only).
 pub fn judge_of(cfg: &MiddlewareConfig) -> Option<Judge> {
-    (!cfg.check_on_every_request && !cfg.assert_claims.is_empty()).then(|| Judge {
-        middleware: cfg.name.clone(),
-        assertions: cfg.assert_claims.clone(),
-    })
+    (!cfg.check_on_every_request && !cfg.assert_claims.is_empty())
+        .then(|| Judge::new(&cfg.name, &cfg.assert_claims))
 }
 
 fn hint_paths(members: &[&MiddlewareConfig]) -> Vec<String> {
@@ -201,7 +200,7 @@ mod tests {
         assert!(a.keep().claims.contains("groups"));
         let mut claims = serde_json::Map::new();
         claims.insert("groups".into(), serde_json::json!(["x"]));
-        assert_eq!(a.verdicts(&claims).get("b"), Some(&true));
+        assert_eq!(a.verdicts(&claims).get("b").map(|v| v.held), Some(true));
         r.leave(&c[1]);
         assert_eq!(a.members(), ["a"]);
         assert!(a.verdicts(&claims).is_empty());

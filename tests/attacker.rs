@@ -573,9 +573,7 @@ fn published_and_placeholder_secrets_are_refused_at_load() {
         let cfg = d.join("sidecar.yaml");
         std::fs::write(
             &cfg,
-            format!(
-                "middlewares:\n  m:\n    Provider: {{Url: https://idp.example, ClientId: a}}\n    Secret: \"${{S}}\"\n"
-            ),
+            "middlewares:\n  m:\n    Provider: {Url: https://idp.example, ClientId: a}\n    Secret: \"${S}\"\n",
         )
         .unwrap();
         let out = check_config(&cfg, &[("S", secret)]);

@@ -173,15 +173,7 @@ async fn an_end_session_at_the_op_ends_the_sidecar_session_and_a_new_login_works
 
     // The same token again: a replay, refused, and nothing else ends.
     let token = body.trim_start_matches("logout_token=").to_string();
-    let r = reqwest::Client::new()
-        .post(format!(
-            "http://{}/backchannel-logout/default",
-            s.sidecar.addr
-        ))
-        .form(&[("logout_token", token.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let r = send_token(&s, &token).await;
     assert_eq!(r.status(), 400);
     assert_eq!(
         r.headers()["content-type"].to_str().unwrap(),
@@ -192,6 +184,40 @@ async fn an_end_session_at_the_op_ends_the_sidecar_session_and_a_new_login_works
         200,
         "nothing deleted"
     );
+
+    // A reload that rebuilds the client's scopes (other cookie attributes for `default`, another
+    // cookie prefix for `admins`, the first of the client by name) does not forget the token:
+    // the replay memory belongs to the client, not to a scope.
+    let scope = |m: &str| s.sidecar.app.middleware(m).unwrap().scope().clone();
+    let before = [scope("admins"), scope("default")];
+    let rebuilt = config_yaml(&s.op, "")
+        .replace(
+            "      Secure: false\n",
+            "      Secure: false\n      SameSite: Strict\n",
+        )
+        .replace(
+            "CookieNamePrefix: TraefikOidcSidecar.admins\n",
+            "CookieNamePrefix: TraefikOidcSidecar.admins2\n",
+        );
+    reload(&s.sidecar.app, &rebuilt).await;
+    for (old, now) in before.iter().zip([scope("admins"), scope("default")]) {
+        assert!(!Arc::ptr_eq(old, &now), "the scope was rebuilt");
+    }
+    assert_eq!(send_token(&s, &token).await.status(), 400, "still a replay");
+    assert_eq!(fresh.app(HOME, Kind::Xhr).await.status, 200);
+}
+
+/// POSTs `token` to the sidecar's direct back-channel route, as the OP does.
+async fn send_token(s: &Setup, token: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!(
+            "http://{}/backchannel-logout/default",
+            s.sidecar.addr
+        ))
+        .form(&[("logout_token", token)])
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]

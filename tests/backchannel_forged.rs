@@ -489,3 +489,110 @@ async fn a_logout_reaches_every_scope_of_the_client() {
         .await;
     assert_refused(&r, "replay through another route");
 }
+
+/// POSTs `token` as the form body of `path` on the sidecar at `addr`.
+async fn send_at(addr: std::net::SocketAddr, path: &str, token: &str) -> Resp {
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}/{path}"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("logout_token={}", enc(token)))
+        .send()
+        .await
+        .unwrap();
+    finish(r).await
+}
+
+#[tokio::test]
+async fn a_used_token_stays_used_after_a_reload_rebuilt_the_scopes() {
+    let s = setup().await;
+    let token = signed(&header(), &claims(&s.idp.issuer));
+    assert_eq!(s.send(&token).await.status, 200);
+    // Other cookie attributes: the reload builds new scope objects for the client.
+    let before = s.sc.app.middleware("default").unwrap().scope().clone();
+    let changed = yaml(&s.idp.issuer).replace(
+        "      Secure: false\n",
+        "      Secure: false\n      SameSite: Strict\n",
+    );
+    common::reload(&s.sc.app, &changed).await;
+    let after = s.sc.app.middleware("default").unwrap().scope().clone();
+    assert!(!Arc::ptr_eq(&before, &after), "the scope was rebuilt");
+    assert_refused(&s.send(&token).await, "replay after the reload");
+    assert_refused(
+        &s.post_to(
+            "other",
+            "application/x-www-form-urlencoded",
+            format!("logout_token={}", enc(&token)),
+        )
+        .await,
+        "replay through the other middleware after the reload",
+    );
+}
+
+#[tokio::test]
+async fn a_used_token_stays_used_for_a_client_of_inline_blocks_only() {
+    let idp = FakeIdp::start().await;
+    // No YAML middleware of the client; one inline block at a time (a second evicts the first).
+    let sc = Running::start(&format!(
+        "logLevel: warn\ntrustedProxies: [127.0.0.0/8]\ninline:\n  allowedProviderUrls: [\"{}\"]\n  maxBlocks: 1\n",
+        idp.issuer
+    ))
+    .await;
+    let register = async |prefix: &str| -> String {
+        let block = serde_json::to_vec(&json!({
+            "CookieNamePrefix": prefix,
+            "Provider": {"ClientId": CLIENT_ID, "ClientSecret": CLIENT_SECRET, "Url": idp.issuer},
+            "Secret": SECRET,
+            "SessionCookie": {"Secure": "false"},
+        }))
+        .unwrap();
+        let (status, h) = common::register_block(sc.addr, block).await;
+        assert_eq!(status, 201, "{prefix}");
+        h
+    };
+    let first = register("First").await;
+    let token = signed(&header(), &claims(&idp.issuer));
+    let path = |h: &str| format!("backchannel-logout/inline/{h}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        // 503 until the block's discovery has loaded.
+        let r = send_at(sc.addr, &path(&first), &token).await;
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 503, "{r:#?}");
+        assert!(std::time::Instant::now() < deadline, "{r:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Another block of the client, in another scope, evicts the first: the client's memory
+    // is not a scope's and stays.
+    let second = register("Second").await;
+    assert_eq!(sc.app.inline_blocks().len(), 1);
+    let r = send_at(sc.addr, &path(&second), &token).await;
+    assert_refused(&r, "replay through the client's next inline block");
+}
+
+#[tokio::test]
+async fn a_replayed_token_ends_only_sessions_made_before_it_was_issued() {
+    let s = setup().await;
+    let mut ended = s.login().await; // sid-1
+    // A logout of every session of alice (sub only), issued now.
+    let mut c = claims(&s.idp.issuer);
+    c.as_object_mut().unwrap().remove("sid");
+    let token = signed(&header(), &c);
+    assert_eq!(s.send(&token).await.status, 200);
+    assert_eq!(ended.forward(HOME, Kind::Xhr).await.status, 401);
+    // alice logs in again, after the logout (the cutoff has one-second resolution).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let mut again = s.login().await; // sid-2
+    // The sidecar restarts: its `jti` memory is gone, and the captured token is replayed.
+    let restarted = Running::start(&yaml(&s.idp.issuer)).await;
+    restarted.ready().await;
+    for a in [&mut ended, &mut again] {
+        a.auth = format!("http://{}/auth/default", restarted.addr);
+    }
+    let r = send_at(restarted.addr, "backchannel-logout/default", &token).await;
+    assert_eq!(r.status, 200, "not known here: accepted {r:#?}");
+    // It ends what the logout ended, never the login made after it.
+    assert_eq!(ended.forward(HOME, Kind::Xhr).await.status, 401);
+    assert_eq!(again.forward(HOME, Kind::Xhr).await.status, 200);
+}

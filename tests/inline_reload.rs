@@ -71,17 +71,8 @@ async fn a_valid_change_applies_an_invalid_one_is_refused() {
         "SessionCookie": {"Secure": "false"},
     }))
     .unwrap();
-    let h: String = Sha256::digest(&block)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let r = reqwest::Client::new()
-        .post(format!("http://{}/inline/{h}", s.addr))
-        .body(block)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    let (registered, h) = register_block(s.addr, block).await;
+    assert_eq!(registered, 201);
     let scope = s.app.middleware("default").unwrap().scope().clone();
     assert_eq!(status(&mut b, "extra").await, 404);
 

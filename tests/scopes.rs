@@ -194,10 +194,10 @@ async fn the_callback_decides_with_the_middleware_that_receives_it() {
     );
 }
 
-#[tokio::test]
-async fn verdicts_are_remembered_per_middleware_unless_checked_on_every_request() {
-    // Logged in while `alice` and `every` both require admins.
-    let s = sidecar("admins", "").await;
+/// A sidecar whose `alice` middleware requires `assert_group`, and alice logged in through
+/// `root`, admitted by `alice`.
+async fn alice_admitted(assert_group: &str) -> (Sidecar, Browser) {
+    let s = sidecar(assert_group, "").await;
     let mut b = Browser::new(&s, "root");
     let r = login_via(&mut b, "root", "http://app.test/", "alice", "root").await;
     assert_eq!(r.status, 302, "{r:#?}");
@@ -205,6 +205,13 @@ async fn verdicts_are_remembered_per_middleware_unless_checked_on_every_request(
         status(&mut b, "alice", "http://app.test/a", Kind::Xhr).await,
         200
     );
+    (s, b)
+}
+
+#[tokio::test]
+async fn verdicts_are_remembered_per_middleware_unless_checked_on_every_request() {
+    // Logged in while `alice` and `every` both require admins.
+    let (s, mut b) = alice_admitted("admins").await;
     assert_eq!(
         status(&mut b, "every", "http://app.test/e", Kind::Xhr).await,
         200
@@ -225,17 +232,18 @@ async fn verdicts_are_remembered_per_middleware_unless_checked_on_every_request(
     for (name, value) in b.cookies(APP_HOST) {
         b2.set_cookie(APP_HOST, &name, &value);
     }
-    // `alice` checks at login only: its verdict from the login stands.
+    // `alice` checks at login only, but its rules changed (admins, now guests): the verdict
+    // of the old rules is not used, the new ones run on the session's claims.
     assert_eq!(
         status(&mut b2, "alice", "http://app.test/a", Kind::Xhr).await,
-        200
+        403
     );
     // `every` evaluates its (new) assertions now.
     assert_eq!(
         status(&mut b2, "every", "http://app.test/e", Kind::Xhr).await,
         403
     );
-    // `bob`'s own verdict at login (false) stands too.
+    // `bob`'s rules did not change: its own verdict at login (false) stands.
     assert_eq!(
         status(&mut b2, "bob", "http://app.test/b", Kind::Xhr).await,
         403
@@ -245,5 +253,39 @@ async fn verdicts_are_remembered_per_middleware_unless_checked_on_every_request(
     assert_eq!(
         status(&mut b2, "late", "http://app.test/l", Kind::Xhr).await,
         403
+    );
+}
+
+/// Reloads `s` in place with the configuration of [`yaml`] for `assert_group`.
+async fn reload(s: &Sidecar, assert_group: &str) {
+    common::reload(&s.app, &yaml(shared_op(), assert_group, "")).await;
+}
+
+#[tokio::test]
+async fn a_reload_that_tightens_login_time_rules_does_not_reuse_old_verdicts() {
+    // `alice` (checked at login only) admits group users: alice is in it.
+    let (s, mut b) = alice_admitted("users").await;
+    // A reload requires guests, which alice is not in. The scope (and the session) survive; the
+    // verdict `true` was reached under the old rules and must not admit her now.
+    let scope = s.app.middleware("alice").unwrap().scope().clone();
+    reload(&s, "guests").await;
+    assert!(std::sync::Arc::ptr_eq(
+        &scope,
+        s.app.middleware("alice").unwrap().scope()
+    ));
+    assert_eq!(
+        status(&mut b, "root", "http://app.test/", Kind::Xhr).await,
+        200,
+        "the session survives the reload"
+    );
+    assert_eq!(
+        status(&mut b, "alice", "http://app.test/a", Kind::Xhr).await,
+        403
+    );
+    // Reloaded back to the rules of the login: the verdict made under them counts again.
+    reload(&s, "users").await;
+    assert_eq!(
+        status(&mut b, "alice", "http://app.test/a", Kind::Xhr).await,
+        200
     );
 }

@@ -10,7 +10,9 @@
 //! §2.8: success is a 200 with `Cache-Control: no-store`; anything else a 400 (503 when the
 //! logout cannot be recorded now and the IdP should retry). A token that fails any check, a
 //! replay, an oversized or non-form body ends nothing: the token is verified and its `jti`
-//! recorded before anything is ended, and the `jti` is forgotten again if ending fails.
+//! recorded before anything is ended, and the `jti` is forgotten again if ending fails. The
+//! sessions ended are those made up to the token's `iat` (see [`crate::session::ended`]), so a
+//! replay the `jti` memory no longer knows cannot end a login made after the logout.
 
 use std::sync::Arc;
 
@@ -20,6 +22,7 @@ use super::Middleware;
 use crate::error::Error;
 use crate::logging::decision;
 use crate::metrics::Outcome;
+use crate::oidc::JtiStore;
 use crate::reply::{Body, Reply};
 use crate::session::{EndBy, Scope};
 
@@ -30,17 +33,21 @@ impl Middleware {
     /// Answers a back-channel logout POST: `content_type` is the request's `Content-Type`;
     /// `body` is the request body, `None` when it was larger than [`MAX_BACKCHANNEL_BODY`] or
     /// could not be read; `scopes` are the session scopes of this IdP client
-    /// (`App::client_scopes`, this middleware's among them), where the sessions end; the first
-    /// remembers the token's `jti` (one replay memory per client, whichever route the token
-    /// comes through).
+    /// (`App::client_scopes`, this middleware's among them), where the sessions end; `jtis` is
+    /// the client's replay memory (`App::client_jtis`: one per client, whichever route the
+    /// token comes through, surviving reloads).
     pub async fn backchannel_logout(
         &self,
         content_type: Option<&str>,
         body: Option<&[u8]>,
         scopes: &[Arc<Scope>],
+        jtis: &dyn JtiStore,
         now: u64,
     ) -> Reply {
-        let mut reply = match self.end_by_token(content_type, body, scopes, now).await {
+        let mut reply = match self
+            .end_by_token(content_type, body, scopes, jtis, now)
+            .await
+        {
             Ok(()) => {
                 self.counters.count(Outcome::Logout);
                 Reply::new(200, Body::Empty)
@@ -61,6 +68,7 @@ impl Middleware {
         content_type: Option<&str>,
         body: Option<&[u8]>,
         scopes: &[Arc<Scope>],
+        jtis: &dyn JtiStore,
         now: u64,
     ) -> Result<(), Error> {
         if !is_form(content_type) {
@@ -70,11 +78,7 @@ impl Middleware {
         }
         let body = body.ok_or(Error::BadLogoutRequest("body too large"))?;
         let token = logout_token(body)?;
-        let scope = scopes.first().unwrap_or(self.scope());
-        let t = self
-            .provider
-            .verify_logout_token(&token, scope.jtis(), now)
-            .await?;
+        let t = self.provider.verify_logout_token(&token, jtis, now).await?;
         // §2.7: with a `sid`, the IdP session it names ends (for that `sub`, if any); without,
         // every session of the `sub`.
         let by = match (&t.sid, &t.sub) {
@@ -82,11 +86,14 @@ impl Middleware {
             (None, Some(sub)) => EndBy::Sub(sub.clone()),
             (None, None) => return Err(Error::BadLogoutToken("neither sid nor sub".into())),
         };
+        // The logout happened at the token's `iat` (§2.4), which the checks bound to
+        // `MAX_LOGOUT_TOKEN_AGE` in the past; a little in the future (the leeway) counts as now.
+        let cutoff = t.iat.min(now);
         for s in scopes {
-            if let Err(e) = s.end_sessions(by.clone(), now).await {
+            if let Err(e) = s.end_sessions(by.clone(), cutoff, now).await {
                 // Not every session ended: the IdP's retry of this token must not count as a
                 // replay (ending again is harmless).
-                scope.jtis().forget(t.jti).await;
+                jtis.forget(t.jti).await;
                 return Err(e);
             }
         }

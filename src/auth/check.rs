@@ -13,7 +13,7 @@ use crate::logging::decision;
 use crate::metrics::Outcome;
 use crate::reply::Reply;
 use crate::session::store::SESSION_ENDED;
-use crate::session::{RequestCookies, Session};
+use crate::session::{RequestCookies, Session, Verdict};
 use crate::template::Pass;
 
 impl Middleware {
@@ -201,7 +201,10 @@ impl Middleware {
     /// when the session was made (login or refresh, see `Scope::verdicts`). A session made
     /// before this middleware judged at login time (it was added to the scope later, or its
     /// `CheckOnEveryRequest` changed) has no verdict for it: the assertions run now, never
-    /// another middleware's verdict.
+    /// another middleware's verdict. Likewise a verdict reached under other rules (a reload
+    /// changed `AssertClaims`) or written before verdicts carried their rules: the current
+    /// assertions run on the claims the session kept (`keep_of` keeps what assertions read);
+    /// a claim the old session did not keep is absent, so the assertion fails (fail closed).
     pub(super) fn authorized(&self, s: &Session) -> bool {
         self.verdict_on(&s.claims, &s.verdicts)
     }
@@ -210,13 +213,16 @@ impl Middleware {
     pub(super) fn verdict_on(
         &self,
         claims: &Map<String, Value>,
-        verdicts: &BTreeMap<String, bool>,
+        verdicts: &BTreeMap<String, Verdict>,
     ) -> bool {
         if self.cfg.check_on_every_request {
             return authz::authorized(&self.cfg.assert_claims, claims);
         }
-        match verdicts.get(&self.cfg.name) {
-            Some(v) => *v,
+        match verdicts
+            .get(&self.cfg.name)
+            .and_then(|v| v.under(&self.rules))
+        {
+            Some(held) => held,
             None => authz::authorized(&self.cfg.assert_claims, claims),
         }
     }

@@ -28,6 +28,7 @@ use crate::oidc::Provider;
 use crate::pages::{ErrorPage, PageData, default_page};
 use crate::redirect;
 use crate::reply::{Body, Reply};
+use crate::session::verdict::{RulesPrint, rules_print};
 use crate::session::{Judge, Keep, RequestCookies, Scope, ScopeKey, Session};
 use crate::template::{self, DEFAULT_CLAIMS, Data, Pass, TokenField};
 
@@ -53,6 +54,9 @@ pub struct Middleware {
     scope: Arc<Scope>,
     /// This instance's key in the sessions' header memos (see [`crate::session::memo`]).
     memo_key: u64,
+    /// The fingerprint of its `AssertClaims`: a remembered verdict counts only when it was
+    /// reached under these rules (see [`crate::session::verdict`]).
+    rules: RulesPrint,
 }
 
 impl std::fmt::Debug for Middleware {
@@ -111,10 +115,7 @@ pub fn scope_of(members: &[&MiddlewareConfig]) -> Option<Scope> {
     let judges = members
         .iter()
         .filter(|m| !m.check_on_every_request && !m.assert_claims.is_empty())
-        .map(|m| Judge {
-            middleware: m.name.clone(),
-            assertions: m.assert_claims.clone(),
-        })
+        .map(|m| Judge::new(&m.name, &m.assert_claims))
         .collect();
     Some(Scope::new(
         &scope_key(first),
@@ -140,6 +141,7 @@ impl Middleware {
         }
         let provider = Arc::new(Provider::new(cfg.provider.clone())?);
         Ok(Middleware {
+            rules: rules_print(&cfg.assert_claims),
             cfg,
             provider,
             counters: Arc::new(Counters::default()),

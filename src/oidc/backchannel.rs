@@ -17,9 +17,12 @@
 //! JWK type directly.
 //!
 //! The replay memory is the [`JtiStore`] seam: [`MemoryJtiStore`] keeps `jti`s in this process;
-//! a server-side store can keep them for every replica. A `jti` is kept for as long as its
-//! token could be accepted (its `iat` plus [`MAX_LOGOUT_TOKEN_AGE`] plus the leeway), which is
-//! also why old tokens are refused: the memory never has to outlive that window.
+//! a server-side store (the Redis one) keeps them for every replica. A `jti` is kept for as long
+//! as its token could be accepted (its `iat` plus [`MAX_LOGOUT_TOKEN_AGE`] plus the leeway),
+//! which is also why old tokens are refused: the memory never has to outlive that window.
+//! [`JtiMemory`] owns one replay memory per OpenID client, above the session scopes: a
+//! configuration reload that rebuilds a scope, or a client used only by inline blocks that come
+//! and go, must not forget a token that was already used.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -74,14 +77,93 @@ pub trait JtiStore: Send + Sync {
     fn forget(&self, key: [u8; 32]) -> BoxFuture<'_, ()>;
 }
 
-/// The replay key of a token: SHA-256 over the issuer and the `jti` (§2.6: `jti` is unique per
-/// issuer). Fixed size, so the memory per token does not depend on what the IdP sends.
-pub fn jti_key(iss: &str, jti: &str) -> [u8; 32] {
+/// The replay key of a token: SHA-256 over the issuer, the client it was sent to and the `jti`
+/// (§2.4: `jti` identifies the token; the client is in the key so a store shared by several
+/// clients, the Redis one, still keeps one memory per client). Fixed size, so the memory per
+/// token does not depend on what the IdP sends.
+pub fn jti_key(iss: &str, client_id: &str, jti: &str) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update((iss.len() as u64).to_be_bytes());
-    h.update(iss.as_bytes());
+    for part in [iss, client_id] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
     h.update(jti.as_bytes());
     h.finalize().into()
+}
+
+/// Most per-client memories [`JtiMemory`] keeps before it forgets those holding no live `jti`
+/// (clients of inline blocks come and go).
+pub const MAX_JTI_CLIENTS: usize = 1024;
+
+/// The logout-token replay memory of every OpenID client of the process, owned by the app
+/// (above the session scopes, which reloads rebuild): YAML middlewares and inline blocks of one
+/// client share one memory, whichever route a token comes through. In memory mode each client
+/// has its own [`MemoryJtiStore`] (a flood of one client's logouts cannot fill another's); with
+/// a shared store (Redis: every replica) every client uses it, the client being part of the key
+/// ([`jti_key`]).
+pub struct JtiMemory {
+    shared: Option<std::sync::Arc<dyn JtiStore>>,
+    clients: Mutex<HashMap<(String, String), std::sync::Arc<MemoryJtiStore>>>,
+}
+
+impl JtiMemory {
+    /// One [`MemoryJtiStore`] per client, in this process.
+    pub fn in_memory() -> Self {
+        JtiMemory {
+            shared: None,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `store` for every client (a server-side store shared by every replica).
+    pub fn shared(store: std::sync::Arc<dyn JtiStore>) -> Self {
+        JtiMemory {
+            shared: Some(store),
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The replay memory of the client `client_id` of the provider at `provider_url` (a
+    /// trailing `/` names the same provider, as for session scopes).
+    pub fn of_client(
+        &self,
+        provider_url: &str,
+        client_id: &str,
+        now: u64,
+    ) -> std::sync::Arc<dyn JtiStore> {
+        if let Some(s) = &self.shared {
+            return s.clone();
+        }
+        let key = (
+            provider_url.trim_end_matches('/').to_string(),
+            client_id.to_string(),
+        );
+        // A poisoned lock is taken over: the map is plain data, and losing it would let used
+        // tokens be replayed.
+        let mut map = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(s) = map.get(&key) {
+            return s.clone();
+        }
+        if map.len() >= MAX_JTI_CLIENTS {
+            // Only memories without a live entry go: forgetting one that holds a `jti` would
+            // let that token be replayed.
+            map.retain(|_, s| s.holds_any(now));
+        }
+        let store = std::sync::Arc::new(MemoryJtiStore::default());
+        map.insert(key, store.clone());
+        store
+    }
+}
+
+impl std::fmt::Debug for JtiMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JtiMemory")
+            .field("shared", &self.shared.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// [`JtiStore`] in this process's memory, bounded by a number of entries. When it is full of
@@ -93,7 +175,7 @@ pub struct MemoryJtiStore {
 }
 
 /// Default capacity of [`MemoryJtiStore`]: 10 000 logouts within [`MAX_LOGOUT_TOKEN_AGE`] per
-/// scope (about 0.6 MB).
+/// client (about 0.6 MB).
 pub const MAX_REMEMBERED_JTIS: usize = 10_000;
 
 impl MemoryJtiStore {
@@ -103,6 +185,13 @@ impl MemoryJtiStore {
             max,
             seen: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether an unexpired entry is kept.
+    fn holds_any(&self, now: u64) -> bool {
+        self.seen
+            .lock()
+            .map_or(true, |seen| seen.values().any(|&t| t > now))
     }
 
     fn record(&self, key: [u8; 32], until: u64, now: u64) -> Result<bool, Error> {
@@ -193,7 +282,7 @@ impl Provider {
         };
         let (mut t, jti) = check_claims(&claims, &d.issuer, &self.cfg.client_id, now)
             .map_err(Error::BadLogoutToken)?;
-        t.jti = jti_key(&d.issuer, &jti);
+        t.jti = jti_key(&d.issuer, &self.cfg.client_id, &jti);
         let until = t.iat + MAX_LOGOUT_TOKEN_AGE + 2 * LEEWAY_SECS;
         if !jtis.first_use(t.jti, until, now).await? {
             return Err(Error::BadLogoutToken("jti already used (replay)".into()));
@@ -561,12 +650,12 @@ mod tests {
     #[tokio::test]
     async fn the_jti_store_refuses_replays_until_expiry_and_when_full() {
         let s = MemoryJtiStore::new(2);
-        let k = |i: &str| jti_key(ISS, i);
+        let k = |i: &str| jti_key(ISS, "app", i);
         assert!(s.first_use(k("a"), NOW + 10, NOW).await.unwrap());
         assert!(!s.first_use(k("a"), NOW + 10, NOW + 5).await.unwrap());
         // The same jti from another issuer is another token.
         assert!(
-            s.first_use(jti_key("https://other", "a"), NOW + 10, NOW)
+            s.first_use(jti_key("https://other", "app", "a"), NOW + 10, NOW)
                 .await
                 .unwrap()
         );
@@ -577,6 +666,39 @@ mod tests {
         assert!(s.first_use(k("b"), NOW + 30, NOW + 10).await.unwrap());
         s.forget(k("b")).await;
         assert!(s.first_use(k("b"), NOW + 30, NOW + 11).await.unwrap());
-        assert_ne!(jti_key("ab", "c"), jti_key("a", "bc"));
+        assert_ne!(jti_key("ab", "c", "d"), jti_key("a", "bc", "d"));
+        assert_ne!(jti_key("a", "b", "c"), jti_key("a", "c", "c"), "per client");
+    }
+
+    #[tokio::test]
+    async fn one_replay_memory_per_client() {
+        let m = JtiMemory::in_memory();
+        let k = jti_key(ISS, "app", "a");
+        let first = m.of_client("https://idp.test/", "app", NOW);
+        assert!(first.first_use(k, NOW + 10, NOW).await.unwrap());
+        // Asked again (another middleware, a rebuilt scope, an inline block): the same memory.
+        let again = m.of_client("https://idp.test", "app", NOW);
+        assert!(!again.first_use(k, NOW + 10, NOW + 1).await.unwrap());
+        // Another client has its own.
+        let other = m.of_client("https://idp.test", "other", NOW);
+        assert!(other.first_use(k, NOW + 10, NOW).await.unwrap());
+        // Full of clients: only memories without a live entry are forgotten.
+        for i in 0..MAX_JTI_CLIENTS {
+            m.of_client("https://idp.test", &format!("c{i}"), NOW);
+        }
+        let kept = m.of_client("https://idp.test", "app", NOW + 2);
+        assert!(!kept.first_use(k, NOW + 10, NOW + 2).await.unwrap());
+        assert!(m.clients.lock().unwrap().len() <= 3 + 1);
+        // A shared store serves every client.
+        let shared = JtiMemory::shared(std::sync::Arc::new(MemoryJtiStore::default()));
+        let a = shared.of_client("u", "a", NOW);
+        assert!(a.first_use(k, NOW + 10, NOW).await.unwrap());
+        assert!(
+            !shared
+                .of_client("v", "b", NOW)
+                .first_use(k, NOW + 10, NOW)
+                .await
+                .unwrap()
+        );
     }
 }

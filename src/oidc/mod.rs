@@ -30,8 +30,8 @@ use std::time::Duration;
 use tracing::Instrument as _;
 
 pub use backchannel::{
-    BACKCHANNEL_EVENT, BoxFuture, JtiStore, LogoutToken, MAX_LOGOUT_TOKEN_AGE,
-    MAX_LOGOUT_TOKEN_LEN, MAX_REMEMBERED_JTIS, MemoryJtiStore, jti_key,
+    BACKCHANNEL_EVENT, BoxFuture, JtiMemory, JtiStore, LogoutToken, MAX_JTI_CLIENTS,
+    MAX_LOGOUT_TOKEN_AGE, MAX_LOGOUT_TOKEN_LEN, MAX_REMEMBERED_JTIS, MemoryJtiStore, jti_key,
 };
 pub use client_auth::{ASSERTION_LIFETIME_SECS, ASSERTION_TYPE, ClientKey};
 pub use discovery::Discovered;

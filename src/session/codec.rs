@@ -527,7 +527,7 @@ pub(crate) mod tests {
             id_token: Some("eyJ.hdr.sig".into()),
             refresh_token: Some("rt-secret".into()),
             access_token: None,
-            verdicts: [("m".to_string(), true)].into(),
+            verdicts: [("m".to_string(), crate::session::Verdict::new(true, [1; 6]))].into(),
             challenged: Default::default(),
             rendered: Default::default(),
         }

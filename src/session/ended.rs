@@ -2,9 +2,15 @@
 //!
 //! A cookie session cannot be deleted: the browser holds it. So when the IdP says a session
 //! ended (OpenID Connect Back-Channel Logout 1.0), the scope remembers the `sid` or `sub` it
-//! named and the moment it learned it (the cutoff), and refuses every session of that `sid`
-//! (or `sub`) created at or before the cutoff. A login after the cutoff is a new session and
-//! works. A mark is kept as long as a session made before it could still be unexpired (the
+//! named and the moment the logout happened (the cutoff), and refuses every session of that
+//! `sid` (or `sub`) created at or before the cutoff. A login after the cutoff is a new session
+//! and works.
+//!
+//! The cutoff is the logout token's `iat` (§2.4 requires it: the moment the IdP issued the
+//! logout), never later than the moment it arrived, and never older than the token checks allow
+//! (`MAX_LOGOUT_TOKEN_AGE`). Not the arrival time: a captured token replayed later, once the
+//! `jti` memory is gone (a restart, another replica), would then end sessions made *after* the
+//! logout it announced; with its `iat` it can only end what the logout ended already. A mark is kept as long as a session made before it could still be unexpired (the
 //! longest session lifetime this scope has seen, at least [`MIN_RETENTION`]).
 //!
 //! Bounds: at most [`MAX_ENDED`] marks, each naming an identifier of at most 1 KiB (the logout
@@ -111,12 +117,13 @@ impl Ended {
             .fetch_max(s.exp.saturating_sub(s.iat), Ordering::Relaxed);
     }
 
-    /// Ends every session named by `by` created at or before `now`. Returns `true` when the
-    /// list was full and collapsed into one scope-wide cutoff.
-    pub fn end(&self, by: &EndBy, now: u64) -> bool {
+    /// Ends every session named by `by` created at or before `cutoff` (the logout token's
+    /// `iat`; a cutoff in the future is taken as `now`). Returns `true` when the list was full
+    /// and collapsed into one scope-wide cutoff.
+    pub fn end(&self, by: &EndBy, cutoff: u64, now: u64) -> bool {
         let keep = self.longest.load(Ordering::Relaxed).max(MIN_RETENTION);
         let mark = Mark {
-            cutoff: now,
+            cutoff: cutoff.min(now),
             until: now.saturating_add(keep + LEEWAY_SECS),
         };
         // A poisoned lock (a panic while holding it; nothing below panics) is taken over: the
@@ -194,7 +201,7 @@ mod tests {
         let e = Ended::default();
         let alice = made("alice", Some("s1"), 1000);
         assert!(!e.refuses(&alice));
-        assert!(!e.end(&EndBy::Sid("s1".into()), 1100));
+        assert!(!e.end(&EndBy::Sid("s1".into()), 1100, 1100));
         assert!(e.refuses(&alice));
         assert!(
             e.refuses(&made("alice", Some("s1"), 1100)),
@@ -212,7 +219,7 @@ mod tests {
             !e.refuses(&made("alice", None, 1000)),
             "a session without sid"
         );
-        e.end(&EndBy::Sub("bob".into()), 1200);
+        e.end(&EndBy::Sub("bob".into()), 1200, 1200);
         assert!(e.refuses(&made("bob", Some("s9"), 1150)));
         assert!(e.refuses(&made("bob", None, 1150)));
         assert!(!e.refuses(&made("bob", None, 1201)));
@@ -221,8 +228,22 @@ mod tests {
             "sid and sub do not mix"
         );
         // A later logout of the same sid moves the cutoff forward.
-        e.end(&EndBy::Sid("s1".into()), 1300);
+        e.end(&EndBy::Sid("s1".into()), 1300, 1300);
         assert!(e.refuses(&made("alice", Some("s1"), 1250)));
+    }
+
+    #[test]
+    fn the_cutoff_is_the_logout_not_its_arrival() {
+        let e = Ended::default();
+        // Issued at 1000, received (or replayed) at 1200: a session made at 1100, after the
+        // logout it announces, is not ended; one made before is.
+        e.end(&EndBy::Sub("alice".into()), 1000, 1200);
+        assert!(e.refuses(&made("alice", None, 1000)));
+        assert!(!e.refuses(&made("alice", None, 1100)));
+        // An `iat` in the future (within the leeway) counts as now.
+        e.end(&EndBy::Sub("bob".into()), 1300, 1250);
+        assert!(e.refuses(&made("bob", None, 1250)));
+        assert!(!e.refuses(&made("bob", None, 1251)));
     }
 
     #[test]
@@ -230,16 +251,16 @@ mod tests {
         let e = Ended::new(3);
         e.note_lifetime(&made("x", None, 0));
         for (i, t) in [(0, 1000), (1, 1001), (2, 1002)] {
-            assert!(!e.end(&EndBy::Sid(format!("s{i}")), t));
+            assert!(!e.end(&EndBy::Sid(format!("s{i}")), t, t));
         }
         // Far later: the old marks have expired and make room.
         let later = 1000 + MIN_RETENTION + LEEWAY_SECS + 5;
-        assert!(!e.end(&EndBy::Sid("s3".into()), later));
+        assert!(!e.end(&EndBy::Sid("s3".into()), later, later));
         assert_eq!(e.marks.read().unwrap().len(), 1);
-        assert!(!e.end(&EndBy::Sub("u4".into()), later + 1));
-        assert!(!e.end(&EndBy::Sub("u5".into()), later + 2));
+        assert!(!e.end(&EndBy::Sub("u4".into()), later + 1, later + 1));
+        assert!(!e.end(&EndBy::Sub("u5".into()), later + 2, later + 2));
         // Full of live marks: collapse. Everyone made before the newest logout is out.
-        assert!(e.end(&EndBy::Sub("u6".into()), later + 3));
+        assert!(e.end(&EndBy::Sub("u6".into()), later + 3, later + 3));
         assert_eq!(e.marks.read().unwrap().len(), 0);
         assert!(e.refuses(&made("nobody", None, later + 3)));
         assert!(e.refuses(&made("u4", Some("s3"), later)));
@@ -248,7 +269,7 @@ mod tests {
             "logins after it work"
         );
         // After the collapse, marks are added again.
-        assert!(!e.end(&EndBy::Sid("s7".into()), later + 10));
+        assert!(!e.end(&EndBy::Sid("s7".into()), later + 10, later + 10));
         assert!(e.refuses(&made("a", Some("s7"), later + 9)));
     }
 
@@ -259,7 +280,7 @@ mod tests {
         let mut long = made("x", None, 0);
         long.exp = 5 * MIN_RETENTION;
         e.note_lifetime(&long);
-        e.end(&EndBy::Sub("x".into()), 100);
+        e.end(&EndBy::Sub("x".into()), 100, 100);
         let m = *e.marks.read().unwrap().sub.get("x").unwrap();
         assert_eq!(m.until, 100 + 5 * MIN_RETENTION + LEEWAY_SECS);
     }

@@ -11,6 +11,7 @@
 //! - [`flow`]: the per-`state` login-flow cookies (login CSRF, OIDC Core §3.1.2.1);
 //! - [`scope`]: the [`Scope`], the store seam (load/save/refresh/end) the middlewares share,
 //!   with its remembered-session cache and its refresh single-flight;
+//! - [`verdict`]: a login-time verdict and the fingerprint of the rules that made it;
 //! - [`store`]: where a scope's sessions live: sealed cookies, or Redis behind an opaque ticket
 //!   (`SessionStorageType: Redis`); [`redis`]: the process's Redis connection, its health and
 //!   the invalidation channel.
@@ -35,11 +36,13 @@ pub mod memo;
 pub mod redis;
 pub mod scope;
 pub mod store;
+pub mod verdict;
 
 pub use codec::{CHUNK_SIZE, CookieCodec, MAX_CHUNKS, MAX_HINT_CHUNKS, MAX_HINT_LEN};
 pub use ended::{EndBy, Ended, MAX_ENDED};
 pub use flow::{FLOW_TTL, MAX_FLOWS};
 pub use scope::{Judge, Keep, RefreshCell, Scope, ScopeKey};
+pub use verdict::{RulesPrint, Verdict};
 
 /// A secret string whose `Debug` and `Display` never show the value.
 #[derive(Clone, PartialEq, Eq)]
@@ -118,9 +121,10 @@ pub struct Session {
     pub refresh_token: Option<String>,
     /// Per middleware of the scope that checks assertions only at login
     /// (`CheckOnEveryRequest: false`): whether its own assertions held on these claims when the
-    /// session was made (login or refresh). See [`Scope::verdicts`].
+    /// session was made (login or refresh), bound to the fingerprint of those assertions so a
+    /// reload that changes them does not reuse it. See [`Scope::verdicts`] and [`verdict`].
     #[serde(default, rename = "v", skip_serializing_if = "BTreeMap::is_empty")]
-    pub verdicts: BTreeMap<String, bool>,
+    pub verdicts: BTreeMap<String, Verdict>,
     /// Middlewares that already sent this browser through an `UnauthorizedBehavior: Challenge`
     /// re-login: a second failure there answers 403 instead of looping.
     #[serde(default, rename = "c", skip_serializing_if = "BTreeSet::is_empty")]

@@ -11,15 +11,17 @@
 //!   refresh token once;
 //! - what a session keeps ([`Keep`]: the union of what its middlewares read), and the verdict
 //!   of each login-time judge ([`Scope::verdicts`]);
-//! - back-channel logout: the `jti` replay memory ([`JtiStore`]) and the sessions ended by it
-//!   ([`Scope::end_sessions`]; in cookie mode the [`Ended`] list, which `open_session` consults).
+//! - back-channel logout: the sessions it ended ([`Scope::end_sessions`]; in cookie mode the
+//!   [`Ended`] list, which `open_session` consults). The `jti` replay memory is not the scope's:
+//!   it is one per OpenID client, owned by the app (`crate::oidc::JtiMemory`), so a scope rebuilt
+//!   by a reload does not forget which logout tokens were used.
 //!
 //! The session API is store-shaped (`open_session` / `write_session` / `clear_session`), so a
 //! server-side store can replace the cookie codec later without the middlewares noticing.
 //!
 //! Members may join and leave a running scope ([`Scope::join`], [`Scope::leave`],
 //! [`Scope::reset`]): inline blocks registered at runtime and configuration reloads reuse the
-//! scope of their key (see `crate::scopes`), so its memory (ended sessions, `jti`s) survives.
+//! scope of their key (see `crate::scopes`), so its memory (ended sessions) survives.
 //!
 //! What stays per middleware: its assertions, headers, bypass rule and behaviours; its verdict
 //! (`Session::verdicts[name]`); its "challenged once" marker (`Session::challenged`).
@@ -36,10 +38,10 @@ use super::codec::CookieCodec;
 use super::ended::{EndBy, Ended};
 use super::redis::RedisPool;
 use super::store::{RedisStore, SESSION_ENDED, SessionStorage, Store};
+use super::verdict::{RulesPrint, Verdict, rules_print};
 use super::{RequestCookies, Secret, Session, SessionCookieConfig};
 use crate::authz::{self, ClaimAssertion};
 use crate::error::Error;
-use crate::oidc::{JtiStore, MemoryJtiStore};
 use crate::opened::Opened;
 
 /// How long a finished refresh is reused for requests carrying the old cookie.
@@ -187,6 +189,19 @@ pub struct Judge {
     pub middleware: String,
     /// Its `Authorization.AssertClaims`.
     pub assertions: Vec<ClaimAssertion>,
+    /// Their fingerprint, stored with each verdict (see [`super::verdict`]).
+    pub rules: RulesPrint,
+}
+
+impl Judge {
+    /// The judge of `middleware` with these assertions.
+    pub fn new(middleware: &str, assertions: &[ClaimAssertion]) -> Self {
+        Judge {
+            middleware: middleware.to_string(),
+            assertions: assertions.to_vec(),
+            rules: rules_print(assertions),
+        }
+    }
 }
 
 /// One session scope (see the module docs).
@@ -199,7 +214,6 @@ pub struct Scope {
     judges: RwLock<Vec<Judge>>,
     members: RwLock<Vec<String>>,
     ended: Ended,
-    jtis: Arc<dyn JtiStore>,
     /// Another live scope uses the same cookie names (another `Secret`, provider or client):
     /// a value this scope cannot open may be that scope's session, so it is left alone.
     shares_cookie_names: AtomicBool,
@@ -234,7 +248,6 @@ impl Scope {
             judges: RwLock::new(judges),
             members: RwLock::new(members),
             ended: Ended::default(),
-            jtis: Arc::new(MemoryJtiStore::default()),
             shares_cookie_names: AtomicBool::new(false),
         }
     }
@@ -255,29 +268,18 @@ impl Scope {
         }
     }
 
-    /// The scope with `store` as its logout-token replay memory (instead of this process's).
-    pub fn with_jti_store(mut self, store: Arc<dyn JtiStore>) -> Self {
-        self.jtis = store;
-        self
-    }
-
-    /// The logout-token replay memory of this scope.
-    pub fn jtis(&self) -> &dyn JtiStore {
-        &*self.jtis
-    }
-
-    /// Ends the sessions `by` names that were created at or before `now` (a back-channel
-    /// logout, after its token was verified). In cookie mode the [`Ended`] list remembers them
-    /// and [`Scope::open_session`] refuses them from then on, in this process only. In Redis
-    /// mode their records are deleted, for every replica ([`RedisStore::end_sessions`]); Redis
-    /// unavailable is an error (the IdP retries).
-    pub async fn end_sessions(&self, by: EndBy, now: u64) -> Result<(), Error> {
+    /// Ends the sessions `by` names that were created at or before `cutoff` (a back-channel
+    /// logout, after its token was verified: the token's `iat`, see [`Ended::end`]). In cookie
+    /// mode the [`Ended`] list remembers them and [`Scope::open_session`] refuses them from
+    /// then on, in this process only. In Redis mode their records are deleted, for every
+    /// replica ([`RedisStore::end_sessions`]); Redis unavailable is an error (the IdP retries).
+    pub async fn end_sessions(&self, by: EndBy, cutoff: u64, now: u64) -> Result<(), Error> {
         if let Store::Redis(r) = &self.store {
             let ended = r.end_sessions(&by).await?;
             tracing::debug!(members = ?self.members(), ended, "back-channel logout ended Redis sessions");
             return Ok(());
         }
-        if self.ended.end(&by, now) {
+        if self.ended.end(&by, cutoff, now) {
             tracing::warn!(
                 members = ?self.members(),
                 "the ended-session list is full: every session of this scope made before now must log in again"
@@ -555,17 +557,17 @@ impl Scope {
     /// The verdict of every login-time judge of the scope on `claims`: each middleware's own
     /// assertions, evaluated now, when the session is made (login or refresh). A middleware
     /// that did not handle the callback gets exactly the verdict it would have reached had it
-    /// handled it: the same assertions on the same claims at the same moment.
-    pub fn verdicts(&self, claims: &Map<String, Value>) -> BTreeMap<String, bool> {
+    /// handled it: the same assertions on the same claims at the same moment. Each verdict
+    /// carries the fingerprint of the assertions that made it, so a reload that changes them
+    /// does not reuse it.
+    pub fn verdicts(&self, claims: &Map<String, Value>) -> BTreeMap<String, Verdict> {
         self.judges
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .map(|j| {
-                (
-                    j.middleware.clone(),
-                    authz::authorized(&j.assertions, claims),
-                )
+                let held = authz::authorized(&j.assertions, claims);
+                (j.middleware.clone(), Verdict::new(held, j.rules))
             })
             .collect()
     }
@@ -696,31 +698,38 @@ mod tests {
         assert!(s.read_session(&req, 2000).is_none());
     }
 
-    #[test]
-    fn verdicts_are_per_judge_and_keep_is_a_union() {
-        let group = |g: &str| ClaimAssertion::new("groups", vec![g.into()], vec![]).unwrap();
-        let s = Scope::new(
+    fn group(g: &str) -> ClaimAssertion {
+        ClaimAssertion::new("groups", vec![g.into()], vec![]).unwrap()
+    }
+
+    /// A scope of `members` with login-time `judges`.
+    fn judged(judges: Vec<Judge>, members: &[&str]) -> Scope {
+        Scope::new(
             &key(SECRET, "u", "c", "P", None),
             attrs(),
             vec!["/logout".into()],
             Keep::default(),
+            judges,
+            members.iter().map(|m| m.to_string()).collect(),
+        )
+    }
+
+    #[test]
+    fn verdicts_are_per_judge_and_keep_is_a_union() {
+        let s = judged(
             vec![
-                Judge {
-                    middleware: "alice".into(),
-                    assertions: vec![group("a")],
-                },
-                Judge {
-                    middleware: "bob".into(),
-                    assertions: vec![group("b")],
-                },
+                Judge::new("alice", &[group("a")]),
+                Judge::new("bob", &[group("b")]),
             ],
-            vec!["alice".into(), "bob".into(), "root".into()],
+            &["alice", "bob", "root"],
         );
         let mut claims = Map::new();
         claims.insert("groups".into(), serde_json::json!(["a"]));
         let v = s.verdicts(&claims);
-        assert_eq!(v.get("alice"), Some(&true));
-        assert_eq!(v.get("bob"), Some(&false));
+        let a = rules_print(&[group("a")]);
+        let b = rules_print(&[group("b")]);
+        assert_eq!(v.get("alice"), Some(&Verdict::new(true, a)));
+        assert_eq!(v.get("bob"), Some(&Verdict::new(false, b)));
         assert_eq!(v.get("root"), None, "no assertions: nothing to remember");
 
         let mut k = Keep {
@@ -737,6 +746,25 @@ mod tests {
         claims.insert("sub".into(), serde_json::json!("u"));
         let kept = k.claims(claims);
         assert_eq!(kept.keys().collect::<Vec<_>>(), ["groups", "sub"]);
+    }
+
+    #[test]
+    fn a_verdict_is_bound_to_the_rules_that_made_it() {
+        let s = judged(vec![Judge::new("m", &[group("a")])], &["m"]);
+        let mut claims = Map::new();
+        claims.insert("groups".into(), serde_json::json!(["a"]));
+        let before = s.verdicts(&claims)["m"];
+        let permissive = rules_print(&[group("a")]);
+        assert_eq!(before.under(&permissive), Some(true));
+        // A reload tightens `m`'s rules: the verdict made before is no answer under them, and
+        // a session made from now on gets the verdict of the new rules.
+        let strict = Judge::new("m", &[group("a"), group("b")]);
+        let strict_rules = strict.rules;
+        s.reset(Keep::default(), vec![strict], vec!["m".into()]);
+        assert_eq!(before.under(&strict_rules), None);
+        assert_eq!(s.verdicts(&claims)["m"].under(&strict_rules), Some(false));
+        // The same rules written again (another reload, unchanged): the verdict still counts.
+        assert_eq!(Judge::new("m", &[group("a")]).rules, permissive);
     }
 
     #[tokio::test]

@@ -19,6 +19,29 @@ pub mod http;
 pub mod redis;
 pub use http::*;
 
+/// Reloads `app` in place with the configuration `yaml`, as the file watcher does.
+pub async fn reload(app: &App, yaml: &str) {
+    let loaded = config::parse(yaml, &Env::process()).unwrap_or_else(|p| panic!("config: {p:#?}"));
+    app.reload(&loaded.config).await.unwrap();
+}
+
+/// Registers the inline block `body` with the sidecar at `addr` (from a trusted peer, without
+/// a registration token); returns the answer's status and the block's hash.
+pub async fn register_block(addr: SocketAddr, body: Vec<u8>) -> (u16, String) {
+    use sha2::Digest as _;
+    let h: String = sha2::Sha256::digest(&body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}/inline/{h}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), h)
+}
+
 /// The host the protected application pretends to live on.
 pub const APP_HOST: &str = "app.test";
 /// A Secret for tests (not a default anyone ships).
