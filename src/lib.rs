@@ -492,6 +492,7 @@ mod tests {
         let env = Env {
             var: &|_| None,
             file: &|_| Err(std::io::Error::other("no files here")),
+            within: &crate::files::read_within,
         };
         parse(&text, &env).unwrap().config
     }

@@ -178,6 +178,7 @@ mod tests {
         let env = Env {
             var: &|_| None,
             file: &|_| Err(std::io::Error::other("none")),
+            within: &crate::files::read_within,
         };
         parse(&text, &env)
             .unwrap()

@@ -25,6 +25,7 @@ fn env() -> Env<'static> {
                 std::fs::read_to_string(p)
             }
         },
+        within: &traefik_oidc_sidecar::files::read_within,
     }
 }
 
@@ -64,6 +65,7 @@ fn redis_env() -> Env<'static> {
             _ => Some("example-value".into()),
         },
         file: &|p: &Path| std::fs::read_to_string(p),
+        within: &traefik_oidc_sidecar::files::read_within,
     }
 }
 

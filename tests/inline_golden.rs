@@ -27,10 +27,13 @@ fn env() -> Env<'static> {
     Env {
         var: &|k| Some(format!("value-of-{k}-0123456789abcdef0123456789")),
         file: &|p| Ok(format!("content-of-{}", p.display())),
+        // A block's FilePath / CABundleFile: the same content as the YAML side reads.
+        within: &|_, p, _| Ok(format!("content-of-{p}")),
     }
 }
 
-/// `inline:` rules that let a block read every `${…}` it names, in any key: the fixtures hold
+/// `inline:` rules that let a block read every `${…}` it names, in any key, and any file (the
+/// env's fake `within`): the fixtures hold
 /// the README's blocks, and the equivalence is about parsing, not about what is allowed.
 fn rules_for(canonical: &[u8]) -> InlineConfig {
     let text = String::from_utf8_lossy(canonical);
@@ -50,6 +53,8 @@ fn rules_for(canonical: &[u8]) -> InlineConfig {
         });
     InlineConfig {
         allowed_variables,
+        allowed_file_directory: Some(PathBuf::from("/")),
+        max_file_bytes: 1 << 20,
         ..InlineConfig::default()
     }
 }

@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let env = Env {
         var: &|_| Some("v".repeat(40)),
         file: &|_| Ok("file-content-file-content-file-content".to_string()),
+        within: &|_, _, _| Ok("file-content-file-content-file-content".to_string()),
     };
     let Ok(loaded) = config::parse(text, &env) else {
         return;

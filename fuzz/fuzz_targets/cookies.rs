@@ -25,6 +25,7 @@ fn scope() -> Scope {
     let env = Env {
         var: &|_| None,
         file: &|_| Err(std::io::Error::other("no files")),
+        within: &|_, _, _| Err(traefik_oidc_sidecar::files::Refused("no files".into())),
     };
     let cfg = config::parse(&yaml, &env).expect("the fuzz configuration loads");
     let m = &cfg.config.middlewares["default"];

@@ -279,6 +279,7 @@ mod tests {
                     Err(std::io::Error::other("no such file"))
                 }
             },
+            within: &crate::files::read_within,
         }
     }
 
@@ -355,6 +356,7 @@ mod tests {
         let env = Env {
             var: &var,
             file: &file,
+            within: &crate::files::read_within,
         };
         let body = r#"{"Provider":{"Url":"https://idp.example","ClientId":"a","ClientSecret":"${file:/run/secrets/x}","CABundleFile":"/etc/ssl/certs/ca-certificates.crt"},"Secret":"${SECRET}","AuthorizationParams":{"x":"${HOME}"},"Headers":[{"Name":"X","Value":"${SECRET}"}],"ErrorPages":{"Unauthenticated":{"FilePath":"/proc/self/environ"}}}"#;
         for rules in [InlineConfig::default(), rules()] {

@@ -105,6 +105,9 @@ pub struct Env<'a> {
     pub var: &'a dyn Fn(&str) -> Option<String>,
     /// Reads a file (the process's: [`crate::files::read_text`], capped, regular files only).
     pub file: &'a dyn Fn(&Path) -> std::io::Result<String>,
+    /// Reads a file an inline block names inside the allowed directory, at most so many bytes
+    /// (the process's: [`crate::files::read_within`]).
+    pub within: &'a dyn Fn(&Path, &str, usize) -> Result<String, crate::files::Refused>,
 }
 
 impl Env<'static> {
@@ -113,6 +116,7 @@ impl Env<'static> {
         Env {
             var: &|k| std::env::var(k).ok(),
             file: &|p| crate::files::read_text(p, crate::files::MAX_VALUE_FILE_BYTES),
+            within: &crate::files::read_within,
         }
     }
 }

@@ -221,6 +221,7 @@ mod tests {
                     Err(std::io::Error::other("no such file"))
                 }
             },
+            within: &crate::files::read_within,
         };
         parse(text, &env).map(|l| l.config)
     }

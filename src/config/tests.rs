@@ -38,6 +38,7 @@ fn parse_with(
         &Env {
             var: &var,
             file: &file,
+            within: &crate::files::read_within,
         },
     )
 }

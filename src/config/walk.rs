@@ -10,7 +10,6 @@ use openidconnect::url::Url;
 use serde_yaml_ng::Value;
 
 use super::{Env, Problem};
-use crate::files;
 use crate::inline::InlineConfig;
 
 /// The walk's context: where `${…}` values come from, and the problems and warnings so far.
@@ -129,7 +128,7 @@ impl Cx<'_> {
                     );
                     return None;
                 };
-                match files::read_within(dir, file, rules.max_file_bytes) {
+                match (self.env.within)(dir, file, rules.max_file_bytes) {
                     Ok(text) => Some(text),
                     Err(_) => {
                         self.problem(
