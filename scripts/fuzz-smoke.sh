@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${FUZZ_SECONDS:-20}"
-targets="${FUZZ_TARGETS:-cookies redirect forwarded config bypass_rule}"
+targets="${FUZZ_TARGETS:-cookies redirect forwarded config bypass_rule inline_register}"
 case "$seconds" in
   '' | *[!0-9]*) echo "fuzz-smoke: FUZZ_SECONDS must be a whole number" >&2; exit 2 ;;
 esac
