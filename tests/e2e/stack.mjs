@@ -450,7 +450,8 @@ export class Stack {
     const [sidecarPort, metricsPort, whoamiPort] = [await freePort(), await freePort(), await freePort()];
     this.ports = { traefik: traefikPort, sidecar: sidecarPort, metrics: metricsPort, whoami: whoamiPort };
     this.doors = this.inline ? this.inline.doors : ['fa', 'plugin'];
-    // Routed like the doors, but not expected to let anyone in (e.g. an invalid inline block).
+    // Routed like the doors (and known to the OP), but not waited for (e.g. an invalid inline
+    // block, or a door checked on its own).
     this.extraDoors = this.inline?.extraDoors || [];
     this.urls = {
       ...Object.fromEntries([...this.doors, ...this.extraDoors].map((d) => [d, `http://${d}.localhost:${traefikPort}`])),
@@ -467,7 +468,7 @@ export class Stack {
 
   async startOp() {
     // Extra doors too: one of them may be expected to log users in (the inline migration door).
-    const bases = [...this.doors, ...this.extraDoors].map((d) => this.urls[d]);
+    const bases = [...this.doors, ...(this.extraDoors || [])].map((d) => this.urls[d]);
     const op = this.spawn('op', process.execPath, [path.join(ROOT, 'tests', 'op', 'op.mjs')], {
       env: {
         OP_PORT: '0',
