@@ -144,7 +144,7 @@ async fn failing_assertion_is_403_and_passing_one_gets_templated_headers() {
 }
 
 #[tokio::test]
-async fn unauthorized_challenge_redirects_once_with_prompt_login_then_403() {
+async fn unauthorized_challenge_redirects_once_without_prompt_then_403() {
     let s = sidecar().await;
     let mut bob = Browser::new(&s, "challenge");
     // Decided at the callback: the first failure challenges from the callback itself.
@@ -152,11 +152,35 @@ async fn unauthorized_challenge_redirects_once_with_prompt_login_then_403() {
     assert_eq!(r.status, 302, "first failure challenges: {r:#?}");
     let auth = r.location();
     assert!(auth.starts_with(shared_op()), "{auth}");
-    assert_eq!(query(&auth)["prompt"], "login");
-    // Logging in again as the same user still fails the assertion: now 403, not another loop.
-    let cb = bob.login_at_op(&auth, "bob", "bob").await;
+    // As traefik-oidc-auth: no prompt of its own, so the OP's SSO session answers at once.
+    assert_eq!(query(&auth).get("prompt"), None, "{auth}");
+    let r = bob.op_get(&auth).await;
+    assert_eq!(r.status, 303, "authorize with an SSO session: {r:#?}");
+    let cb = resolve(&auth, &r.location());
+    assert!(
+        cb.starts_with("http://app.test/oidc/callback?"),
+        "the OP asked again instead of answering at once: {cb}"
+    );
+    // Still failing the assertion: now 403, not another loop.
     let r = bob.app(&cb, Kind::Navigate).await;
     assert_eq!(r.status, 403, "{r:#?}");
+    assert_eq!(bob.app(HOME, Kind::Navigate).await.status, 403);
+}
+
+#[tokio::test]
+async fn unauthorized_challenge_sends_a_configured_prompt() {
+    let s = sidecar().await;
+    let mut bob = Browser::new(&s, "challengeprompt");
+    let r = bob.login(HOME, "bob").await;
+    assert_eq!(r.status, 302, "first failure challenges: {r:#?}");
+    let auth = r.location();
+    assert_eq!(
+        query(&auth).get("prompt").map(String::as_str),
+        Some("login")
+    );
+    // prompt=login: the OP shows its login form despite the SSO session; then 403, no loop.
+    let cb = bob.login_at_op(&auth, "bob", "bob").await;
+    assert_eq!(bob.app(&cb, Kind::Navigate).await.status, 403);
     assert_eq!(bob.app(HOME, Kind::Navigate).await.status, 403);
 }
 

@@ -47,7 +47,9 @@ type Config struct {
 	Timeout string `json:"timeout,omitempty"`
 	// AuthResponseHeaders lists the sidecar response headers that are copied onto the upstream
 	// request when the sidecar allows it. Client-sent copies of these names are removed first,
-	// in any case and in the _ and . spellings.
+	// in any case and in the _ and . spellings. Left at its default, an inline block's own
+	// Headers names are copied (and stripped) as well; a list set to anything else is used as
+	// it is, without them.
 	AuthResponseHeaders []string `json:"authResponseHeaders,omitempty"`
 	// AuthResponseHeadersRegex selects further sidecar response headers to copy upstream;
 	// client-sent request headers matching it are removed first. Unanchored, as in Traefik's
@@ -154,11 +156,19 @@ func validate(cfg *Config) (*settings, error) {
 		if isProtected(name) {
 			return nil, fmt.Errorf("authResponseHeaders: %q describes the message itself and cannot carry identity", raw)
 		}
-		canonical := canonicalName(name)
-		if _, dup := s.stripNames[normalizeName(canonical)]; !dup {
-			s.copyHeaders = append(s.copyHeaders, canonical)
+		s.addCopyName(name)
+	}
+	// An inline block's own Headers (traefik-oidc-auth sets them on the request it forwards)
+	// reach the upstream too, as they do with traefik-oidc-auth, unless AuthResponseHeaders was
+	// set: an explicit list is the whole list. The names are worked out here, once, so requests
+	// pay only for the longer list. Names the shim cannot carry (not a token, or protected) are
+	// skipped: the sidecar refuses the former with a 422, and the latter describe the message.
+	if s.inline != nil && isDefaultNames(cfg.AuthResponseHeaders) {
+		for _, name := range blockHeaderNames(body) {
+			if isToken(name) && !isProtected(name) {
+				s.addCopyName(name)
+			}
 		}
-		s.stripNames[normalizeName(canonical)] = true
 	}
 	for _, name := range DefaultAuthResponseHeaders() {
 		s.stripNames[normalizeName(name)] = true
@@ -175,6 +185,37 @@ func validate(cfg *Config) (*settings, error) {
 	// Last: the table caches classify, which reads the settings above.
 	s.classes = s.headerClasses()
 	return s, nil
+}
+
+// addCopyName adds a valid, unprotected header name to the names copied from the sidecar's 2xx
+// answer (once, in canonical form) and to the names stripped from the client's request.
+func (s *settings) addCopyName(name string) {
+	canonical := canonicalName(name)
+	if _, dup := s.stripNames[normalizeName(canonical)]; !dup {
+		s.copyHeaders = append(s.copyHeaders, canonical)
+	}
+	s.stripNames[normalizeName(canonical)] = true
+}
+
+// isDefaultNames reports whether an AuthResponseHeaders value is the default list
+// (CreateConfig's, blanks aside, in any case), which is how the shim tells that the user did
+// not set it: Traefik decodes the user's list over CreateConfig's, element by element, so
+// nothing else marks the list as the user's own. Writing the default list out counts as not
+// setting it.
+func isDefaultNames(names []string) bool {
+	defaults := DefaultAuthResponseHeaders()
+	i := 0
+	for _, raw := range names {
+		name := strings.TrimSpace(raw)
+		if name == "" {
+			continue
+		}
+		if i >= len(defaults) || canonicalName(name) != defaults[i] {
+			return false
+		}
+		i++
+	}
+	return i == len(defaults)
 }
 
 // parseSidecarURL checks SidecarUrl. A base path is allowed and kept, so http://h/prefix/

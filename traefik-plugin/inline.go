@@ -233,3 +233,31 @@ func describeProblem(body []byte, readErr error) string {
 	}
 	return s
 }
+
+// blockHeaderList is the part of a canonical block that names the headers the sidecar adds to
+// the requests it allows: traefik-oidc-auth's Headers, a list of {Name, Value, ...}.
+type blockHeaderList struct {
+	Headers []blockHeader `json:"Headers"`
+}
+
+// blockHeader is one entry of Headers; only its name matters to the shim.
+type blockHeader struct {
+	Name string `json:"Name"`
+}
+
+// blockHeaderNames returns the Name of every Headers entry of a canonical block (canonical.go
+// writes every scalar as a JSON string), trimmed, blank ones left out. A block whose Headers
+// has another shape gives none: the sidecar refuses it (422), so no request passes anyway.
+func blockHeaderNames(canonical []byte) []string {
+	var block blockHeaderList
+	if len(canonical) == 0 || json.Unmarshal(canonical, &block) != nil {
+		return nil
+	}
+	var names []string
+	for _, h := range block.Headers {
+		if name := strings.TrimSpace(h.Name); name != "" {
+			names = append(names, name)
+		}
+	}
+	return names
+}

@@ -224,10 +224,11 @@ impl Middleware {
                 UnauthorizedBehavior::Forward => (Reply::redirect(target), Outcome::CallbackOk),
                 // Once per middleware: a session already challenged here gets the 403.
                 // The new flow returns where this one was going (checked again at its callback).
+                // Without a prompt of its own, as on the hot path (check.rs).
                 UnauthorizedBehavior::Challenge if !session.challenged.contains(&self.cfg.name) => {
                     let back = flow.return_to.clone();
                     (
-                        self.login(fwd, cookies, now, Some("login"), true, back)?,
+                        self.login(fwd, cookies, now, None, true, back)?,
                         Outcome::LoginRedirect,
                     )
                 }

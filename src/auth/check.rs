@@ -164,11 +164,13 @@ impl Middleware {
             }
             Some(s) => match self.cfg.unauthorized_behavior {
                 // Challenge once: a session that already came back from a challenge and still
-                // fails gets 403, never another redirect (no loop).
+                // fails gets 403, never another redirect (no loop). No prompt is added, as in
+                // traefik-oidc-auth: with an SSO session the IdP answers at once (OIDC Core
+                // §3.1.2.1 leaves prompt optional); `AuthorizationParams.prompt` still applies.
                 UnauthorizedBehavior::Challenge
                     if nav && !s.challenged.contains(&self.cfg.name) =>
                 {
-                    self.login(fwd, cookies, now, Some("login"), true, self.return_url(fwd))
+                    self.login(fwd, cookies, now, None, true, self.return_url(fwd))
                         .map(|r| (r, Outcome::LoginRedirect))
                 }
                 UnauthorizedBehavior::Forward => Ok((

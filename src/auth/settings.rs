@@ -26,7 +26,9 @@ pub enum UnauthenticatedBehavior {
 pub enum UnauthorizedBehavior {
     /// Answer 403.
     Unauthorized,
-    /// Redirect navigations to the IdP once per session with `prompt=login`, then 403.
+    /// Redirect navigations to the IdP once per session, then 403. No `prompt` is added (as in
+    /// traefik-oidc-auth): an IdP with an SSO session answers at once; a configured
+    /// `AuthorizationParams.prompt` is sent as on every login.
     Challenge,
     /// Let the request through; only headers with `IncludeWhen: Forward` or `Always` are sent.
     Forward,

@@ -27,7 +27,7 @@ impl Provider {
                 q.append_pair("resource", r);
             }
             for (k, v) in p.extra {
-                // An explicit prompt (Challenge, LoginUri?prompt=) wins over the configured one.
+                // An explicit prompt (LoginUri?prompt=) wins over the configured one.
                 if !(k == "prompt" && p.prompt.is_some()) {
                     q.append_pair(k, v);
                 }

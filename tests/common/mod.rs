@@ -199,6 +199,21 @@ middlewares:
       AssertClaims:
         - Name: groups
           AnyOf: [admins]
+  challengeprompt:
+    Provider:
+      Url: {issuer}
+      ClientId: sidecar
+      ClientSecret: sidecar-secret
+    Secret: {SECRET}
+    CookieNamePrefix: TraefikOidcSidecar.challengeprompt
+    Scopes: [openid, profile, email, groups]
+    UnauthorizedBehavior: Challenge
+    AuthorizationParams:
+      prompt: login
+    Authorization:
+      AssertClaims:
+        - Name: groups
+          AnyOf: [admins]
   public:
     Provider:
       Url: {issuer}

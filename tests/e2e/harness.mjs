@@ -117,6 +117,23 @@ export async function gotoStatus(page, url) {
   return { status: res.status(), body, navError };
 }
 
+/** Anonymous navigation to `protectedUrl` → the test OP's login form (tests/op) → `user` logs in
+ * → back at `protectedUrl`; returns whoami's answer there (parseWhoami). */
+export async function loginAtOp(page, issuer, protectedUrl, user = 'demo', password = user) {
+  await page.goto(protectedUrl);
+  await page.waitForURL((u) => u.href.startsWith(issuer), { timeout: NAV_TIMEOUT_MS }).catch(() => {});
+  assert(page.url().startsWith(issuer), `expected the OP, got ${page.url()}`);
+  await page.fill('input[name="login"]', user);
+  await page.fill('input[name="password"]', password);
+  await Promise.all([
+    page.waitForURL((u) => u.href === protectedUrl, { timeout: NAV_TIMEOUT_MS }).catch(() => {}),
+    page.click('button[type="submit"]'),
+  ]);
+  const w = parseWhoami(await page.evaluate(() => document.body.innerText));
+  assert(w && page.url() === protectedUrl, `not whoami at the original URL: ${page.url()}`);
+  return w;
+}
+
 /** Prints the summary lines and returns the process exit status (non-zero on any failure/skip). */
 export function summarize({ results, started, artifactsDir, crashed = false, label = 'e2e' }) {
   const count = (s) => results.filter((r) => r.status === s).length;

@@ -10,13 +10,17 @@
 // block) and the next request of the logged-in user still reaches whoami without a trip to the
 // OP; /logout goes through the OP and login is asked again. Two more doors carry blocks the
 // sidecar refuses with 422 (a typo; a provider outside allowedProviderUrls): they answer 500,
-// never whoami, and Traefik's log names the problem once.
+// never whoami, and Traefik's log names the problem once. One more, inline-migration, carries
+// the README's "Moving from traefik-oidc-auth" block as written there (read from README.md, with
+// this test's OP), plus a templated Authorization and a static header: whoami gets the block's
+// Headers with their values, and client-sent copies of them never arrive (issue 18).
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { chromium } from 'playwright-core';
-import { Stack, request } from './stack.mjs';
+import { ROOT, Stack, request } from './stack.mjs';
 import { flowYaml, labelShape } from './inline-config.mjs';
+import { headerValues, loginAtOp } from './harness.mjs';
 
 const NAV_TIMEOUT_MS = 15000;
 const COOKIE_PREFIX = 'TraefikOidcSidecar';
@@ -41,6 +45,55 @@ export function readmeBlock(issuer) {
   };
 }
 
+/**
+ * The plugin configuration of README.md's "Moving from traefik-oidc-auth" diff, as a user ends up
+ * with it: the lines kept or added by the diff, from `SidecarUrl` on, as YAML lines (Traefik's
+ * file provider parses them, Go-template escapes included). Fails if the README no longer has it.
+ */
+export function readmeMigrationLines() {
+  const md = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const at = md.indexOf('### Moving from traefik-oidc-auth');
+  if (at < 0) throw new Error('README.md has no "Moving from traefik-oidc-auth" section');
+  const diff = [...md.slice(at).matchAll(/```diff\n([\s\S]*?)```/g)].map((m) => m[1]).find((d) => /SidecarUrl:/.test(d));
+  if (!diff) throw new Error('the migration section has no diff with SidecarUrl');
+  const lines = diff.split('\n').filter((l) => l.startsWith(' ') || l.startsWith('+')).map((l) => l.slice(1));
+  const first = lines.findIndex((l) => /^\s*SidecarUrl:/.test(l));
+  const indent = lines[first].search(/\S/);
+  const block = lines.slice(first).filter((l) => l.trim());
+  if (block.some((l) => l.search(/\S/) < indent)) throw new Error('the migration block is not one mapping');
+  return block.map((l) => l.slice(indent));
+}
+
+/** Replaces the first line matching `re` in `lines` with `by`, failing when none matches. */
+function swap(lines, re, by) {
+  const i = lines.findIndex((l) => re.test(l));
+  if (i < 0) throw new Error(`the README's migration block has no line like ${re}`);
+  lines[i] = lines[i].replace(re, by);
+}
+
+/** The README's migration block pointed at this test's sidecar and OP, with a registration token,
+ * plain-http cookies, and two more Headers entries (a templated access token, a static value). */
+function migrationConfig({ issuer, sidecarUrl, token }) {
+  const lines = readmeMigrationLines();
+  swap(lines, /^SidecarUrl: .*$/, `SidecarUrl: ${JSON.stringify(sidecarUrl)}`);
+  swap(lines, /(^\s+Url: ).*$/, `$1${JSON.stringify(issuer)}`);
+  swap(lines, /(^\s+ClientId: ).*$/, '$1"sidecar"');
+  const h = lines.findIndex((l) => /^Headers:\s*$/.test(l));
+  if (h < 0) throw new Error("the README's migration block has no Headers list");
+  const item = lines[h + 1].slice(0, lines[h + 1].indexOf('-'));
+  lines.splice(h + 1, 0,
+    `${item}- Name: "Authorization"`, `${item}  Value: "Bearer: {{\`{{ .accessToken }}\`}}"`,
+    `${item}- Name: "X-Static-Header"`, `${item}  Value: "42"`);
+  lines.push(`RegistrationToken: ${JSON.stringify(token)}`, 'SessionCookie:', '  Secure: false # plain-http localhost only');
+  return { rawYaml: lines };
+}
+
+/** flowYaml, except for migrationConfig's YAML lines, which go in as a block under the plugin. */
+function pluginYaml(v) {
+  if (v && v.rawYaml) return `\n${v.rawYaml.map((l) => `          ${l}`).join('\n')}`;
+  return flowYaml(v);
+}
+
 function parseWhoami(text) {
   const lines = text.replace(/\r/g, '').split('\n');
   const reqIdx = lines.findIndex((l) => /^[A-Z]+ \S+ HTTP\/\d(\.\d)?$/.test(l));
@@ -62,14 +115,18 @@ export async function partLogin({ check, assert, ARTIFACTS, CHROMIUM }) {
     log: (m) => console.log(`     ${m}`),
     inline: {
       doors: DOORS,
-      extraDoors: ['inline-typo', 'inline-forbidden'],
+      extraDoors: ['inline-typo', 'inline-forbidden', 'inline-migration'],
       env: {
         INLINE_REGISTRATION_TOKEN: token,
         INLINE_CLIENT_SECRET: 'sidecar-secret',
         INLINE_SESSION_SECRET: crypto.randomBytes(32).toString('hex'),
+        // The names the README's migration block uses.
+        OIDC_CLIENT_SECRET: 'sidecar-secret',
+        SESSION_SECRET: crypto.randomBytes(32).toString('hex'),
       },
-      toYaml: flowYaml,
+      toYaml: pluginYaml,
       config: ({ issuer, sidecarUrl, door }) => {
+        if (door === 'inline-migration') return migrationConfig({ issuer, sidecarUrl, token });
         const block = readmeBlock(issuer);
         // Blocks the sidecar refuses: a typo, and an identity provider outside its
         // allowedProviderUrls.
@@ -114,6 +171,8 @@ export async function partLogin({ check, assert, ARTIFACTS, CHROMIUM }) {
       });
     }
 
+    await migrationChecks({ check, assert, stack, browser, issuer });
+
     for (const door of DOORS) {
       const base = stack.urls[door];
       const protectedUrl = `${base}/private/page?e2e=1`;
@@ -125,17 +184,7 @@ export async function partLogin({ check, assert, ARTIFACTS, CHROMIUM }) {
       page.on('request', (r) => { if (r.isNavigationRequest() && r.url().startsWith(issuer)) toOp++; });
 
       const okLogin = await check(`${door}: anonymous → OP login, demo/demo → back at the original URL with X-Forwarded-User/Email/Groups`, async () => {
-        await page.goto(protectedUrl);
-        await page.waitForURL((u) => u.href.startsWith(issuer), { timeout: NAV_TIMEOUT_MS }).catch(() => {});
-        assert(page.url().startsWith(issuer), `expected the OP, got ${page.url()}`);
-        await page.fill('input[name="login"]', 'demo');
-        await page.fill('input[name="password"]', 'demo');
-        await Promise.all([
-          page.waitForURL((u) => u.href === protectedUrl, { timeout: NAV_TIMEOUT_MS }).catch(() => {}),
-          page.click('button[type="submit"]'),
-        ]);
-        const w = parseWhoami(await page.evaluate(() => document.body.innerText));
-        assert(w && page.url() === protectedUrl, `not whoami at the original URL: ${page.url()}`);
+        const w = await loginAtOp(page, issuer, protectedUrl);
         assert(header(w, 'X-Forwarded-User').join('|') === 'demo', `X-Forwarded-User: ${header(w, 'X-Forwarded-User')}`);
         assert(header(w, 'X-Forwarded-Email').join('|') === 'demo@example.test', `X-Forwarded-Email: ${header(w, 'X-Forwarded-Email')}`);
         assert(header(w, 'X-Forwarded-Groups').join('|') === 'users', `X-Forwarded-Groups: ${header(w, 'X-Forwarded-Groups')}`);
@@ -186,5 +235,53 @@ export async function partLogin({ check, assert, ARTIFACTS, CHROMIUM }) {
   } finally {
     await browser?.close().catch(() => {});
     await stack.stop().catch(() => {});
+  }
+}
+
+/** The README's migration block through the real Traefik (issue 18): login, then what whoami
+ * receives with and without client-sent copies of the block's headers. */
+async function migrationChecks({ check, assert, stack, browser, issuer }) {
+  const door = 'inline-migration';
+  const base = stack.urls[door];
+  const protectedUrl = `${base}/private/page?e2e=migration`;
+  const ctx = await browser.newContext();
+  ctx.setDefaultNavigationTimeout(NAV_TIMEOUT_MS);
+  ctx.setDefaultTimeout(NAV_TIMEOUT_MS);
+  try {
+    const page = await ctx.newPage();
+    const okLogin = await check(`${door}: README's migration block pasted → demo/demo logs in; whoami gets X-Oidc-Username, the templated Authorization and X-Static-Header`, async () => {
+      const w = await loginAtOp(page, issuer, protectedUrl);
+      assert(headerValues(w, 'X-Oidc-Username').join('|') === 'demo', `X-Oidc-Username: ${JSON.stringify(headerValues(w, 'X-Oidc-Username'))}`);
+      assert(headerValues(w, 'X-Static-Header').join('|') === '42', `X-Static-Header: ${JSON.stringify(headerValues(w, 'X-Static-Header'))}`);
+      const authz = headerValues(w, 'Authorization');
+      assert(authz.length === 1 && /^Bearer: \S{16,}$/.test(authz[0]), `Authorization: ${JSON.stringify(authz)}`);
+      return `Authorization: Bearer: ${authz[0].slice(8, 14)}…`;
+    });
+    if (!okLogin) return;
+
+    await check(`${door}: client-sent X-Oidc-Username / Authorization / X-Static-Header / X-Forwarded-User are not what whoami receives`, async () => {
+      const cookie = (await ctx.cookies(base)).map((c) => `${c.name}=${c.value}`).join('; ');
+      const r = await request({
+        port: stack.ports.traefik,
+        path: '/private/page?e2e=spoof',
+        headers: {
+          Host: `${door}.localhost`,
+          Cookie: cookie,
+          'X-Oidc-Username': 'mallory',
+          Authorization: 'Bearer: forged',
+          'X-Static-Header': '666',
+          'X-Forwarded-User': 'mallory',
+        },
+      });
+      const w = r.status === 200 ? parseWhoami(r.body) : null;
+      assert(w, `expected whoami, got ${r.status}: ${r.body.slice(0, 200)}`);
+      assert(headerValues(w, 'X-Oidc-Username').join('|') === 'demo', `X-Oidc-Username: ${JSON.stringify(headerValues(w, 'X-Oidc-Username'))}`);
+      assert(headerValues(w, 'X-Static-Header').join('|') === '42', `X-Static-Header: ${JSON.stringify(headerValues(w, 'X-Static-Header'))}`);
+      const authz = headerValues(w, 'Authorization');
+      assert(authz.length === 1 && authz[0] !== 'Bearer: forged' && authz[0].startsWith('Bearer: '), `Authorization: ${JSON.stringify(authz)}`);
+      assert(!r.body.includes('mallory') && !r.body.includes('666'), `a spoofed value reached whoami:\n${r.body}`);
+    });
+  } finally {
+    await ctx.close();
   }
 }

@@ -10,12 +10,15 @@
 //   scope     shared: /alice /bob /admin / and a dedicated /oidc/callback router, five middlewares
 //             sharing one Secret and client (one session scope); decide: the callback itself runs
 //             the assertion (403 at the callback)
+//             inline: the same scope's shared-anyone and shared-admins blocks pasted inline into
+//             the plugin's configuration (plugin door only: forwardAuth cannot carry a block)
 //   pages     pages: a traefik-oidc-auth-style ErrorPages.Unauthorized.FilePath with if-blocks
 //   internal  internal: Provider.Url is Keycloak's internal address, discovery names the public one
 //   jwt       jwt: private_key_jwt client authentication (Provider.ClientJwtPrivateKey[Id])
 //
 // Every site `s` is served twice by Traefik: s.fa.localhost through the built-in forwardAuth and
-// s.plugin.localhost through our Yaegi plugin.
+// s.plugin.localhost through our Yaegi plugin (a site with `doors` only through those). A route
+// naming `inline:<block>` carries that sidecar block inline in the plugin's own configuration.
 import path from 'node:path';
 import { ROOT, PLUGIN_NAME } from './stack.mjs';
 import { REALM } from './keycloak-server.mjs';
@@ -50,6 +53,7 @@ export const SITES = {
     routes: { '/': 'shared-anyone', '/alice': 'shared-team-a', '/bob': 'shared-team-b', '/admin': 'shared-admins', '=/oidc/callback': 'shared-callback' },
   },
   decide: { sidecar: 'scope', routes: { '/': 'decide-team-a' } },
+  inline: { sidecar: 'scope', doors: ['plugin'], routes: { '/': 'inline:shared-anyone', '/admin': 'inline:shared-admins' } },
   pages: { sidecar: 'pages', routes: { '/': 'pages-team-a' } },
   internal: { sidecar: 'internal', routes: { '/': 'kc-internal' } },
   jwt: { sidecar: 'jwt', routes: { '/': 'kc-jwt' } },
@@ -62,7 +66,12 @@ export function siteUrl(site, door, traefikPort) {
 
 /** Every origin Keycloak must accept as a redirect URI (and, via "+", as post-logout target). */
 export function redirectUris(traefikPort) {
-  return Object.keys(SITES).flatMap((s) => DOORS.map((d) => `${siteUrl(s, d, traefikPort)}/*`));
+  return Object.keys(SITES).flatMap((s) => doorsOf(s).map((d) => `${siteUrl(s, d, traefikPort)}/*`));
+}
+
+/** The doors that serve `site`. */
+export function doorsOf(site) {
+  return SITES[site].doors || DOORS;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -125,6 +134,9 @@ export function sidecarConfigs({ kc, secret, clientSecret, clientKey, ports }) {
   const https = `${kc.urls.https}/realms/${REALM}`;
   const internal = `${kc.urls.internal}/realms/${REALM}`;
   const base = { url: pub, secret, clientSecret };
+  const sharedAnyone = mw('shared-anyone', base);
+  const sharedAdmins = mw('shared-admins', { ...base, extra: `${assertion('realm_access.roles', 'AnyOf', ['e2e-admin'])}
+    UnauthorizedBehavior: Challenge` });
   // Keycloak names its public (http) issuer on every URL it is asked on; ValidIssuer pins it.
   const httpsProvider = `
       ValidIssuer: ${q(pub)}`;
@@ -153,12 +165,11 @@ export function sidecarConfigs({ kc, secret, clientSecret, clientKey, ports }) {
 
     // One session scope: same Secret, Provider.Url, ClientId and cookie settings.
     scope: header({ ...ports.scope, logLevel: 'info' })
-      + mw('shared-anyone', base)
+      + sharedAnyone
       + mw('shared-team-a', { ...base, extra: `${assertion('groups', 'AnyOf', ['team-a'])}
     LogLevel: DEBUG` })
       + mw('shared-team-b', { ...base, extra: assertion('groups', 'AnyOf', ['team-b']) })
-      + mw('shared-admins', { ...base, extra: `${assertion('realm_access.roles', 'AnyOf', ['e2e-admin'])}
-    UnauthorizedBehavior: Challenge` })
+      + sharedAdmins
       + mw('shared-callback', base)
       + mw('decide-team-a', { ...base, extra: assertion('groups', 'AnyOf', ['team-a']) }),
 
@@ -179,6 +190,9 @@ export function sidecarConfigs({ kc, secret, clientSecret, clientKey, ports }) {
       ClientJwtPrivateKeyId: ${q(clientKey.kid)}
       ClientJwtPrivateKey: ${block(clientKey.privatePem, 8)}`,
     }),
+
+    // Not a sidecar: the blocks the inline site pastes into the plugin's configuration.
+    inline: { 'shared-anyone': sharedAnyone, 'shared-admins': sharedAdmins },
   };
 }
 
@@ -189,16 +203,16 @@ const AUTH_HEADERS = ['X-Forwarded-User', 'X-Forwarded-Email', 'X-Forwarded-Grou
 const AUTH_HEADERS_REGEX = '(?i)^x-oidc-';
 
 /** Routers and middlewares for every site and door. Router names: `<site>-<door>[-<n>]`. */
-export function traefikDynamic({ sidecarPorts, whoamiPort }) {
+export function traefikDynamic({ sidecarPorts, whoamiPort, inline = {} }) {
   const routers = [];
   const middlewares = [];
   const seen = new Set();
   for (const [site, { sidecar, routes }] of Object.entries(SITES)) {
     const sidecarUrl = `http://127.0.0.1:${sidecarPorts[sidecar].port}`;
-    for (const door of DOORS) {
+    for (const door of doorsOf(site)) {
       const host = `${site}.${door}.localhost`;
       Object.entries(routes).forEach(([prefix, name], i) => {
-        const mwName = `${name}-${door}`;
+        const mwName = `${name.replace(':', '-')}-${door}`;
         const exact = prefix.startsWith('=');
         const p = exact ? prefix.slice(1) : prefix;
         const rule = p === '/' ? `Host(\`${host}\`)` : `Host(\`${host}\`) && ${exact ? 'Path' : 'PathPrefix'}(\`${p}\`)`;
@@ -212,7 +226,14 @@ export function traefikDynamic({ sidecarPorts, whoamiPort }) {
       service: whoami`);
         if (seen.has(mwName)) return;
         seen.add(mwName);
-        if (door === 'fa') {
+        if (name.startsWith('inline:')) {
+          middlewares.push(`    ${mwName}:
+      plugin:
+        ${PLUGIN_NAME}:
+          sidecarUrl: ${q(sidecarUrl)}
+          timeout: 5s
+${inlineBlock(inline[name.slice('inline:'.length)])}`);
+        } else if (door === 'fa') {
           const refresh = name === 'kc-refresh';
           middlewares.push(`    ${mwName}:
       forwardAuth:
@@ -253,5 +274,15 @@ ${middlewares.join('\n')}
 
 /** The router names Traefik must show enabled. */
 export function routerNames() {
-  return Object.entries(SITES).flatMap(([site, { routes }]) => DOORS.flatMap((door) => Object.keys(routes).map((_, i) => `${site}-${door}${i ? `-${i}` : ''}@file`)));
+  return Object.entries(SITES).flatMap(([site, { routes }]) => doorsOf(site).flatMap((door) => Object.keys(routes).map((_, i) => `${site}-${door}${i ? `-${i}` : ''}@file`)));
+}
+
+/**
+ * A sidecar middleware block (mw's text) as the plugin's own keys: its name line dropped, its
+ * keys moved under the plugin's, and "{{" written as {{`{{`}} because Traefik's file provider
+ * runs the file through Go's text/template first (what the README tells users to do).
+ */
+function inlineBlock(text) {
+  if (!text) throw new Error('no such inline block');
+  return text.trimEnd().split('\n').slice(1).map((l) => `      ${l}`.replaceAll('{{', '{{`{{`}}')).join('\n');
 }

@@ -16,7 +16,8 @@
 // 50 groups and long role names; RP-initiated logout; Keycloak stopped (sessions keep working)
 // and restarted (logins resume); the realm's signing key rotated (the next login works after one
 // JWKS fetch). Then the behaviour of issue 10: one session scope shared by several middlewares
-// with a dedicated callback router (200s, 403s, Challenge ending in 403 without a loop),
+// with a dedicated callback router (200s, 403s, Challenge ending in 403 without a loop and, with
+// Keycloak's SSO session, without a login form), the same blocks inline in the plugin,
 // per-middleware LogLevel, the callback answering 403, a Go-template error page, the
 // internal-URL layout and private_key_jwt.
 //
@@ -73,8 +74,8 @@ async function follow(page, kc, origin, act, user) {
     await act().catch(() => {}); // an error status with no body throws in goto; the response is what counts
     const deadline = Date.now() + NAV_TIMEOUT_MS;
     while (!final && Date.now() < deadline) {
-      // The login form; on re-authentication (prompt=login with a Keycloak session) it shows the
-      // user's name read-only (#kc-attempted-username) and asks only for the password.
+      // The login form; on re-authentication (prompt=login with a Keycloak session, e.g. from
+      // AuthorizationParams) it shows the user's name read-only (#kc-attempted-username) and asks only for the password.
       const onForm = page.url().startsWith(kc.urls.public) && await page.locator('#password').count().catch(() => 0) > 0;
       if (onForm) {
         assert(user, `Keycloak asked for a login at ${page.url().split('?')[0]} and no user was given`);
@@ -234,7 +235,7 @@ async function main() {
 
     const okTraefik = await check('traefik: every router of both doors enabled (forwardAuth + local plugin)', async () => {
       await stack.startTraefik(resolveTraefik(), {
-        dynamicConfig: traefikDynamic({ sidecarPorts, whoamiPort: stack.ports.whoami }),
+        dynamicConfig: traefikDynamic({ sidecarPorts, whoamiPort: stack.ports.whoami, inline: configs.inline }),
         routerNames: routerNames(),
         hosts: DOORS.map((d) => `kc.${d}.localhost`),
       });
@@ -473,6 +474,15 @@ async function main() {
   }
 }
 
+/** A Challenge of a user with a Keycloak SSO session (visit's result `r`): exactly one trip to
+ * the authorization endpoint, without prompt, no login form, ending in 403 (issue 18). */
+function assertChallengedOnce(r) {
+  assert(r.authz.length === 1, `${r.authz.length} trips to Keycloak's authorization endpoint: ${r.navs.map(short).join(' -> ')}`);
+  assert(!new URL(r.authz[0]).searchParams.has('prompt'), `the challenge asked a prompt: ${r.authz[0]}`);
+  assert(r.forms === 0, `Keycloak showed its login form ${r.forms} times`);
+  assert(r.status === 403 && !parseWhoami(r.body), `ended with ${r.status} at ${short(r.url)}`);
+}
+
 /** The checks of the behaviour issue 10 adds (session scopes, decide at the callback, page
  * templates, the internal-URL issuer, private_key_jwt, per-middleware LogLevel). */
 async function issueTenChecks({ kc, url, as, opts, sidecarOk }) {
@@ -511,16 +521,37 @@ async function issueTenChecks({ kc, url, as, opts, sidecarOk }) {
       whoami(r2, '/');
       assert(r2.authz.length === 0, 'went to Keycloak');
     }, opts(b.page, [cB]));
-    const cChallenge = `${L}: bob at /admin (UnauthorizedBehavior: Challenge): one prompt=login trip to Keycloak, then 403, no loop`;
+    const cChallenge = `${L}: bob at /admin (UnauthorizedBehavior: Challenge): one trip to Keycloak without prompt, his SSO session answers (no form), then 403, no loop`;
     await check(cChallenge, async () => {
-      const r = await visit(b.page, kc, url('shared', door, '/admin/x'), 'bob');
-      assert(r.authz.length === 1, `${r.authz.length} trips to Keycloak's authorization endpoint: ${r.navs.map(short).join(' -> ')}`);
-      assert(new URL(r.authz[0]).searchParams.get('prompt') === 'login', `the challenge did not ask prompt=login: ${r.authz[0]}`);
-      assert(r.status === 403 && !parseWhoami(r.body), `ended with ${r.status} at ${short(r.url)}`);
+      // No user: a login form would fail the check (as traefik-oidc-auth, no prompt=login).
+      const r = await visit(b.page, kc, url('shared', door, '/admin/x'), null);
+      assertChallengedOnce(r);
       const again = await visit(b.page, kc, url('shared', door, '/admin/y'), null);
       assert(again.status === 403 && again.authz.length === 0, `second visit: ${again.status}, ${again.authz.length} trip(s) to Keycloak`);
       return `${r.navs.map(short).join(' -> ')} (form shown ${r.forms}x)`;
     }, opts(b.page, [cB]));
+  }
+
+  // The same blocks inline in the plugin's configuration (issue 12), the session scope of the
+  // blocks above: bob, with his Keycloak SSO session, logs in at / with no form and gets the
+  // block's own Headers; /admin challenges once without prompt, then 403.
+  {
+    const b = await as('plugin', 'bob-shared');
+    const cInline = 'plugin (inline block): bob (Keycloak SSO session) at / -> no login form, whoami gets the block\'s X-Oidc-Username';
+    await check(cInline, async () => {
+      const r = await visit(b.page, kc, url('inline', 'plugin', '/x'), null);
+      assert(r.forms === 0, `Keycloak's login form was shown ${r.forms} times`);
+      const w = whoami(r, 'inline /');
+      assert(oneHeader(w, 'X-Oidc-Username') === 'bob', 'wrong user');
+      return r.navs.map(short).join(' -> ');
+    }, opts(b.page, ['plugin (plugin) shared: bob logs in at /bob -> 200']));
+    await check('plugin (inline block): bob at /admin (UnauthorizedBehavior: Challenge): one trip to Keycloak without prompt, no form, then 403, no loop', async () => {
+      const r = await visit(b.page, kc, url('inline', 'plugin', '/admin/x'), null);
+      assertChallengedOnce(r);
+      const again = await visit(b.page, kc, url('inline', 'plugin', '/admin/y'), null);
+      assert(again.status === 403 && again.authz.length === 0, `second visit: ${again.status}, ${again.authz.length} trip(s) to Keycloak`);
+      return `${r.navs.map(short).join(' -> ')} (form shown ${r.forms}x)`;
+    }, opts(b.page, [cInline]));
   }
   await check('scope sidecar: LogLevel: DEBUG on shared-team-a logs its decisions; shared-team-b (no LogLevel, global info) does not', async () => {
     const log = fs.readFileSync(path.join(ARTIFACTS, 'sidecar-scope.log'), 'utf8').split('\n');

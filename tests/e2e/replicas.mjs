@@ -65,7 +65,7 @@ import {
   ROOT, Stack, freePort, request, waitFor, resolveTraefik, resolveSidecar, resolveWhoami, sleep,
   CLIENT_ID, CLIENT_SECRET, PLUGIN_NAME, AUTH_RESPONSE_HEADERS, AUTH_RESPONSE_HEADERS_REGEX,
 } from './stack.mjs';
-import { createReporter, assert, parseWhoami, headerValues, summarize } from './harness.mjs';
+import { createReporter, assert, parseWhoami, headerValues, loginAtOp, summarize } from './harness.mjs';
 
 const started = Date.now();
 const ARTIFACTS = path.resolve(process.env.E2E_ARTIFACTS || path.join(ROOT, 'tests', 'e2e', 'artifacts'), 'replicas');
@@ -377,17 +377,7 @@ async function main() {
       await check(names.login, async () => {
         // A failed earlier round may have left a replica down: every round starts with both.
         for (const r of REPLICAS) if (stack.procs[`replica-${r}`].exited) await startReplica(r);
-        await page.goto(protectedUrl);
-        await page.waitForURL((u) => u.href.startsWith(issuer), { timeout: NAV_TIMEOUT_MS }).catch(() => {});
-        assert(page.url().startsWith(issuer), `expected the OP, got ${page.url()}`);
-        await page.fill('input[name="login"]', 'demo');
-        await page.fill('input[name="password"]', 'demo');
-        await Promise.all([
-          page.waitForURL((u) => u.href === protectedUrl, { timeout: NAV_TIMEOUT_MS }).catch(() => {}),
-          page.click('button[type="submit"]'),
-        ]);
-        const w = parseWhoami(await page.evaluate(() => document.body.innerText));
-        assert(w && page.url() === protectedUrl, `not whoami at the original URL: ${page.url()}`);
+        const w = await loginAtOp(page, issuer, protectedUrl);
         assert(headerValues(w, 'X-Forwarded-User').join('|') === 'demo', `X-Forwarded-User: ${headerValues(w, 'X-Forwarded-User')}`);
         const held = (await ctx.cookies(base)).filter((c) => c.name.startsWith('TraefikOidcSidecar'));
         if (STORAGE === 'Redis') {

@@ -406,7 +406,8 @@ export class Stack {
    *   has no middlewares and each door is the plugin with an inline block. `doors` is a list of
    *   door names; `config({ issuer, sidecarUrl, door })` returns that door's plugin config;
    *   `toYaml` writes it; `env` is extra sidecar environment (the ${VAR}s the blocks name);
-   *   `extraDoors` are routed the same way but not waited for (doors expected to refuse).
+   *   `extraDoors` are routed the same way (and registered at the OP) but not waited for (doors
+   *   expected to refuse, or checked on their own).
    * @param {object} [o.opEnv]        extra environment of the OP (e.g. OP_BACKCHANNEL_LOGOUT_URI)
    */
   constructor({ artifactsDir, traefikPort = 0, log = () => {}, logLevel = 'debug', traefikLogLevel = 'DEBUG', tokenTtl, renewalThreshold, inline, opEnv = {} }) {
@@ -453,7 +454,8 @@ export class Stack {
     const [sidecarPort, metricsPort, whoamiPort] = [await freePort(), await freePort(), await freePort()];
     this.ports = { traefik: traefikPort, sidecar: sidecarPort, metrics: metricsPort, whoami: whoamiPort };
     this.doors = this.inline ? this.inline.doors : ['fa', 'plugin'];
-    // Routed like the doors, but not expected to let anyone in (e.g. an invalid inline block).
+    // Routed like the doors (and known to the OP), but not waited for (e.g. an invalid inline
+    // block, or a door checked on its own).
     this.extraDoors = this.inline?.extraDoors || [];
     this.urls = {
       ...Object.fromEntries([...this.doors, ...this.extraDoors].map((d) => [d, `http://${d}.localhost:${traefikPort}`])),
@@ -469,7 +471,8 @@ export class Stack {
   }
 
   async startOp() {
-    const bases = this.doors.map((d) => this.urls[d]);
+    // Extra doors too: one of them may be expected to log users in (the inline migration door).
+    const bases = [...this.doors, ...(this.extraDoors || [])].map((d) => this.urls[d]);
     const op = this.spawn('op', process.execPath, [path.join(ROOT, 'tests', 'op', 'op.mjs')], {
       env: {
         OP_PORT: '0',
