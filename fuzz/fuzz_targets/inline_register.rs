@@ -128,9 +128,17 @@ fn check_block(data: &[u8], mode: &Mode, marked: bool) {
         files.borrow_mut().push(path.to_path_buf());
         Ok(file_canary(path))
     };
+    // A file a block names inside inline.allowedFileDirectory: recorded like any other read
+    // (no mode allows a directory, so it must never be called).
+    let within = |dir: &Path, path: &str, _cap: usize| {
+        let p = dir.join(path);
+        files.borrow_mut().push(p.clone());
+        Ok(file_canary(&p))
+    };
     let env = Env {
         var: &var,
         file: &file,
+        within: &within,
     };
     let result = config::parse_block(data, "inline:fuzz", &env, &mode.rules);
     let m = mode.name;
