@@ -49,7 +49,10 @@ async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
 #[tokio::test]
 async fn a_valid_change_applies_an_invalid_one_is_refused() {
     let issuer = shared_op();
-    let yaml = config_yaml(issuer, "");
+    let yaml = config_yaml(
+        issuer,
+        &format!("inline:\n  allowedProviderUrls: [\"{issuer}\"]\n"),
+    );
     let path = temp("reload.yaml", &yaml);
     let s = Sidecar::start(&yaml).await;
     s.wait_ready(10).await;
@@ -125,7 +128,7 @@ async fn a_valid_change_applies_an_invalid_one_is_refused() {
     // New inline: rules that refuse the registered block drop it.
     std::fs::write(
         &path,
-        format!("inline:\n  allowedProviderUrls: [https://elsewhere.example]\n{yaml}"),
+        yaml.replace(&format!("[\"{issuer}\"]"), "[https://elsewhere.example]"),
     )
     .unwrap();
     eventually("the refused block dropped", async || {
@@ -184,7 +187,9 @@ fn sighup_reloads_the_binary() {
     let issuer = shared_op();
     let port = free_port();
     let mport = free_port();
-    let base = format!("logLevel: debug\nmetricsListen: 127.0.0.1:{mport}\n");
+    let base = format!(
+        "logLevel: debug\nmetricsListen: 127.0.0.1:{mport}\ninline:\n  allowedProviderUrls: [\"{issuer}\"]\n"
+    );
     // No middlewares of its own at all.
     let path = temp("hup.yaml", &base);
     let mut child = std::process::Command::new(BIN)
