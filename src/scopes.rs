@@ -7,7 +7,10 @@
 //! keep the same [`Scope`] objects for unchanged keys: their memory (sessions ended by a
 //! back-channel logout, the refresh single-flight) survives the reload. (Logout-token `jti`s are
 //! not a scope's: one memory per OpenID client, owned by the app, see `crate::oidc::JtiMemory`.)
-//! A scope is rebuilt only when the cookie attributes its codec writes with change.
+//! A scope is rebuilt only when the cookie attributes its codec writes with change (or its
+//! logout paths); the rebuilt scope takes over the old one's ended-session list
+//! ([`Scope::inherit`]): the cookies still open under the same key, and a reload must not revive
+//! a session a back-channel logout ended.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -86,7 +89,13 @@ impl ScopeRegistry {
             );
             return Some(s.scope.clone());
         }
-        let scope = Arc::new((self.finish)(scope_of(members)?, &key));
+        let mut fresh = scope_of(members)?;
+        // Rebuilt under the same key (other cookie attributes or logout paths): its cookies
+        // still open, so the sessions a back-channel logout ended must stay ended.
+        if let Some(old) = slots.iter().find(|s| s.key == key) {
+            fresh = fresh.inherit(&old.scope);
+        }
+        let scope = Arc::new((self.finish)(fresh, &key));
         slots.retain(|s| s.key != key);
         slots.push(Slot {
             key,
@@ -216,6 +225,67 @@ mod tests {
         let other = r.set(&[&changed]).unwrap();
         assert!(!Arc::ptr_eq(&a, &other));
         assert_eq!(r.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_rebuilt_scope_keeps_the_sessions_a_logout_ended() {
+        use crate::session::codec::tests::{browser, session};
+        use crate::session::{EndBy, RequestCookies};
+        let c = cfgs("");
+        let r = ScopeRegistry::default();
+        let first = r.set(&[&c[0]]).unwrap();
+        let set = first
+            .write_session(&session(10), &RequestCookies::default(), 1000)
+            .unwrap();
+        let header = browser(&set);
+        let req = RequestCookies::parse([header.as_str()].into_iter());
+        assert!(first.open_session(&req).is_some());
+        first
+            .end_sessions(EndBy::Sid("sid-1".into()), 1100, 1100)
+            .await
+            .unwrap();
+        assert!(first.open_session(&req).is_none());
+        // Each way a reload rebuilds the scope of the key: another cookie attribute, another
+        // logout path. The cookie still opens under the key; the logout still holds.
+        let mut attrs = c[0].clone();
+        attrs.session_cookie.same_site = crate::session::SameSite::Strict;
+        let mut paths = attrs.clone();
+        paths.logout_uri = "/signout".into();
+        let mut previous = first;
+        for (what, cfg) in [("cookie attributes", &attrs), ("logout paths", &paths)] {
+            let rebuilt = r.set(&[cfg]).unwrap();
+            assert!(!Arc::ptr_eq(&previous, &rebuilt), "{what}: rebuilt");
+            assert!(rebuilt.open_session(&req).is_none(), "{what}");
+            // A logout reaching the replaced scope (a request still in flight) counts too.
+            let mut later = session(10);
+            later.sid = Some(format!("sid-{what}"));
+            later.iat = 1200;
+            let set = rebuilt
+                .write_session(&later, &RequestCookies::default(), 1200)
+                .unwrap();
+            let h = browser(&set);
+            let later_req = RequestCookies::parse([h.as_str()].into_iter());
+            assert!(rebuilt.open_session(&later_req).is_some(), "{what}");
+            previous
+                .end_sessions(EndBy::Sid(format!("sid-{what}")), 1300, 1300)
+                .await
+                .unwrap();
+            assert!(rebuilt.open_session(&later_req).is_none(), "{what}");
+            previous = rebuilt;
+        }
+        // Another key shares nothing.
+        let mut other = c[0].clone();
+        other.cookie_name_prefix = "Other".into();
+        let fresh = r.set(&[&other]).unwrap();
+        let set = fresh
+            .write_session(&session(10), &RequestCookies::default(), 1000)
+            .unwrap();
+        let h = browser(&set);
+        assert!(
+            fresh
+                .open_session(&RequestCookies::parse([h.as_str()].into_iter()))
+                .is_some()
+        );
     }
 
     #[test]

@@ -207,6 +207,48 @@ async fn an_end_session_at_the_op_ends_the_sidecar_session_and_a_new_login_works
     assert_eq!(fresh.app(HOME, Kind::Xhr).await.status, 200);
 }
 
+#[tokio::test]
+async fn a_session_ended_at_the_op_stays_ended_after_a_reload_rebuilt_its_scope() {
+    let s = setup().await;
+    let mut b = Browser::new(&s.sidecar, "default");
+    login(&s, &mut b).await;
+    end_session_at_op(&mut b, &format!("{}/session/end", s.op)).await;
+    assert_eq!(s.relayed.seen.lock().unwrap().last().unwrap().2, 200);
+    let old = session_cookies(&b);
+    assert_eq!(b.app(HOME, Kind::Xhr).await.status, 401);
+
+    // Only a cookie attribute changes: the key is the same (the old cookie still opens), but
+    // the reload builds a new scope object for it.
+    let scope = || s.sidecar.app.middleware("default").unwrap().scope().clone();
+    let before = scope();
+    let rebuilt = config_yaml(&s.op, "").replace(
+        "      Secure: false\n",
+        "      Secure: false\n      SameSite: Strict\n",
+    );
+    reload(&s.sidecar.app, &rebuilt).await;
+    assert!(!Arc::ptr_eq(&before, &scope()), "the scope was rebuilt");
+
+    // The ended session's cookie, presented again, is still refused: not revived by the reload.
+    assert_cookies_refused(&s, &old).await;
+    // A new login works in the rebuilt scope.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let mut fresh = Browser::new(&s.sidecar, "default");
+    login(&s, &mut fresh).await;
+    assert_eq!(fresh.app(HOME, Kind::Xhr).await.status, 200);
+}
+
+/// Session `cookies` presented by another browser (a copy, a stolen cookie) are anonymous: 401
+/// for an API call, a login redirect for a navigation.
+async fn assert_cookies_refused(s: &Setup, cookies: &[(String, String)]) {
+    let mut thief = Browser::new(&s.sidecar, "default");
+    for (k, v) in cookies {
+        thief.set_cookie(APP_HOST, k, v);
+    }
+    assert_eq!(thief.app(HOME, Kind::Xhr).await.status, 401);
+    let r = thief.app(HOME, Kind::Navigate).await;
+    assert_eq!(r.status, 302, "{r:#?}");
+}
+
 /// POSTs `token` to the sidecar's direct back-channel route, as the OP does.
 async fn send_token(s: &Setup, token: &str) -> reqwest::Response {
     reqwest::Client::new()
@@ -235,13 +277,7 @@ async fn rp_initiated_logout_through_the_sidecar_reaches_every_copy_of_the_cooki
     end_session_at_op(&mut b, &loc).await;
     assert_eq!(s.relayed.seen.lock().unwrap().last().unwrap().2, 200);
 
-    let mut thief = Browser::new(&s.sidecar, "default");
-    for (k, v) in &copy {
-        thief.set_cookie(APP_HOST, k, v);
-    }
-    assert_eq!(thief.app(HOME, Kind::Xhr).await.status, 401);
-    let r = thief.app(HOME, Kind::Navigate).await;
-    assert_eq!(r.status, 302, "{r:#?}");
+    assert_cookies_refused(&s, &copy).await;
 
     // The user logs in again in the same browser: fine.
     login(&s, &mut b).await;

@@ -21,7 +21,9 @@
 //!
 //! Members may join and leave a running scope ([`Scope::join`], [`Scope::leave`],
 //! [`Scope::reset`]): inline blocks registered at runtime and configuration reloads reuse the
-//! scope of their key (see `crate::scopes`), so its memory (ended sessions) survives.
+//! scope of their key (see `crate::scopes`), so its memory (ended sessions) survives. A reload
+//! that changes the cookie attributes or logout paths builds a new scope for the key, which
+//! takes over the old one's ended sessions ([`Scope::inherit`]).
 //!
 //! What stays per middleware: its assertions, headers, bypass rule and behaviours; its verdict
 //! (`Session::verdicts[name]`); its "challenged once" marker (`Session::challenged`).
@@ -213,7 +215,9 @@ pub struct Scope {
     keep: RwLock<Arc<Keep>>,
     judges: RwLock<Vec<Judge>>,
     members: RwLock<Vec<String>>,
-    ended: Ended,
+    /// Shared with the scope of the same key a reload builds in this one's place
+    /// ([`Scope::inherit`]), so a reload never revives a session a back-channel logout ended.
+    ended: Arc<Ended>,
     /// Another live scope uses the same cookie names (another `Secret`, provider or client):
     /// a value this scope cannot open may be that scope's session, so it is left alone.
     shares_cookie_names: AtomicBool,
@@ -247,7 +251,7 @@ impl Scope {
             keep: RwLock::new(Arc::new(keep)),
             judges: RwLock::new(judges),
             members: RwLock::new(members),
-            ended: Ended::default(),
+            ended: Arc::new(Ended::default()),
             shares_cookie_names: AtomicBool::new(false),
         }
     }
@@ -257,6 +261,21 @@ impl Scope {
     pub fn with_redis(mut self, key: &ScopeKey, pool: Arc<RedisPool>) -> Self {
         let store = RedisStore::new(pool, &key.master(), key.prefix());
         self.store = Store::Redis(Box::new(store));
+        self
+    }
+
+    /// This scope (just built) in place of `old`, the scope of the same key a reload replaces
+    /// (other cookie attributes or logout paths): it takes over `old`'s ended-session list. The
+    /// list is shared, not copied, so a back-channel logout that reaches `old` while the reload
+    /// runs (a request of the previous configuration still in flight) lands here too; it stays
+    /// bounded as before ([`super::ended::MAX_ENDED`]), as there is still one list per key.
+    ///
+    /// Nothing else is taken over, deliberately: the remembered-session cache
+    /// ([`crate::opened`]) only saves work and a fresh one holds nothing stale, whatever the new
+    /// codec; the refresh single-flight only saves a second redemption; the `jti` memory is the
+    /// app's already; Redis scopes keep their ended sessions in Redis, not here.
+    pub fn inherit(mut self, old: &Scope) -> Self {
+        self.ended = old.ended.clone();
         self
     }
 
