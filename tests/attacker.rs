@@ -148,6 +148,12 @@ impl Bin {
     }
 }
 
+/// A named pipe at `path` that no writer ever opens (a blocking read of it never returns).
+fn mkfifo(path: &Path) {
+    let made = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
 /// `--check-config` of the file `cfg`, with `env` added to the environment.
 fn check_config(cfg: &Path, env: &[(&str, &str)]) -> std::process::Output {
     Command::new(bin())
@@ -346,21 +352,9 @@ async fn a_block_reads_nothing_of_the_process() {
 async fn devices_and_fifos_never_stall_or_bloat_the_sidecar() {
     let pages = scratch("fifo-pages");
     let fifo = pages.join("page.html");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     let fifo2 = pages.join("value.fifo");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo2)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo2);
     let issuer = "https://idp.example/realms/main";
     let s = Bin::start(
         "devices",
@@ -404,13 +398,7 @@ async fn devices_and_fifos_never_stall_or_bloat_the_sidecar() {
 fn the_operators_file_refuses_devices_and_fifos_too() {
     let d = scratch("operator");
     let fifo = d.join("secret.fifo");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     for source in ["/dev/zero".to_string(), fifo.display().to_string()] {
         let cfg = d.join("sidecar.yaml");
         std::fs::write(
