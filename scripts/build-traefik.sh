@@ -50,7 +50,8 @@ chmod -R u+w "$work/src"
 # Version stamp like the official build (shows in `traefik version` and the startup log).
 ldflags="-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$version -X github.com/traefik/traefik/v3/pkg/version.BuildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 log "building ./cmd/traefik (this takes several minutes on a small machine)"
-(cd "$work/src" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$work/traefik" ./cmd/traefik)
+# Its output goes to stderr: stdout carries only the binary's path, on its last line.
+(cd "$work/src" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$work/traefik" ./cmd/traefik) >&2
 
 "$work/traefik" version >&2
 mv -f "$work/traefik" "$bin.tmp.$$"

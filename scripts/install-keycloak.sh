@@ -86,7 +86,9 @@ repo="${KEYCLOAK_MAVEN_REPO:-$HOME/.m2/repository}"
 zip="$repo/org/keycloak/keycloak-quarkus-dist/$version/keycloak-quarkus-dist-$version.zip"
 if [ ! -f "$zip" ]; then
   log "fetching $artifact with mvn dependency:get (about 150 MB)"
-  JAVA_HOME="$jdk" mvn -q -B -Dmaven.repo.local="$repo" dependency:get -Dartifact="$artifact" -Dtransitive=false
+  # Everything mvn prints goes to stderr: stdout carries only the path, on its last line (mvn
+  # writes colour resets to stdout even with -q -B, which once ended up in that path).
+  JAVA_HOME="$jdk" mvn -q -B -Dstyle.color=never -Dmaven.repo.local="$repo" dependency:get -Dartifact="$artifact" -Dtransitive=false >&2
 fi
 [ -f "$zip" ] || { log "mvn finished but $zip is missing"; exit 1; }
 
@@ -96,9 +98,9 @@ work="$(mktemp -d "$cache_dir/keycloak-unpack.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 log "unpacking $zip"
 if command -v unzip >/dev/null; then
-  unzip -q "$zip" -d "$work"
+  unzip -q "$zip" -d "$work" >&2
 else
-  python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$zip" "$work"
+  python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$zip" "$work" >&2
 fi
 src="$work/keycloak-$version"
 [ -f "$src/bin/kc.sh" ] || { log "the zip has no keycloak-$version/bin/kc.sh"; exit 1; }

@@ -3,6 +3,7 @@
 #   1. Rust: cargo fmt --check, clippy -D warnings, unit tests and the integration tests that run
 #      the sidecar against the real OpenID Provider (npm oidc-provider, tests/op) and, for
 #      SessionStorageType Redis, a real redis-server and Redis Cluster (installed when missing);
+#   1b. the installers' first run (scripts/test-installers.sh), which warm machines never take;
 #   2. the Go plugin shim: gofmt, go vet, go test, yaegi test (Traefik's interpreter), catalog load;
 #   3. fuzzing: every cargo-fuzz target for a few seconds (scripts/fuzz-smoke.sh);
 #   4. end to end: a real Traefik v3 with a whoami upstream, both doors (forwardAuth and the
@@ -26,6 +27,9 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq redis-server redis-tools >/dev/null
 fi
 redis-server --version
+
+section "Installers' first run against empty caches (fake mvn, java and go; a few seconds)"
+bash scripts/test-installers.sh
 
 section "Test OpenID Provider dependencies (npm ci in tests/op)"
 (cd tests/op && npm ci --no-audit --no-fund --loglevel=error)
