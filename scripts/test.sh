@@ -54,10 +54,22 @@ else
 fi
 
 section "Examples: docker compose config"
+compose=()
 if docker compose version >/dev/null 2>&1; then
-  (cd examples/docker-compose && SESSION_SECRET=compose-config-check docker compose config -q) && echo "docker compose config: ok"
+  compose=(docker compose)
 elif command -v docker-compose >/dev/null 2>&1; then
-  (cd examples/docker-compose && SESSION_SECRET=compose-config-check docker-compose config -q) && echo "docker-compose config: ok"
+  compose=(docker-compose)
+fi
+if [ "${#compose[@]}" -gt 0 ]; then
+  # The base file, then the base with the Redis override, as the README runs them. (Not an
+  # `a && b` list: under set -e a failure there would pass silently.)
+  (
+    cd examples/docker-compose
+    SESSION_SECRET=compose-config-check "${compose[@]}" config -q
+    SESSION_SECRET=compose-config-check REDIS_PASSWORD=compose-config-check \
+      "${compose[@]}" -f docker-compose.yml -f docker-compose.redis.yml config -q
+  )
+  echo "${compose[*]} config: ok (base, base + Redis override)"
 else
   echo "skipped: no compose client here (CI installs one); the compose file is still parsed by tests/examples.rs"
 fi
