@@ -4,8 +4,11 @@
 FROM rust:1.95-alpine AS build
 RUN apk add --no-cache musl-dev
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
+# The commit `--version` prints (no .git in the build context): docker build --build-arg
+# TOS_COMMIT=$(git rev-parse --short=12 HEAD) .
+ARG TOS_COMMIT=unknown
 # benches/ and tests/ are not needed to build the binary; drop their manifest entries.
 RUN sed -i '/^\[\[bench\]\]/,/^harness/d' Cargo.toml \
  && cargo build --release --locked --bin traefik-oidc-sidecar \

@@ -14,7 +14,7 @@ use traefik_oidc_sidecar::{
 
 /// OpenID Connect login for anything behind Traefik (a forwardAuth server).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("TOS_COMMIT"), ")"), about)]
 struct Cli {
     /// The YAML configuration file.
     #[arg(long, env = "TRAEFIK_OIDC_SIDECAR_CONFIG")]

@@ -325,3 +325,26 @@ fn a_middleware_log_level_raises_or_lowers_its_decision_lines() {
         "{err}"
     );
 }
+
+/// `--version` names the version and the commit it was built from (`unknown` only when neither
+/// `TOS_COMMIT` nor git could tell, e.g. a build from a tarball).
+#[test]
+fn version_names_the_commit() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let want = format!(
+        "traefik-oidc-sidecar {} (commit ",
+        env!("CARGO_PKG_VERSION")
+    );
+    let commit = text
+        .trim()
+        .strip_prefix(&want)
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{text:?}"));
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{text:?}"
+    );
+}
