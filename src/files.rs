@@ -137,10 +137,9 @@ mod tests {
     }
 
     #[test]
-    fn proc_files_are_not_regular_enough_to_leak() {
-        // /proc/self/environ reports itself as a regular file of size 0; it is read (the
-        // operator's own file may name /proc paths), but an inline block never reaches it:
-        // read_within confines blocks to the allowed directory.
+    fn blocks_read_only_inside_the_allowed_directory() {
+        // /proc/self/environ reports itself as a regular file (of size 0), so the type check
+        // alone would let it through: read_within confines a block to the allowed directory.
         let d = tmp("within");
         std::fs::write(d.join("page.html"), "<p>hi</p>").unwrap();
         assert_eq!(

@@ -71,7 +71,6 @@ impl App {
                     .filter(|b| {
                         b.body.len() <= rules.max_block_bytes
                             && rules.registration_open()
-                            && rules.allows_provider(&b.middleware.cfg.provider.url)
                             && config::parse_block(
                                 &b.body,
                                 &b.middleware.cfg.name,

@@ -144,15 +144,16 @@ pub(super) fn parse_middleware(
                     None
                 }
                 // The value is not echoed: it is (meant to be) a secret.
-                Some(s) if published_or_placeholder(&s).is_some() => {
-                    let why = published_or_placeholder(&s).unwrap_or_default();
-                    cx.problem(
-                        &p,
-                        format!("{why}: anyone could forge sessions; generate your own (openssl rand -base64 48)"),
-                    );
-                    None
-                }
-                Some(s) => Some(Secret::new(s)),
+                Some(s) => match published_or_placeholder(&s) {
+                    Some(why) => {
+                        cx.problem(
+                            &p,
+                            format!("{why}: anyone could forge sessions; generate your own (openssl rand -base64 48)"),
+                        );
+                        None
+                    }
+                    None => Some(Secret::new(s)),
+                },
                 None => {
                     cx.problem(&p, "required");
                     None

@@ -470,7 +470,7 @@ fn inline_may_expand(rules: &InlineConfig, inner: &str, path: &str) -> Result<()
 }
 
 /// A walker path without its list indices: `Headers[0].Value` is `Headers.Value`.
-pub(crate) fn key_of(path: &str) -> String {
+fn key_of(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     let mut depth = 0usize;
     for c in path.chars() {

@@ -553,7 +553,8 @@ impl Scope {
     /// whenever this one answers a 401 or a login redirect. Alone, a broken value is removed.
     pub fn clear_present(&self, req: &RequestCookies<'_>) -> Vec<String> {
         // Alone with its cookie names, a value that does not open is broken: removed.
-        let ours = !self.shares_cookie_names.load(Ordering::Relaxed)
+        let alone = !self.shares_cookie_names.load(Ordering::Relaxed);
+        let ours = alone
             || self.codec.session_chunks(req).is_some_and(|(chunks, n)| {
                 chunks
                     .get(..n)
@@ -566,7 +567,7 @@ impl Scope {
         };
         if let Store::Redis(r) = &self.store
             && req.get(r.cookie_name()).is_some()
-            && (!self.shares_cookie_names.load(Ordering::Relaxed) || r.ticket_of(req).is_some())
+            && (alone || r.ticket_of(req).is_some())
         {
             set.push(self.codec.ticket_removal(r.cookie_name()));
         }
