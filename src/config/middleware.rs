@@ -109,6 +109,10 @@ pub(super) const AUTHZ_LATER: &[&str] = &[];
 pub(super) const ASSERT_KEYS: &[&str] = &["Name", "AnyOf", "AllOf"];
 pub(super) const HEADER_KEYS: &[&str] = &["Name", "Value", "Values", "IncludeWhen"];
 pub(super) const HEADER_LATER: &[&str] = &[];
+/// `AuthorizationHeader` / `AuthorizationCookie`.
+pub(super) const NAMED_KEYS: &[&str] = &["Name"];
+pub(super) const ERROR_PAGES_KEYS: &[&str] = &["Unauthenticated", "Unauthorized"];
+pub(super) const ERROR_PAGE_KEYS: &[&str] = &["FilePath", "RedirectTo"];
 
 /// Cookie names are RFC 6265 tokens; we allow a safe subset.
 pub(super) fn valid_cookie_prefix(p: &str) -> bool {
@@ -267,7 +271,7 @@ pub(super) fn parse_middleware(
         let (p, v) = obj.get(key)?;
         let mut o = Obj::new(v, &p, cx)?;
         let name = opt_string(&mut o, "Name", cx).filter(|n| !n.is_empty());
-        o.finish(&["Name"], &[], cx);
+        o.finish(NAMED_KEYS, &[], cx);
         if let Some(n) = &name
             && !n
                 .bytes()
@@ -381,7 +385,7 @@ pub(super) fn parse_error_pages(
         let mut o = Obj::new(v, &p, cx)?;
         let file = opt_string(&mut o, "FilePath", cx).filter(|s| !s.is_empty());
         let redirect = opt_string(&mut o, "RedirectTo", cx).filter(|s| !s.is_empty());
-        o.finish(&["FilePath", "RedirectTo"], &[], cx);
+        o.finish(ERROR_PAGE_KEYS, &[], cx);
         match (file, redirect) {
             (Some(_), Some(_)) => {
                 cx.problem(&p, "give FilePath or RedirectTo, not both");
@@ -408,7 +412,7 @@ pub(super) fn parse_error_pages(
     };
     let a = one("Unauthenticated", cx);
     let b = one("Unauthorized", cx);
-    obj.finish(&["Unauthenticated", "Unauthorized"], &[], cx);
+    obj.finish(ERROR_PAGES_KEYS, &[], cx);
     (a, b)
 }
 

@@ -151,3 +151,33 @@ pub fn parse(text: &str, env: &Env<'_>) -> Result<Loaded, Vec<Problem>> {
         _ => Err(cx.problems),
     }
 }
+
+/// Every key the parser reads, by section, for the documentation check (`tests/docs.rs`):
+/// `(section, keys)`, where `section` is the key path of the object holding `keys`, written as
+/// the configuration reference writes it (`""` for the file's top level, `"middleware"` for a
+/// middleware block, whose own keys the reference writes without a prefix). Keys the parser
+/// knows but ignores (traefik-oidc-auth keys implemented later) are included: they are
+/// accepted, so they are documented.
+pub fn reference_keys() -> Vec<(&'static str, Vec<&'static str>)> {
+    use middleware as m;
+    let both = |a: &[&'static str], b: &[&'static str]| a.iter().chain(b).copied().collect();
+    vec![
+        ("", root::ROOT_KEYS.to_vec()),
+        ("limits", root::LIMITS_KEYS.to_vec()),
+        ("inline", inline::INLINE_KEYS.to_vec()),
+        ("redis", redis::REDIS_KEYS.to_vec()),
+        ("redis.sentinel", redis::SENTINEL_KEYS.to_vec()),
+        ("redis.cluster", redis::CLUSTER_KEYS.to_vec()),
+        ("middleware", both(m::MIDDLEWARE_KEYS, m::MIDDLEWARE_LATER)),
+        ("Provider", provider::PROVIDER_KEYS.to_vec()),
+        ("SessionCookie", m::COOKIE_KEYS.to_vec()),
+        ("Authorization", both(m::AUTHZ_KEYS, m::AUTHZ_LATER)),
+        ("Authorization.AssertClaims", m::ASSERT_KEYS.to_vec()),
+        ("Headers", both(m::HEADER_KEYS, m::HEADER_LATER)),
+        ("AuthorizationHeader", m::NAMED_KEYS.to_vec()),
+        ("AuthorizationCookie", m::NAMED_KEYS.to_vec()),
+        ("ErrorPages", m::ERROR_PAGES_KEYS.to_vec()),
+        ("ErrorPages.Unauthenticated", m::ERROR_PAGE_KEYS.to_vec()),
+        ("ErrorPages.Unauthorized", m::ERROR_PAGE_KEYS.to_vec()),
+    ]
+}

@@ -31,7 +31,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The default `commandTimeout`.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_millis(250);
 
-const REDIS_KEYS: &[&str] = &[
+pub(super) const CLUSTER_KEYS: &[&str] = &["urls"];
+pub(super) const SENTINEL_KEYS: &[&str] = &["masterName", "urls"];
+pub(super) const REDIS_KEYS: &[&str] = &[
     "url",
     "sentinel",
     "cluster",
@@ -57,7 +59,7 @@ pub(super) fn parse_redis(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<Redi
         Some((p, v)) => {
             let mut o = Obj::new(v, &p, cx)?;
             let urls = url_list(&mut o, cx);
-            o.finish(&["urls"], &[], cx);
+            o.finish(CLUSTER_KEYS, &[], cx);
             urls.map(|urls| RedisTarget::Cluster { urls })
         }
         None => None,
@@ -134,7 +136,7 @@ fn parse_sentinel(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<RedisTarget>
         }
     };
     let urls = url_list(&mut o, cx);
-    o.finish(&["masterName", "urls"], &[], cx);
+    o.finish(SENTINEL_KEYS, &[], cx);
     Some(RedisTarget::Sentinel {
         master_name: master_name?,
         urls: urls?,
