@@ -74,6 +74,9 @@ else
   echo "skipped: no compose client here (CI installs one); the compose file is still parsed by tests/examples.rs"
 fi
 
+section "Plugin Catalog: the plugin's own repository (scripts/plugin-repo.sh) checked and loaded in Traefik"
+bash scripts/test-plugin-repo.sh
+
 section "Go plugin shim: gofmt, go vet, go test, yaegi test, catalog load"
 bash scripts/test-plugin.sh
 

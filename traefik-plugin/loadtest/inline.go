@@ -148,9 +148,10 @@ func (h *hashRecorder) last() string {
 }
 
 // inlineChecks runs every fixture through both decoders, Traefik's plugin decoding, New under
-// Yaegi and one request.
-func inlineChecks(r *report, root string, fnCreateConfig, fnNew reflect.Value) {
-	dir := filepath.Join(root, "traefik-plugin", "testdata", "inline")
+// Yaegi and one request. The fixtures sit next to the package (pkgDir/testdata/inline), which is
+// traefik-plugin/ here and the module root in the plugin's own repository (scripts/plugin-repo.sh).
+func inlineChecks(r *report, pkgDir string, fnCreateConfig, fnNew reflect.Value) {
+	dir := filepath.Join(pkgDir, "testdata", "inline")
 	entries, err := os.ReadDir(dir)
 	if !r.check("read "+dir, err) {
 		return

@@ -180,7 +180,7 @@ func run(r *report, root string) {
 	}
 
 	runtimeChecks(r, fnCreateConfig, fnNew)
-	inlineChecks(r, root, fnCreateConfig, fnNew)
+	inlineChecks(r, pkgDir, fnCreateConfig, fnNew)
 }
 
 func readManifest(file string, m *manifest) error {
