@@ -320,7 +320,7 @@ export function layoutLocalPlugin(workDir, { module = PLUGIN_MODULE, from } = {}
   fs.rmSync(dest, { recursive: true, force: true });
   fs.mkdirSync(dest, { recursive: true });
   if (from) {
-    fs.cpSync(from, dest, { recursive: true });
+    fs.cpSync(from, dest, { recursive: true, filter: (src) => path.basename(src) !== '.git' });
     return dest;
   }
   for (const f of ['go.mod', '.traefik.yml']) {
@@ -670,7 +670,8 @@ export class Stack {
  * example names things that do not exist here (listen addresses, the dynamic file's path, the
  * sidecar's host name), and checks that both example routers answer through their middleware:
  * a router whose middleware failed to load answers 404. The catalog form cannot download the
- * plugin here, so it is checked with `plugins:` read as `localPlugins:` (same module).
+ * plugin here, so it is checked with `plugins:` read as `localPlugins:`, its moduleName laid out
+ * from the plugin's own repository as scripts/plugin-repo.sh writes it (the catalog's module).
  * Returns a summary; throws with Traefik's log on failure.
  */
 export async function validateExampleConfig({ traefikBin, artifactsDir, staticName }) {
@@ -679,13 +680,21 @@ export async function validateExampleConfig({ traefikBin, artifactsDir, staticNa
   const logFile = path.join(artifactsDir, `example-${path.basename(staticName, '.yml')}.log`);
   let proc;
   try {
-    layoutLocalPlugin(work);
+    let st = fs.readFileSync(path.join(exDir, staticName), 'utf8');
+    if (/^\s+plugins:\s*$/m.test(st)) {
+      const repo = path.join(work, 'plugin-repo');
+      execFileSync('bash', [path.join(ROOT, 'scripts', 'plugin-repo.sh'), repo], { stdio: ['ignore', 'ignore', 'inherit'] });
+      const module = fs.readFileSync(path.join(repo, 'go.mod'), 'utf8').match(/^module\s+(\S+)\s*$/m)?.[1];
+      assert(st.includes(`moduleName: ${module}\n`), `${staticName} does not name the catalog module ${module} (scripts/plugin-repo.sh)`);
+      layoutLocalPlugin(work, { module, from: repo });
+    } else {
+      layoutLocalPlugin(work);
+    }
     const [web, websecure, closed] = [await freePort(), await freePort(), await freePort()];
     let dyn = fs.readFileSync(path.join(exDir, 'dynamic.yml'), 'utf8');
     assert(dyn.includes('traefik-oidc-sidecar:4181'), 'dynamic.yml no longer names traefik-oidc-sidecar:4181');
     dyn = dyn.replaceAll('traefik-oidc-sidecar:4181', `127.0.0.1:${closed}`); // refused at once
     fs.writeFileSync(path.join(work, 'dynamic.yml'), dyn);
-    let st = fs.readFileSync(path.join(exDir, staticName), 'utf8');
     for (const [from, to] of [['address: ":80"', `address: "127.0.0.1:${web}"`], ['address: ":443"', `address: "127.0.0.1:${websecure}"`], ['/etc/traefik/dynamic.yml', path.join(work, 'dynamic.yml')]]) {
       assert(st.includes(from), `${staticName} no longer contains ${from}`);
       st = st.replace(from, to);
