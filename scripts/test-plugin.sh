@@ -78,8 +78,9 @@ tail -n 1 "$WORK/yaegi-test.log"
 summarise "$WORK/yaegi-test.log" "yaegi test"
 
 section "catalog-style load test (traefik-plugin/loadtest)"
-# CGO off so the load test's guard sees every DNS lookup (Go's own resolver only).
-if ! (cd "$PLUGIN/loadtest" && CGO_ENABLED=0 go run . -root "$ROOT" | tee "$WORK/loadtest.log"); then
+# CGO off so the load test's guard sees every DNS lookup (Go's own resolver only). -compose: the
+# compose example's plugin door, from its labels through Traefik's label decoding to the shim.
+if ! (cd "$PLUGIN/loadtest" && CGO_ENABLED=0 go run . -root "$ROOT" -compose "$ROOT/examples/docker-compose/docker-compose.yml" | tee "$WORK/loadtest.log"); then
 	die "load test"
 fi
 loadtest_passed="$(grep -c '^ok ' "$WORK/loadtest.log" || true)"
