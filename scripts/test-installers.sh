@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The installers' first run, on every test run: scripts/install-keycloak.sh and
-# scripts/build-traefik.sh against empty caches, with stand-ins for mvn, java and go that behave
-# like the real tools where it matters here (they fetch or build into the places the real ones
-# use, and they write ANSI colour codes and chatter to stdout, as mvn does even with -q -B).
+# The installers' first run, on every test run: scripts/install-keycloak.sh,
+# scripts/build-traefik.sh and scripts/install-yaegi.sh against empty caches, with stand-ins
+# for mvn, java and go that behave like the real tools where it matters here (they fetch or
+# build into the places the real ones use, and they write ANSI colour codes and chatter to
+# stdout, as mvn does even with -q -B).
 # Each installer must print the installed path, exactly, as the last line of its stdout (the
 # suites read it with `tail -n 1`) and leave something usable there. A warm machine only ever
 # runs the cached path, so without this a first-run bug shows up only on a new machine.
@@ -101,6 +102,33 @@ check "build-traefik (first run): the binary runs" "Version: fake" "$("$bin" ver
 out="$(PATH="$fakes:$PATH" XDG_CACHE_HOME="$cache" TRAEFIK_VERSION=v0.0.0-test \
   bash scripts/build-traefik.sh 2>/dev/null)"
 check "build-traefik (cached): the same path" "$bin" "$out"
+
+# --- yaegi: a fake go that answers `env` and `version -m` as the real one does, and whose
+# `install` writes chatter and colour codes to stdout and a binary into GOBIN (counted).
+yfakes="$work/bin-yaegi"
+mkdir -p "$yfakes"
+cat > "$yfakes/go" <<EOF
+#!/usr/bin/env bash
+case "\$1 \$2" in
+  "env GOBIN") echo ;;
+  "env GOPATH") echo "$work/gopath" ;;
+  "version -m") grep -q 'fake yaegi v0.16.1' "\$3" 2>/dev/null && printf '%s: go1.26\n\tpath\tgithub.com/traefik/yaegi/cmd/yaegi\n\tmod\tgithub.com/traefik/yaegi\tv0.16.1\th1:x=\n' "\$3" ;;
+  install*)
+    printf '${esc}[0mgo: downloading github.com/traefik/yaegi v0.16.1\n'
+    mkdir -p "\$GOBIN"
+    printf '#!/bin/sh\necho "fake yaegi v0.16.1"\n' > "\$GOBIN/yaegi"
+    chmod +x "\$GOBIN/yaegi"
+    echo x >> "$work/yaegi-installs" ;;
+  *) echo "fake go: \$*" >&2; exit 2 ;;
+esac
+EOF
+chmod +x "$yfakes/go"
+yaegi="$work/gopath/bin/yaegi"
+out="$(PATH="$yfakes:$PATH" bash scripts/install-yaegi.sh 2>"$work/yaegi.err")" || { cat "$work/yaegi.err" >&2; exit 1; }
+check "install-yaegi (first run): stdout is only the binary's path" "$yaegi" "$out"
+check "install-yaegi (first run): the binary runs" "fake yaegi v0.16.1" "$("$yaegi" 2>&1)"
+out="$(PATH="$yfakes:$PATH" bash scripts/install-yaegi.sh 2>/dev/null)"
+check "install-yaegi (cached): the same path, no second install" "$yaegi 1" "$out $(wc -l <"$work/yaegi-installs")"
 
 if [ "$failures" -gt 0 ]; then
   printf 'test-installers: %d failed\n' "$failures" >&2

@@ -3,7 +3,7 @@
 # gofmt, go vet, go test, the same tests under Yaegi v0.16.1 (the interpreter Traefik embeds)
 # in a GOPATH layout, and the catalog-style load test (traefik-plugin/loadtest).
 # Runnable from any directory; needs Go and the Go module proxy only. Installs yaegi into
-# GOBIN when it is missing or another version, and otherwise reuses it.
+# GOBIN when it is missing or another version (scripts/install-yaegi.sh), and otherwise reuses it.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,17 +34,7 @@ TOTAL_PASSED=0
 section "toolchain"
 command -v go >/dev/null || die "go is not on PATH"
 go version
-GOBIN_DIR="$(go env GOBIN)"
-if [ -z "$GOBIN_DIR" ]; then
-	GOBIN_DIR="$(go env GOPATH | cut -d: -f1)/bin"
-fi
-YAEGI="$GOBIN_DIR/yaegi"
-if [ -x "$YAEGI" ] && go version -m "$YAEGI" 2>/dev/null | grep -qE "^[[:space:]]+mod[[:space:]]+github.com/traefik/yaegi[[:space:]]+$YAEGI_VERSION([[:space:]]|$)"; then
-	echo "yaegi $YAEGI_VERSION already installed: $YAEGI"
-else
-	echo "installing yaegi $YAEGI_VERSION into $GOBIN_DIR"
-	(cd "$WORK" && GOBIN="$GOBIN_DIR" go install "github.com/traefik/yaegi/cmd/yaegi@$YAEGI_VERSION")
-fi
+YAEGI="$(bash "$ROOT/scripts/install-yaegi.sh")" || die "yaegi $YAEGI_VERSION could not be installed"
 
 section "gofmt -l traefik-plugin"
 unformatted="$(gofmt -l "$PLUGIN")"
@@ -88,8 +78,9 @@ tail -n 1 "$WORK/yaegi-test.log"
 summarise "$WORK/yaegi-test.log" "yaegi test"
 
 section "catalog-style load test (traefik-plugin/loadtest)"
-# CGO off so the load test's guard sees every DNS lookup (Go's own resolver only).
-if ! (cd "$PLUGIN/loadtest" && CGO_ENABLED=0 go run . -root "$ROOT" | tee "$WORK/loadtest.log"); then
+# CGO off so the load test's guard sees every DNS lookup (Go's own resolver only). -compose: the
+# compose example's plugin door, from its labels through Traefik's label decoding to the shim.
+if ! (cd "$PLUGIN/loadtest" && CGO_ENABLED=0 go run . -root "$ROOT" -compose "$ROOT/examples/docker-compose/docker-compose.yml" | tee "$WORK/loadtest.log"); then
 	die "load test"
 fi
 loadtest_passed="$(grep -c '^ok ' "$WORK/loadtest.log" || true)"

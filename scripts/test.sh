@@ -5,6 +5,8 @@
 #      SessionStorageType Redis, a real redis-server and Redis Cluster (installed when missing);
 #   1b. the installers' first run (scripts/test-installers.sh), which warm machines never take;
 #   2. the Go plugin shim: gofmt, go vet, go test, yaegi test (Traefik's interpreter), catalog load;
+#      and the plugin's own repository (scripts/plugin-repo.sh) under the catalog's rules, loaded in
+#      a real Traefik (scripts/test-plugin-repo.sh);
 #   3. fuzzing: every cargo-fuzz target for a few seconds (scripts/fuzz-smoke.sh);
 #   4. end to end: a real Traefik v3 with a whoami upstream, both doors (forwardAuth and the
 #      plugin), driven by headless Chromium;
@@ -73,6 +75,9 @@ if [ "${#compose[@]}" -gt 0 ]; then
 else
   echo "skipped: no compose client here (CI installs one); the compose file is still parsed by tests/examples.rs"
 fi
+
+section "Plugin Catalog: the plugin's own repository (scripts/plugin-repo.sh) checked and loaded in Traefik"
+bash scripts/test-plugin-repo.sh
 
 section "Go plugin shim: gofmt, go vet, go test, yaegi test, catalog load"
 bash scripts/test-plugin.sh

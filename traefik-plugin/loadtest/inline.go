@@ -88,6 +88,12 @@ func fromLabels(path, name string, extra map[string]string) (map[string]interfac
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
+	return decodeLabels(labels, name, extra)
+}
+
+// decodeLabels runs Traefik's label decoding on a container's labels, plus extra plugin keys of
+// middleware name, and returns that middleware's plugin map.
+func decodeLabels(labels map[string]string, name string, extra map[string]string) (map[string]interface{}, error) {
 	prefix := "traefik.http.middlewares." + name + ".plugin." + pluginName + "."
 	for k, v := range extra {
 		labels[prefix+k] = v
@@ -148,9 +154,10 @@ func (h *hashRecorder) last() string {
 }
 
 // inlineChecks runs every fixture through both decoders, Traefik's plugin decoding, New under
-// Yaegi and one request.
-func inlineChecks(r *report, root string, fnCreateConfig, fnNew reflect.Value) {
-	dir := filepath.Join(root, "traefik-plugin", "testdata", "inline")
+// Yaegi and one request. The fixtures sit next to the package (pkgDir/testdata/inline), which is
+// traefik-plugin/ here and the module root in the plugin's own repository (scripts/plugin-repo.sh).
+func inlineChecks(r *report, pkgDir string, fnCreateConfig, fnNew reflect.Value) {
+	dir := filepath.Join(pkgDir, "testdata", "inline")
 	entries, err := os.ReadDir(dir)
 	if !r.check("read "+dir, err) {
 		return
@@ -179,23 +186,7 @@ func inlineChecks(r *report, root string, fnCreateConfig, fnNew reflect.Value) {
 		wantPath := "/auth/inline/" + strings.TrimSpace(string(want))
 
 		ask := func(cfg map[string]interface{}) error {
-			c, err := createConfig(fnCreateConfig, cfg)
-			if err != nil {
-				return err
-			}
-			h, err := callNew(fnNew, http.NotFoundHandler(), c, name+"@loadtest")
-			if err != nil {
-				return err
-			}
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://app.example.test/", nil))
-			if rec.Code != http.StatusNotFound { // next is http.NotFoundHandler: the request passed
-				return fmt.Errorf("request through the shim: status %d", rec.Code)
-			}
-			if got := sidecar.last(); got != wantPath {
-				return fmt.Errorf("shim asked %s, want %s", got, wantPath)
-			}
-			return nil
+			return askShim(fnCreateConfig, fnNew, cfg, name+"@loadtest", sidecar, wantPath)
 		}
 
 		// File provider, typed values.
@@ -233,6 +224,29 @@ func inlineChecks(r *report, root string, fnCreateConfig, fnNew reflect.Value) {
 			}())
 		}
 	}
+}
+
+// askShim builds the shim from cfg as Traefik's plugin loader does, sends one request through it
+// and checks that the request passed (the recording sidecar allows everything) after the shim
+// asked the sidecar for wantPath.
+func askShim(fnCreateConfig, fnNew reflect.Value, cfg map[string]interface{}, name string, sidecar *hashRecorder, wantPath string) error {
+	c, err := createConfig(fnCreateConfig, cfg)
+	if err != nil {
+		return err
+	}
+	h, err := callNew(fnNew, http.NotFoundHandler(), c, name)
+	if err != nil {
+		return err
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://app.example.test/", nil))
+	if rec.Code != http.StatusNotFound { // next is http.NotFoundHandler: the request passed
+		return fmt.Errorf("request through the shim: status %d", rec.Code)
+	}
+	if got := sidecar.last(); got != wantPath {
+		return fmt.Errorf("shim asked %s, want %s", got, wantPath)
+	}
+	return nil
 }
 
 // compareLabelGolden checks (or, with -update-golden, writes) the plugin map a label file

@@ -12,6 +12,8 @@
 //  4. The interpreted handler is then run the way Traefik runs it: a compiled HTTP server in
 //     front, a compiled next handler behind, and a loopback fake sidecar. Allow, redirect
 //     (not followed), deny, sidecar down and a websocket-style hijack are exercised.
+//  5. With -compose FILE, the plugin middlewares FILE declares with labels are decoded as the
+//     docker provider does and must make the shim ask the sidecar's named middleware (compose.go).
 //
 // It lives in its own module so the root go.mod stays free of requirements (the catalog
 // rejects a plugin that requires yaegi), and a nested module is left out of the plugin's
@@ -81,6 +83,7 @@ var dnsLookups int64
 
 func main() {
 	root := flag.String("root", ".", "repository root (holds .traefik.yml and go.mod)")
+	compose := flag.String("compose", "", "also run the plugin middlewares a compose file declares with labels through the shim")
 	flag.Parse()
 
 	// Any DNS lookup through Go's resolver now fails and is counted, so a New that tried to
@@ -95,14 +98,14 @@ func main() {
 	}
 
 	r := &report{}
-	run(r, *root)
+	run(r, *root, *compose)
 	fmt.Printf("\nloadtest: %d passed, %d failed\n", r.passed, r.failed)
 	if r.failed > 0 {
 		os.Exit(1)
 	}
 }
 
-func run(r *report, root string) {
+func run(r *report, root, compose string) {
 	root, err := filepath.Abs(root)
 	if !r.check("repository root", err) {
 		return
@@ -180,7 +183,10 @@ func run(r *report, root string) {
 	}
 
 	runtimeChecks(r, fnCreateConfig, fnNew)
-	inlineChecks(r, root, fnCreateConfig, fnNew)
+	inlineChecks(r, pkgDir, fnCreateConfig, fnNew)
+	if compose != "" {
+		composeChecks(r, compose, fnCreateConfig, fnNew)
+	}
 }
 
 func readManifest(file string, m *manifest) error {
