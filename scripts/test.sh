@@ -74,6 +74,9 @@ else
   echo "skipped: no compose client here (CI installs one); the compose file is still parsed by tests/examples.rs"
 fi
 
+section "Helm chart: lint, template every example, validate offline against the Kubernetes and Traefik schemas"
+bash scripts/test-helm.sh
+
 section "Go plugin shim: gofmt, go vet, go test, yaegi test, catalog load"
 bash scripts/test-plugin.sh
 

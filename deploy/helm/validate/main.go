@@ -16,19 +16,24 @@
 //
 // Usage:
 //
-//	validate -crd FILE [-crd FILE…] [-plugin NAME -plugin-keys k1,k2,…] [-expect-invalid] MANIFEST…
+//	validate -crd FILE [-crd FILE…] [-plugin NAME -plugin-keys k1,k2,…] [-dump DIR] [-expect-invalid] MANIFEST…
 //
 // Each MANIFEST is a multi-document YAML file (`helm template` output); the objects of one file
 // are one release. It exits 0 when every file is valid, 1 otherwise. With -expect-invalid the
 // sense is inverted per file: every file must be rejected (the negative cases), and the reasons
-// are printed so a reviewer can see that the right thing was caught.
+// are printed so a reviewer can see that the right thing was caught. -dump writes the
+// `config.yaml` of every ConfigMap of a valid file to DIR/<file name>.<ConfigMap name>, so the
+// sidecar's own --check-config can judge the configuration the chart rendered.
 package main
 
 import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // listFlag collects a repeatable flag.
@@ -43,6 +48,7 @@ func main() {
 	plugin := flag.String("plugin", "", "the Traefik plugin name whose Middleware config keys are checked")
 	pluginKeys := flag.String("plugin-keys", "", "comma-separated keys the plugin accepts (case-insensitive)")
 	expectInvalid := flag.Bool("expect-invalid", false, "every MANIFEST must be rejected")
+	dump := flag.String("dump", "", "write every ConfigMap's config.yaml of a valid file into this directory")
 	flag.Parse()
 	if flag.NArg() == 0 {
 		fmt.Fprintln(os.Stderr, "usage: validate -crd FILE… [-plugin NAME -plugin-keys k,…] [-expect-invalid] MANIFEST…")
@@ -62,7 +68,8 @@ func main() {
 			fmt.Fprintln(os.Stderr, "validate:", err)
 			os.Exit(2)
 		}
-		problems, count := v.validateFile(data)
+		problems, r := v.validateFile(data)
+		count := len(r.objects)
 		switch {
 		case *expectInvalid && len(problems) == 0:
 			fmt.Printf("FAIL %s: accepted (%d objects), but it must be rejected\n", path, count)
@@ -76,6 +83,12 @@ func main() {
 			failed++
 		default:
 			fmt.Printf("ok   %s: %d objects valid\n", path, count)
+			if *dump != "" {
+				if err := dumpConfigs(r, *dump, filepath.Base(path)); err != nil {
+					fmt.Fprintln(os.Stderr, "validate:", err)
+					os.Exit(2)
+				}
+			}
 		}
 	}
 	if failed > 0 {
@@ -88,4 +101,20 @@ func printProblems(problems []string) {
 	for _, p := range problems {
 		fmt.Printf("       - %s\n", p)
 	}
+}
+
+// dumpConfigs writes the sidecar configuration file of each ConfigMap in r.
+func dumpConfigs(r *release, dir, base string) error {
+	for _, o := range r.objects {
+		cm, ok := o.typed.(*corev1.ConfigMap)
+		if !ok {
+			continue
+		}
+		if text, ok := cm.Data["config.yaml"]; ok {
+			if err := os.WriteFile(filepath.Join(dir, base+"."+cm.Name), []byte(text), 0o600); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -40,14 +40,14 @@ func (p *problems) add(o *object, format string, a ...any) {
 }
 
 // validateFile decodes every document and runs every check; it returns the problems and the
-// number of objects.
-func (v *validator) validateFile(data []byte) ([]string, int) {
+// decoded objects.
+func (v *validator) validateFile(data []byte) ([]string, *release) {
+	r := &release{}
 	docs, err := documents(data)
 	if err != nil {
-		return []string{err.Error()}, 0
+		return []string{err.Error()}, r
 	}
 	var out problems
-	r := &release{}
 	for i, doc := range docs {
 		o, ps := v.decode(doc, i)
 		out = append(out, ps...)
@@ -67,12 +67,12 @@ func (v *validator) validateFile(data []byte) ([]string, int) {
 	}
 	if len(out) > 0 {
 		// Cross-object checks on objects that did not decode would only add noise.
-		return out, len(r.objects)
+		return out, r
 	}
 	for _, o := range r.objects {
 		r.check(v, o, &out)
 	}
-	return out, len(r.objects)
+	return out, r
 }
 
 func (r *release) check(v *validator, o *object, out *problems) {
