@@ -60,6 +60,8 @@ if [ ! -x "$VALIDATE" ]; then
   mkdir -p "$cache_dir"
   (cd "$vdir" && go vet . && CGO_ENABLED=0 go build -trimpath -o "$VALIDATE.tmp.$$" .)
   mv -f "$VALIDATE.tmp.$$" "$VALIDATE"
+  # Builds of earlier sources are never used again.
+  find "$cache_dir" -maxdepth 1 -name 'helm-validate-*' ! -name "helm-validate-$hash" -delete
   echo "built $VALIDATE (go vet: clean)"
 else
   echo "cached: $VALIDATE (vetted when built)"
@@ -125,6 +127,7 @@ refuse "3 replicas with cookie sessions" "needs redis.enabled" "${minimal[@]}" "
 refuse "autoscaling with cookie sessions" "needs redis.enabled" "${minimal[@]}" "${secrets[@]}" --set autoscaling.enabled=true
 refuse "3 replicas with one middleware left in cookie mode" "keeps its sessions in cookies" "${redis[@]}" "${secrets[@]}" \
   --set-string config.middlewares.default.SessionStorageType=Cookie
+refuse "a typo in the values (values.schema.json)" "'replicaCont' not allowed" "${minimal[@]}" "${secrets[@]}" --set replicaCont=3
 refuse "Redis without a password" "redis.auth is on" "${redis[@]}" --set-string "secrets.sessionSecret=$session"
 refuse "a password inside redis.url" "without user or password" "${redis[@]}" "${secrets[@]}" --set-string redis.url=redis://:pw@redis:6379/0
 

@@ -116,6 +116,12 @@ The checks that refuse a release that would run unsafely. Every template include
 {{- if and (not $v.secrets.existingSecret) (lt (len $v.secrets.sessionSecret) 32) -}}
 {{- fail "secrets.sessionSecret is shorter than 32 characters: generate one with openssl rand -base64 48" -}}
 {{- end -}}
+{{- if not $v.secrets.keys.sessionSecret -}}
+{{- fail "secrets.keys.sessionSecret must name the Secret's key that holds the session secret" -}}
+{{- end -}}
+{{- if and $v.secrets.clientSecret (not $v.secrets.existingSecret) (not $v.secrets.keys.clientSecret) -}}
+{{- fail "secrets.clientSecret is set but secrets.keys.clientSecret is empty: name the key it is stored under" -}}
+{{- end -}}
 {{- $multi := or (gt (int $v.replicaCount) 1) $v.autoscaling.enabled -}}
 {{- if and $multi (not $v.redis.enabled) -}}
 {{- fail (printf "replicaCount %v%s needs redis.enabled: with cookie sessions the back-channel logout's ended list, the logout tokens' replay memory and inline registrations are per process, so a second replica would accept what the first one ended. Use 1 replica, or Redis sessions." $v.replicaCount (ternary " with autoscaling" "" $v.autoscaling.enabled)) -}}
