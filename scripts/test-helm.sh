@@ -93,6 +93,13 @@ for f in "${values[@]}"; do
   echo "rendered $name: $(grep -c '^kind:' "$WORK/rendered/$name") objects (lint: clean)"
 done
 
+# The HorizontalPodAutoscaler and the Redis CA volume appear in no example: render them too.
+"$HELM" template oidc "$CHART" --namespace traefik "${secrets[@]}" -f "$CHART/examples/redis-3-replicas.yaml" \
+  --set autoscaling.enabled=true --set redis.caSecret=redis-ca --set-string redis.url=rediss://redis:6380/0 \
+  >"$WORK/rendered/redis-autoscaling-tls.yaml"
+grep -q '^kind: HorizontalPodAutoscaler$' "$WORK/rendered/redis-autoscaling-tls.yaml" || die "no HPA rendered"
+echo "rendered redis-autoscaling-tls.yaml: $(grep -c '^kind:' "$WORK/rendered/redis-autoscaling-tls.yaml") objects"
+
 section "Rendered manifests against the schemas"
 validate -dump "$WORK/configs" "$WORK"/rendered/*.yaml
 
@@ -100,14 +107,21 @@ section "The rendered sidecar configurations through the sidecar's own --check-c
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 cargo build --quiet --bin traefik-oidc-sidecar
 bin="$CARGO_TARGET_DIR/debug/traefik-oidc-sidecar"
+# The Redis CA the pod would find in the mounted Secret (the sidecar reads it at startup).
+openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=test-redis-ca -days 1 \
+  -keyout "$WORK/ca.key" -out "$WORK/ca.crt" 2>/dev/null
+sed -i "s#/etc/traefik-oidc-sidecar-redis-ca/ca.crt#$WORK/ca.crt#" "$WORK"/configs/*
 checked=0
 for c in "$WORK"/configs/*; do
-  # What the pod's environment holds; Kubernetes expands $(REDIS_PASSWORD) into REDIS_URL.
-  SESSION_SECRET="$session" OIDC_CLIENT_SECRET=test-client-secret REDIS_URL="redis://sidecar:pw@127.0.0.1:6379/0" \
+  # What the pod's environment holds: REDIS_URL as the Deployment sets it, with the
+  # $(REDIS_PASSWORD) that Kubernetes expands.
+  rendered="$WORK/rendered/$(basename "$c" | sed 's/\.yaml\..*$/.yaml/')"
+  redis_url="$(sed -n 's/^ *value: "\(rediss\{0,1\}:\/\/.*\)"$/\1/p' "$rendered" | sed 's/\$(REDIS_PASSWORD)/pw/')"
+  SESSION_SECRET="$session" OIDC_CLIENT_SECRET=test-client-secret REDIS_URL="${redis_url:-unset}" \
     "$bin" --config "$c" --check-config || die "--check-config refused $(basename "$c")"
   checked=$((checked + 1))
 done
-[ "$checked" -ge 5 ] || die "only $checked configurations were checked"
+[ "$checked" -ge 6 ] || die "only $checked configurations were checked"
 
 section "The chart refuses unsafe releases (helm template must fail with the reason)"
 refuse() { # refuse WHAT EXPECTED-TEXT helm-args…
@@ -129,6 +143,7 @@ refuse "3 replicas with one middleware left in cookie mode" "keeps its sessions 
   --set-string config.middlewares.default.SessionStorageType=Cookie
 refuse "a typo in the values (values.schema.json)" "'replicaCont' not allowed" "${minimal[@]}" "${secrets[@]}" --set replicaCont=3
 refuse "Redis without a password" "redis.auth is on" "${redis[@]}" --set-string "secrets.sessionSecret=$session"
+refuse "a Redis CA without TLS" "not rediss://" "${redis[@]}" "${secrets[@]}" --set redis.caSecret=redis-ca
 refuse "a password inside redis.url" "without user or password" "${redis[@]}" "${secrets[@]}" --set-string redis.url=redis://:pw@redis:6379/0
 
 section "Broken manifests the validator must reject"

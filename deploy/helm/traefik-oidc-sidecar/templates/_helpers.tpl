@@ -140,6 +140,9 @@ The checks that refuse a release that would run unsafely. Every template include
 {{- if and $v.redis.auth (not $v.secrets.existingSecret) (not $v.redis.password) -}}
 {{- fail "redis.auth is on but redis.password is empty: set it (openssl rand -hex 24) or use secrets.existingSecret; SECURITY.md asks for a password on Redis" -}}
 {{- end -}}
+{{- if and $v.redis.caSecret (not (hasPrefix "rediss://" $v.redis.url)) -}}
+{{- fail "redis.caSecret is set but redis.url is not rediss://: the CA only applies to TLS connections" -}}
+{{- end -}}
 {{- if and $v.redis.password (not (regexMatch "^[A-Za-z0-9._~-]+$" $v.redis.password)) -}}
 {{- fail "redis.password goes into the Redis URL and must be URL-safe (letters, digits, - . _ ~): openssl rand -hex 24" -}}
 {{- end -}}
