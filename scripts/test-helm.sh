@@ -93,6 +93,11 @@ for f in "${values[@]}"; do
   echo "rendered $name: $(grep -c '^kind:' "$WORK/rendered/$name") objects (lint: clean)"
 done
 
+# The Secret holds exactly what was given, and with existingSecret there is none.
+grep -qF "session-secret: \"$(printf '%s' "$session" | base64 -w0)\"" "$WORK/rendered/minimal-cookie.yaml" ||
+  die "the chart's Secret does not hold the session secret given"
+! grep -q '^kind: Secret$' "$WORK/rendered/existing-secret.yaml" || die "a Secret was rendered despite existingSecret"
+
 # The HorizontalPodAutoscaler and the Redis CA volume appear in no example: render them too.
 "$HELM" template oidc "$CHART" --namespace traefik "${secrets[@]}" -f "$CHART/examples/redis-3-replicas.yaml" \
   --set autoscaling.enabled=true --set redis.caSecret=redis-ca --set-string redis.url=rediss://redis:6380/0 \
