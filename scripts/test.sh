@@ -79,6 +79,9 @@ fi
 section "Plugin Catalog: the plugin's own repository (scripts/plugin-repo.sh) checked and loaded in Traefik"
 bash scripts/test-plugin-repo.sh
 
+section "Helm chart: lint, template every example, validate offline against the Kubernetes and Traefik schemas"
+bash scripts/test-helm.sh
+
 section "Go plugin shim: gofmt, go vet, go test, yaegi test, catalog load"
 bash scripts/test-plugin.sh
 
