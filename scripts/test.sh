@@ -82,6 +82,9 @@ bash scripts/test-plugin-repo.sh
 section "Helm chart: lint, template every example, validate offline against the Kubernetes and Traefik schemas"
 bash scripts/test-helm.sh
 
+section "Documentation: Traefik and compose blocks through their own parsers (the rest is tests/docs.rs)"
+bash scripts/test-docs.sh
+
 section "Go plugin shim: gofmt, go vet, go test, yaegi test, catalog load"
 bash scripts/test-plugin.sh
 

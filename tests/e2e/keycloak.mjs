@@ -30,6 +30,7 @@ import { chromium } from 'playwright-core';
 import { ROOT, Stack, freePort, request, resolveSidecar, resolveTraefik, resolveWhoami, sleep, waitFor } from './stack.mjs';
 import { createReporter, assert, parseWhoami, headerValues, cookieNames, summarize } from './harness.mjs';
 import { Keycloak, REALM, makeClientKey } from './keycloak-server.mjs';
+import { WALK_HOST, walkConfigs, walkStaticConfig } from './readme-walk.mjs';
 import { DOORS, DOOR_LABEL, SIDECARS, SITES, SHORT_TOKEN_LIFESPAN_S, REFRESH_COOKIE_PREFIX, redirectUris, routerNames, sidecarConfigs, siteUrl, traefikDynamic } from './keycloak-config.mjs';
 
 const started = Date.now();
@@ -170,6 +171,9 @@ async function main() {
     // ----- Keycloak, whoami, the sidecars, Traefik, Chromium. -----
     const traefikPort = await freePort();
     const url = (site, door, p = '/') => `${siteUrl(site, door, traefikPort)}${p}`;
+    // The README walk's own Traefik (readme-walk.mjs): its origin is a redirect URI of the realm.
+    const walkPort = await freePort();
+    const walkOrigin = `http://${WALK_HOST}:${walkPort}`;
     const okKc = await check('keycloak: dev mode on loopback (http + https), realm imported, discovery answers', async () => {
       assert(process.env.KEYCLOAK_HOME, 'KEYCLOAK_HOME is not set (scripts/install-keycloak.sh prints it)');
       assert(process.env.KEYCLOAK_JAVA_HOME, 'KEYCLOAK_JAVA_HOME is not set (scripts/install-keycloak.sh --java-home prints it)');
@@ -184,7 +188,7 @@ async function main() {
           E2E_USER_PASSWORD: PASSWORD,
           E2E_CLIENT_JWKS: clientKey.jwks,
           E2E_SHORT_TOKEN_LIFESPAN: String(SHORT_TOKEN_LIFESPAN_S),
-          E2E_REDIRECT_URIS: redirectUris(traefikPort),
+          E2E_REDIRECT_URIS: [...redirectUris(traefikPort), `${walkOrigin}/*`],
         },
       });
       await kc.allocatePorts();
@@ -402,6 +406,58 @@ async function main() {
         assert(held.length === 0, `session cookies left: ${held.join(', ')}`);
         return all.map(short).join(' -> ');
       }, opts(page, [`${L}: dave (50 groups, long role names): logs in, the Cookie header stays <= ${COOKIE_TARGET_BYTES} bytes`]));
+    }
+
+    // ----- The README's "Protect your app with Keycloak", as a reader follows it (issue 20). -----
+    const cWalkUp = "README walk: the Keycloak section's sidecar file and forwardAuth block, copied from README.md, start the sidecar and load in Traefik";
+    const walkUp = await check(cWalkUp, async () => {
+      const ports = { sidecar: await freePort(), metrics: await freePort() };
+      const { sidecarYaml, dynamicYaml } = walkConfigs({ issuer: kc.issuer, clientId: 'sidecar', sidecarPort: ports.sidecar, metricsPort: ports.metrics, whoamiPort: stack.ports.whoami });
+      const dir = path.join(ARTIFACTS, 'readme-walk');
+      fs.mkdirSync(dir, { recursive: true });
+      const files = { sidecar: path.join(dir, 'sidecar.yaml'), dynamic: path.join(dir, 'dynamic.yml'), static: path.join(dir, 'traefik.yml') };
+      fs.writeFileSync(files.sidecar, sidecarYaml);
+      fs.writeFileSync(files.dynamic, dynamicYaml);
+      fs.writeFileSync(files.static, walkStaticConfig({ traefikPort: walkPort, dynamicFile: files.dynamic }));
+      // The two variables the README tells the reader to set.
+      const env = { KEYCLOAK_CLIENT_SECRET: clientSecret, SESSION_SECRET: crypto.randomBytes(48).toString('base64') };
+      const sc = stack.spawn('readme-sidecar', sidecarBin, ['--config', files.sidecar], { env });
+      await waitFor('README sidecar /readyz', async () => {
+        sc.assertRunning();
+        return (await request({ port: ports.sidecar, path: '/readyz', timeoutMs: 2000 })).status === 200;
+      }, { timeoutMs: 30000 });
+      const t = stack.spawn('readme-traefik', resolveTraefik(), [`--configFile=${files.static}`]);
+      const r = await waitFor(`${WALK_HOST} answering through the README's forwardAuth`, async () => {
+        t.assertRunning();
+        const res = await request({ port: walkPort, path: '/', headers: { Host: WALK_HOST, Accept: 'text/html' }, timeoutMs: 5000 });
+        return res.status === 404 || res.status >= 500 ? false : res;
+      }, { timeoutMs: 30000 });
+      assert(r.status === 302 && r.headers.location?.startsWith(`${kc.issuer}/protocol/openid-connect/auth`), `anonymous navigation: ${r.status} ${r.headers.location || ''}`);
+      return `the sidecar is ready; ${WALK_HOST} answers 302 to Keycloak's authorization endpoint`;
+    }, { timeoutMs: 90000 });
+    if (walkUp) {
+      const ctx = await newContext(browser);
+      const page = await ctx.newPage();
+      const cWalkLogin = "README walk: anonymous -> Keycloak's login form -> alice -> the app, with X-Forwarded-User and no session cookie upstream";
+      await check(cWalkLogin, async () => {
+        const r = await visit(page, kc, `${walkOrigin}/`, 'alice');
+        const w = whoami(r, 'README walk');
+        assert(r.forms === 1, `Keycloak's form shown ${r.forms} times`);
+        assert(oneHeader(w, 'X-Forwarded-User') === 'alice', `X-Forwarded-User ${JSON.stringify(headerValues(w, 'X-Forwarded-User'))}`);
+        const leaked = headerValues(w, 'Cookie').join('; ').split(/;\s*/).filter((c) => c.startsWith('TraefikOidcSidecar.'));
+        assert(leaked.length === 0, `session cookies reached the app: ${leaked.map((c) => c.split('=')[0]).join(', ')}`);
+        return `X-Forwarded-User alice, X-Forwarded-Email ${JSON.stringify(headerValues(w, 'X-Forwarded-Email'))}`;
+      }, opts(page, [cWalkUp]));
+      await check("README walk: /logout -> Keycloak's end_session -> back at / -> Keycloak asks for a login again", async () => {
+        const r = await follow(page, kc, kc.urls.public, () => page.goto(`${walkOrigin}/logout`), null).catch((e) => e);
+        const navs = r instanceof Error ? [] : r.navs;
+        assert(navs.some((u) => u.includes('/protocol/openid-connect/logout')), `no trip to Keycloak's end_session endpoint: ${navs.map(short).join(' -> ')} ${r instanceof Error ? r.message : ''}`);
+        await page.locator('#username').waitFor({ timeout: NAV_TIMEOUT_MS });
+        const held = (await ctx.cookies(walkOrigin)).map((c) => c.name).filter((n) => n.includes('.session.'));
+        assert(held.length === 0, `session cookies left: ${held.join(', ')}`);
+        return [...navs, page.url()].map(short).join(' -> ');
+      }, opts(page, [cWalkLogin]));
+      await ctx.close().catch(() => {});
     }
 
     // ----- Keycloak stopped and restarted mid-session. -----
