@@ -129,8 +129,7 @@ fn every_yaml_and_json_block_is_tagged_and_parses() {
                     continue;
                 }
                 for doc in serde_yaml_ng::Deserializer::from_str(&b.text) {
-                    if let Err(e) = <serde_yaml_ng::Value as serde::Deserialize>::deserialize(doc)
-                    {
+                    if let Err(e) = <serde_yaml_ng::Value as serde::Deserialize>::deserialize(doc) {
                         problems.push(format!("{}: not YAML: {e}", b.at()));
                         // The multi-document iterator does not end after an error.
                         break;
@@ -154,7 +153,10 @@ fn every_yaml_and_json_block_is_tagged_and_parses() {
             _ => {}
         }
     }
-    assert!(counted > 20, "only {counted} checked blocks: extraction broke");
+    assert!(
+        counted > 20,
+        "only {counted} checked blocks: extraction broke"
+    );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
@@ -192,7 +194,10 @@ fn every_sidecar_block_passes_check_config() {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_traefik-oidc-sidecar"));
         cmd.arg("--config").arg(&path).arg("--check-config");
         for c in var.captures_iter(&text) {
-            cmd.env(&c[1], format!("docs-check-{}-kX9vQ2mZ7pL4wR8tY1nB6cF3hJ5", &c[1]));
+            cmd.env(
+                &c[1],
+                format!("docs-check-{}-kX9vQ2mZ7pL4wR8tY1nB6cF3hJ5", &c[1]),
+            );
         }
         let out = cmd.output().unwrap();
         if !out.status.success() {
@@ -256,8 +261,10 @@ fn known_paths() -> BTreeSet<String> {
 fn every_parser_key_is_in_the_reference_and_back() {
     let rows = reference_rows();
     assert!(rows.len() > 40, "only {} reference rows found", rows.len());
-    let named: Vec<(Vec<String>, &str)> =
-        rows.iter().map(|(f, l)| (row_paths(f), l.as_str())).collect();
+    let named: Vec<(Vec<String>, &str)> = rows
+        .iter()
+        .map(|(f, l)| (row_paths(f), l.as_str()))
+        .collect();
     let word = |text: &str, w: &str| {
         text.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
             .any(|t| t == w)
@@ -351,11 +358,7 @@ fn every_relative_link_resolves() {
                 } else {
                     page.parent().unwrap().join(file)
                 };
-                let at = format!(
-                    "{}:{}",
-                    page.strip_prefix(root()).unwrap().display(),
-                    i + 1
-                );
+                let at = format!("{}:{}", page.strip_prefix(root()).unwrap().display(), i + 1);
                 if !dest.exists() {
                     problems.push(format!("{at}: {target}: no such file"));
                 } else if !anchor.is_empty() && !anchors(&dest).contains(anchor) {
@@ -387,10 +390,17 @@ fn the_checks_catch_what_they_claim_to() {
     let dir = std::env::temp_dir().join(format!("tos-docs-fence-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join("x.md");
-    std::fs::write(&p, "1. item\n\n   ```yaml fragment\n   a:\n     b: 1\n   ```\n").unwrap();
+    std::fs::write(
+        &p,
+        "1. item\n\n   ```yaml fragment\n   a:\n     b: 1\n   ```\n",
+    )
+    .unwrap();
     let b = blocks(&p);
     assert_eq!(b.len(), 1);
-    assert_eq!((b[0].lang.as_str(), b[0].tag.as_str()), ("yaml", "fragment"));
+    assert_eq!(
+        (b[0].lang.as_str(), b[0].tag.as_str()),
+        ("yaml", "fragment")
+    );
     assert_eq!(b[0].text, "a:\n  b: 1\n");
     std::fs::remove_dir_all(&dir).ok();
 }
