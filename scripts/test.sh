@@ -74,6 +74,9 @@ else
   echo "skipped: no compose client here (CI installs one); the compose file is still parsed by tests/examples.rs"
 fi
 
+section "Observability: histograms, documented metrics, Grafana dashboard, traces to a real Jaeger"
+bash scripts/test-observe.sh
+
 section "Go plugin shim: gofmt, go vet, go test, yaegi test, catalog load"
 bash scripts/test-plugin.sh
 

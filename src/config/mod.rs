@@ -26,6 +26,7 @@ pub use crate::oidc::{ClientKey, ProviderConfig, TokenValidation};
 // Session types live with the sessions; the configuration only fills them in.
 pub use crate::inline::InlineConfig;
 pub use crate::session::{SameSite, Secret, SessionCookieConfig};
+pub use crate::telemetry::TracingConfig;
 pub use inline::{BlockError, ParsedBlock, parse_block, parse_value, parse_yaml_block};
 pub use redis::{RedisConfig, RedisTarget, SessionStorage};
 use root::parse_root;
@@ -38,6 +39,7 @@ mod redis;
 mod root;
 #[cfg(test)]
 mod tests;
+mod traces;
 mod walk;
 
 /// The default `CookieNamePrefix`: the same for every middleware, so one scope shares by default.
@@ -73,6 +75,8 @@ pub struct Config {
     pub limits: Limits,
     /// The `redis:` block (server-side sessions), if any; see [`redis`].
     pub redis: Option<RedisConfig>,
+    /// The `tracing:` block (OpenTelemetry traces), if any; off when absent.
+    pub tracing: Option<TracingConfig>,
 }
 
 /// A problem (or warning) found in the file, with the key path it concerns.
