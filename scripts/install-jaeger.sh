@@ -31,13 +31,9 @@ trap 'chmod -R u+w "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 started=$(date +%s)
 log "downloading github.com/jaegertracing/jaeger@$version from the Go module proxy"
-info="$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "github.com/jaegertracing/jaeger@$version")"
-dir="$(printf '%s' "$info" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' | head -n1)"
-[ -n "$dir" ] && [ -d "$dir" ] || { log "go mod download gave no Dir:"; printf '%s\n' "$info" >&2; exit 1; }
-
-# The module cache is read-only; build in a writable copy.
-cp -R "$dir" "$work/src"
-chmod -R u+w "$work/src"
+# shellcheck source=scripts/go-module-source.sh
+. "$(dirname "$0")/go-module-source.sh"
+go_module_source "github.com/jaegertracing/jaeger@$version" "$work"
 
 log "building ./cmd/jaeger (this takes several minutes on a small machine)"
 (cd "$work/src" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$work/jaeger" ./cmd/jaeger) >&2
