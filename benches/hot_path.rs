@@ -10,7 +10,9 @@
 //! - `template`: `template::identity_headers`, default headers and custom templates;
 //! - `forwarded`: `forwarded::parse` of Traefik's `X-Forwarded-*` headers;
 //! - `decision`: `Middleware::handle` for a valid session (everything `/auth` does between the
-//!   HTTP layer's extraction and its response mapping).
+//!   HTTP layer's extraction and its response mapping);
+//! - `telemetry`: what `handle` adds for observability with tracing off: one latency histogram
+//!   observation, and the same with the two clock reads and the tracing branch around it.
 //!
 //! Everything is built through the crate's public API from a YAML configuration, exactly as the
 //! binary builds it, so the benchmark follows the code when fields are added.
@@ -714,6 +716,26 @@ fn bench_decision(c: &mut Criterion) {
     g.finish();
 }
 
+fn bench_telemetry(c: &mut Criterion) {
+    use std::time::Instant;
+    use traefik_oidc_sidecar::telemetry::{Histogram, trace};
+    let mut g = c.benchmark_group("telemetry");
+    let h = Histogram::new();
+    g.bench_function("histogram_observe", |b| {
+        b.iter(|| h.observe(black_box(Duration::from_micros(3))))
+    });
+    // Exactly the work `Middleware::handle` wraps around the decision when tracing is off.
+    g.bench_function("handle_overhead_tracing_off", |b| {
+        b.iter(|| {
+            let start = Instant::now();
+            let off = black_box(trace::tracer()).is_none();
+            h.observe(start.elapsed());
+            off
+        })
+    });
+    g.finish();
+}
+
 fn main() {
     cookie_size_report();
     let mut c = Criterion::default()
@@ -725,5 +747,6 @@ fn main() {
     bench_template(&mut c);
     bench_forwarded(&mut c);
     bench_decision(&mut c);
+    bench_telemetry(&mut c);
     c.final_summary();
 }

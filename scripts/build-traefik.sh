@@ -38,14 +38,9 @@ trap 'chmod -R u+w "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 started=$(date +%s)
 log "downloading github.com/traefik/traefik/v3@$version from the Go module proxy"
-# -json prints the module's cache directory ("Dir"); run outside any module so no go.mod interferes.
-info="$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "github.com/traefik/traefik/v3@$version")"
-dir="$(printf '%s' "$info" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' | head -n1)"
-[ -n "$dir" ] && [ -d "$dir" ] || { log "go mod download gave no Dir:"; printf '%s\n' "$info" >&2; exit 1; }
-
-# The module cache is read-only; build in a writable copy.
-cp -R "$dir" "$work/src"
-chmod -R u+w "$work/src"
+# shellcheck source=scripts/go-module-source.sh
+. "$(dirname "$0")/go-module-source.sh"
+go_module_source "github.com/traefik/traefik/v3@$version" "$work"
 
 # Version stamp like the official build (shows in `traefik version` and the startup log).
 ldflags="-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$version -X github.com/traefik/traefik/v3/pkg/version.BuildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"

@@ -85,6 +85,9 @@ bash scripts/test-helm.sh
 section "Documentation: Traefik and compose blocks through their own parsers (the rest is tests/docs.rs)"
 bash scripts/test-docs.sh
 
+section "Observability: histograms, documented metrics, Grafana dashboard, traces to a real Jaeger"
+bash scripts/test-observe.sh
+
 section "Go plugin shim: gofmt, go vet, go test, yaegi test, catalog load"
 bash scripts/test-plugin.sh
 

@@ -39,6 +39,7 @@ pub mod routes;
 pub mod rules;
 pub mod scopes;
 pub mod session;
+pub mod telemetry;
 pub mod template;
 
 use std::collections::BTreeMap;

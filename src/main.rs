@@ -138,6 +138,10 @@ async fn run(cfg: config::Config, path: PathBuf) -> Result<(), String> {
         .await
         .map_err(|e| format!("metricsListen {}: {e}", cfg.metrics_listen))?;
     app.start_discovery();
+    if let Some(t) = &cfg.tracing {
+        traefik_oidc_sidecar::telemetry::trace::install(t)?;
+        tracing::info!(otlp_endpoint = %t.otlp_endpoint, service_name = %t.service_name, sample_ratio = t.sample_ratio, "OpenTelemetry traces on");
+    }
     tokio::spawn(reload::watch(
         app.clone(),
         path,

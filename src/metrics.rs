@@ -1,13 +1,16 @@
-//! Decision and connection counters and their Prometheus text rendering.
+//! Decision and connection counters, the decision latency histogram, and their Prometheus text
+//! rendering.
 //!
-//! Plain atomics rather than a metrics framework: the hot path pays one relaxed increment, and
-//! the exposition format is simple enough to write directly. Served only on `metricsListen`.
+//! Plain atomics rather than a metrics framework: the hot path pays a few relaxed increments,
+//! and the exposition format is simple enough to write directly. Served only on
+//! `metricsListen`. Every family is listed with its labels in docs/observability.md.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::Error;
+use crate::telemetry::histogram::{self, Histogram};
 
 /// What a request ended as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,12 +78,18 @@ impl Outcome {
     fn index(self) -> usize {
         ALL.iter().position(|(o, _)| *o == self).unwrap_or(0)
     }
+
+    /// The `outcome` label.
+    pub fn label(self) -> &'static str {
+        ALL.get(self.index()).map_or("internal_error", |(_, l)| l)
+    }
 }
 
-/// One middleware's counters.
+/// One middleware's counters and decision latencies.
 #[derive(Debug, Default)]
 pub struct Counters {
     by_outcome: [AtomicU64; 13],
+    latency: [Histogram; 13],
 }
 
 impl Counters {
@@ -88,6 +97,13 @@ impl Counters {
     pub fn count(&self, o: Outcome) {
         if let Some(c) = self.by_outcome.get(o.index()) {
             c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records how long a decision that ended as `o` took.
+    pub fn observe(&self, o: Outcome, took: std::time::Duration) {
+        if let Some(h) = self.latency.get(o.index()) {
+            h.observe(took);
         }
     }
 
@@ -105,7 +121,21 @@ pub fn render<'a>(items: impl Iterator<Item = (&'a str, &'a Counters, bool)>) ->
     out.push_str("# HELP traefik_oidc_sidecar_requests_total forwardAuth requests by outcome.\n");
     out.push_str("# TYPE traefik_oidc_sidecar_requests_total counter\n");
     let mut ready_lines = String::new();
+    let mut latency = String::new();
+    let latency_name = "traefik_oidc_sidecar_decision_duration_seconds";
+    histogram::header(
+        &mut latency,
+        latency_name,
+        "forwardAuth decision time by middleware and outcome (from the request's headers to the answer).",
+    );
     for (name, c, ready) in items {
+        for ((_, label), h) in ALL.iter().zip(&c.latency) {
+            h.render(
+                &mut latency,
+                latency_name,
+                &format!("middleware=\"{name}\",outcome=\"{label}\""),
+            );
+        }
         for (o, label) in ALL {
             let _ = writeln!(
                 out,
@@ -122,6 +152,7 @@ pub fn render<'a>(items: impl Iterator<Item = (&'a str, &'a Counters, bool)>) ->
     out.push_str("# HELP traefik_oidc_sidecar_provider_ready 1 when discovery and signing keys are loaded.\n");
     out.push_str("# TYPE traefik_oidc_sidecar_provider_ready gauge\n");
     out.push_str(&ready_lines);
+    out.push_str(&latency);
     out
 }
 
@@ -302,8 +333,17 @@ mod tests {
         c.count(Outcome::Allowed);
         c.count(Outcome::Allowed);
         c.count(Outcome::Forbidden);
+        c.observe(Outcome::Allowed, std::time::Duration::from_micros(70));
         let text = render([("default", &c, true)].into_iter());
         assert!(text.contains("middleware=\"default\",outcome=\"allowed\"} 2"));
+        assert!(text.contains("# TYPE traefik_oidc_sidecar_decision_duration_seconds histogram"));
+        assert!(text.contains("traefik_oidc_sidecar_decision_duration_seconds_bucket{middleware=\"default\",outcome=\"allowed\",le=\"0.0001\"} 1"));
+        assert!(
+            !text.contains(
+                "decision_duration_seconds_count{middleware=\"default\",outcome=\"forbidden\""
+            ),
+            "a series without observations is left out"
+        );
         assert!(text.contains("outcome=\"forbidden\"} 1"));
         assert!(text.contains("traefik_oidc_sidecar_provider_ready{middleware=\"default\"} 1"));
     }

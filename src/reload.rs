@@ -12,7 +12,7 @@
 //!
 //! Polling rather than file-system events: a mounted ConfigMap or secret changes by a symlink
 //! swap that inotify watches on the file miss, and two seconds of latency is fine for config.
-//! What only a restart changes (the sockets, connection limits, log format and level) is
+//! What only a restart changes (the sockets, connection limits, log format and level, tracing) is
 //! logged as such when it differs.
 
 use std::path::{Path, PathBuf};
@@ -147,6 +147,7 @@ pub async fn reload_file(
         ("limits", cfg.limits != running.limits),
         ("logFormat", cfg.log_format != running.log_format),
         ("logLevel", cfg.log_level != running.log_level),
+        ("tracing", cfg.tracing != running.tracing),
     ] {
         if changed {
             tracing::warn!(

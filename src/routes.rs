@@ -412,6 +412,7 @@ async fn metrics_text(
             })),
     );
     listeners.render(&mut body);
+    crate::telemetry::render(&mut body);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -30,6 +30,7 @@ use crate::redirect;
 use crate::reply::{Body, Reply};
 use crate::session::verdict::{RulesPrint, rules_print};
 use crate::session::{Judge, Keep, RequestCookies, Scope, ScopeKey, Session};
+use crate::telemetry;
 use crate::template::{self, DEFAULT_CLAIMS, Data, Pass, TokenField};
 
 pub use backchannel::MAX_BACKCHANNEL_BODY;
@@ -155,8 +156,31 @@ impl Middleware {
         &self.scope
     }
 
-    /// Answers one forwardAuth request.
+    /// Answers one forwardAuth request, and records how long the decision took (by outcome)
+    /// and, when tracing is on, its span (the trace `headers` carry continues).
+    ///
+    /// The latency is measured with a monotonic clock and never feeds a decision: `now` stays
+    /// the only time the decision sees.
     pub async fn handle(&self, fwd: &Forwarded<'_>, headers: &HeaderMap, now: u64) -> Reply {
+        let start = std::time::Instant::now();
+        let (reply, outcome) = match telemetry::trace::tracer() {
+            None => self.judge_request(fwd, headers, now).await,
+            Some(t) => {
+                let decided = self.judge_request(fwd, headers, now);
+                telemetry::trace::decision(t, &self.cfg.name, headers, decided).await
+            }
+        };
+        self.counters.observe(outcome, start.elapsed());
+        reply
+    }
+
+    /// The decision itself: the reply and the outcome it was counted as.
+    async fn judge_request(
+        &self,
+        fwd: &Forwarded<'_>,
+        headers: &HeaderMap,
+        now: u64,
+    ) -> (Reply, Outcome) {
         let cookie_headers = headers.get_all(http::header::COOKIE);
         let cookies = RequestCookies::parse(cookie_headers.iter().filter_map(|v| v.to_str().ok()));
         let nav = is_navigation(&fwd.method, headers);
@@ -187,13 +211,14 @@ impl Middleware {
                 None => self.check(fwd, &cookies, nav, public, now).await,
             }
         };
-        let reply = match result {
+        let (reply, outcome) = match result {
             Ok((reply, outcome)) => {
                 self.counters.count(outcome);
-                reply
+                (reply, outcome)
             }
             Err(e) => {
-                self.counters.count(Outcome::from_error(&e));
+                let outcome = Outcome::from_error(&e);
+                self.counters.count(outcome);
                 match &e {
                     Error::Unauthenticated | Error::Forbidden => {
                         decision!(self.cfg.log_level, DEBUG, middleware = %self.cfg.name, host = %fwd.host, path = %fwd.path, decision = %e, "denied")
@@ -213,7 +238,7 @@ impl Middleware {
                     // sending it.
                     r.set_cookies(self.scope.clear_present(&cookies));
                 }
-                r
+                (r, outcome)
             }
         };
         let mut reply = reply;
@@ -221,7 +246,7 @@ impl Middleware {
             // Redirects and errors carry per-user state; no cache may keep them.
             reply.header("Cache-Control", "no-store");
         }
-        reply
+        (reply, outcome)
     }
 
     fn is_callback(&self, fwd: &Forwarded<'_>) -> bool {

@@ -26,6 +26,7 @@ pub use crate::oidc::{ClientKey, ProviderConfig, TokenValidation};
 // Session types live with the sessions; the configuration only fills them in.
 pub use crate::inline::InlineConfig;
 pub use crate::session::{SameSite, Secret, SessionCookieConfig};
+pub use crate::telemetry::TracingConfig;
 pub use inline::{BlockError, ParsedBlock, parse_block, parse_value, parse_yaml_block};
 pub use redis::{RedisConfig, RedisTarget, SessionStorage};
 use root::parse_root;
@@ -38,6 +39,7 @@ mod redis;
 mod root;
 #[cfg(test)]
 mod tests;
+mod traces;
 mod walk;
 
 /// The default `CookieNamePrefix`: the same for every middleware, so one scope shares by default.
@@ -73,6 +75,8 @@ pub struct Config {
     pub limits: Limits,
     /// The `redis:` block (server-side sessions), if any; see [`redis`].
     pub redis: Option<RedisConfig>,
+    /// The `tracing:` block (OpenTelemetry traces), if any; off when absent.
+    pub tracing: Option<TracingConfig>,
 }
 
 /// A problem (or warning) found in the file, with the key path it concerns.
@@ -168,6 +172,7 @@ pub fn reference_keys() -> Vec<(&'static str, Vec<&'static str>)> {
         ("redis", redis::REDIS_KEYS.to_vec()),
         ("redis.sentinel", redis::SENTINEL_KEYS.to_vec()),
         ("redis.cluster", redis::CLUSTER_KEYS.to_vec()),
+        ("tracing", traces::TRACING_KEYS.to_vec()),
         ("middleware", both(m::MIDDLEWARE_KEYS, m::MIDDLEWARE_LATER)),
         ("Provider", provider::PROVIDER_KEYS.to_vec()),
         ("SessionCookie", m::COOKIE_KEYS.to_vec()),

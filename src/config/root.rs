@@ -1,5 +1,6 @@
 //! The top level of the file: `listen`, `metricsListen`, `trustedProxies`, `logFormat`,
-//! `logLevel`, the `limits:` block, the `inline:` block ([`super::inline`]), and the
+//! `logLevel`, the `limits:` block, the `inline:` block ([`super::inline`]), the `tracing:`
+//! block ([`super::traces`]), and the
 //! `middlewares:` map (each block handed to [`super::middleware`]). `middlewares:` may be empty
 //! or absent: a sidecar that serves only inline blocks has none of its own.
 
@@ -24,6 +25,7 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "middlewares",
     "redis",
     "inline",
+    "tracing",
 ];
 
 pub(super) const LIMITS_KEYS: &[&str] = &["headerTimeout", "idleTimeout", "maxConnections"];
@@ -116,6 +118,10 @@ pub(super) fn parse_root(root: &Value, cx: &mut Cx<'_>) -> Option<Config> {
         Some((p, v)) => parse_inline(v, &p, cx),
         None => crate::inline::InlineConfig::default(),
     };
+    let tracing = match obj.get("tracing").filter(|(_, v)| !v.is_null()) {
+        Some((p, v)) => super::traces::parse_tracing(v, &p, cx),
+        None => None,
+    };
     obj.finish(ROOT_KEYS, &[], cx);
     Some(Config {
         listen: listen?,
@@ -127,6 +133,7 @@ pub(super) fn parse_root(root: &Value, cx: &mut Cx<'_>) -> Option<Config> {
         inline,
         limits,
         redis,
+        tracing,
     })
 }
 

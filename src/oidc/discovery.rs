@@ -30,6 +30,7 @@ use serde_json::Value;
 use super::transport::{Capped, fetch};
 use super::{JWKS_REFETCH_SECS, Provider};
 use crate::error::Error;
+use crate::telemetry::{self, IdpEndpoint};
 
 pub(super) type Client = CoreClient<
     EndpointSet,
@@ -102,7 +103,11 @@ impl Provider {
             "{}/.well-known/openid-configuration",
             self.cfg.url.trim_end_matches('/')
         );
-        let (_, body) = fetch(self.http.get(&url), "discovery").await?;
+        let (_, body) = telemetry::idp(
+            IdpEndpoint::Discovery,
+            fetch(self.http.get(&url), "discovery"),
+        )
+        .await?;
         let raw: Value =
             serde_json::from_slice(&body).map_err(|e| format!("discovery document: {e}"))?;
         let metadata: ProviderMetadataWithLogout =
@@ -244,9 +249,13 @@ impl Provider {
         &self,
         uri: &JsonWebKeySetUrl,
     ) -> Result<CoreJsonWebKeySet, String> {
-        CoreJsonWebKeySet::fetch_async(uri, &Capped(self.http.clone()))
-            .await
-            .map_err(|e| format!("JWKS {}: {e}", uri.as_str()))
+        let client = Capped(self.http.clone());
+        telemetry::idp(
+            IdpEndpoint::Jwks,
+            CoreJsonWebKeySet::fetch_async(uri, &client),
+        )
+        .await
+        .map_err(|e| format!("JWKS {}: {e}", uri.as_str()))
     }
 
     /// Refetches the JWKS for a token signed with an unknown key (rotation), at most once per

@@ -11,6 +11,7 @@ use super::client_auth::ASSERTION_TYPE;
 use super::transport::fetch;
 use super::{LEEWAY_SECS, Provider};
 use crate::error::Error;
+use crate::telemetry::{self, IdpEndpoint};
 
 /// Active introspection results by SHA-256 of the token, with the time they stop counting.
 pub(super) type Cache = Mutex<HashMap<[u8; 32], Introspected>>;
@@ -67,7 +68,7 @@ impl Provider {
                 )
             }
         };
-        let (_, body) = fetch(req, "introspection")
+        let (_, body) = telemetry::idp(IdpEndpoint::Introspection, fetch(req, "introspection"))
             .await
             .map_err(Error::IdpUnavailable)?;
         let claims: Map<String, Value> = serde_json::from_slice(&body)

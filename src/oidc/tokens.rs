@@ -17,6 +17,7 @@ use super::settings::ProviderConfig;
 use super::transport::{Capped, CappedError};
 use super::{Discovered, LEEWAY_SECS, Provider, TokenKind};
 use crate::error::Error;
+use crate::telemetry::{self, IdpEndpoint};
 
 /// What a successful login yields.
 pub struct Verified {
@@ -103,8 +104,8 @@ impl Provider {
         for (name, value) in self.token_params(&d, x.resources, now)? {
             req = req.add_extra_param(name, value);
         }
-        let tokens = req
-            .request_async(&Capped(self.http.clone()))
+        let client = Capped(self.http.clone());
+        let tokens = telemetry::idp(IdpEndpoint::Token, req.request_async(&client))
             .await
             .map_err(token_error)?;
         let id_token = tokens
@@ -160,8 +161,8 @@ impl Provider {
         for (name, value) in self.token_params(&d, resources, now)? {
             req = req.add_extra_param(name, value);
         }
-        let tokens = req
-            .request_async(&Capped(self.http.clone()))
+        let client = Capped(self.http.clone());
+        let tokens = telemetry::idp(IdpEndpoint::Refresh, req.request_async(&client))
             .await
             .map_err(token_error)?;
         let mut out = Refreshed {

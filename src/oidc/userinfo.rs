@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use super::transport::fetch;
 use super::{Discovered, Provider};
 use crate::error::Error;
+use crate::telemetry::{self, IdpEndpoint};
 
 impl Provider {
     /// Merges the UserInfo response (OIDC Core §5.3) into `claims`. The response is discarded
@@ -27,7 +28,7 @@ impl Provider {
             .get(url)
             .bearer_auth(access_token)
             .header("Accept", "application/json");
-        let (content_type, body) = fetch(req, "userinfo")
+        let (content_type, body) = telemetry::idp(IdpEndpoint::Userinfo, fetch(req, "userinfo"))
             .await
             .map_err(Error::IdpUnavailable)?;
         let jwt = content_type.starts_with("application/jwt");

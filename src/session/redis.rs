@@ -338,8 +338,21 @@ impl RedisPool {
                 Conn::Cluster(mut c) => cmd.query_async::<T>(&mut c).await,
             }
         };
-        match tokio::time::timeout(self.cfg.command_timeout, fut).await {
-            Ok(Ok(v)) => {
+        // Timed and traced by the command's name (its first word: never a key or a value).
+        let name: &[u8] = match cmd.args_iter().next() {
+            Some(redis::Arg::Simple(n)) => n,
+            _ => b"",
+        };
+        let bounded = tokio::time::timeout(self.cfg.command_timeout, fut);
+        // `Err(None)`: the command timed out.
+        let answer = crate::telemetry::redis(name, async {
+            match bounded.await {
+                Ok(r) => r.map_err(Some),
+                Err(_) => Err(None),
+            }
+        });
+        match answer.await {
+            Ok(v) => {
                 if !self.ok.load(Ordering::Acquire) {
                     self.set_error(None);
                 }
@@ -347,11 +360,11 @@ impl RedisPool {
             }
             // Any failure drops the connection, error replies included: after a Sentinel failover
             // the old master answers READONLY, and only a new connection finds the new one.
-            Ok(Err(e)) => {
+            Err(Some(e)) => {
                 self.drop_conn(e.to_string());
                 Err(Error::StoreUnavailable(format!("redis: {e}")))
             }
-            Err(_) => {
+            Err(None) => {
                 self.drop_conn("command timed out".into());
                 Err(Error::StoreUnavailable("redis: command timed out".into()))
             }
