@@ -4,6 +4,8 @@
 #      the sidecar against the real OpenID Provider (npm oidc-provider, tests/op) and, for
 #      SessionStorageType Redis, a real redis-server and Redis Cluster (installed when missing);
 #   1b. the installers' first run (scripts/test-installers.sh), which warm machines never take;
+#   1c. the release (scripts/test-release.sh): static amd64 and arm64 binaries, the OCI image
+#       started from the inside as its user, the SBOM against its schema, reproducibility;
 #   2. the Go plugin shim: gofmt, go vet, go test, yaegi test (Traefik's interpreter), catalog load;
 #   3. fuzzing: every cargo-fuzz target for a few seconds (scripts/fuzz-smoke.sh);
 #   4. end to end: a real Traefik v3 with a whoami upstream, both doors (forwardAuth and the
@@ -73,6 +75,9 @@ if [ "${#compose[@]}" -gt 0 ]; then
 else
   echo "skipped: no compose client here (CI installs one); the compose file is still parsed by tests/examples.rs"
 fi
+
+section "Release: static binaries (amd64, arm64), OCI image started from the inside, SBOM, reproducibility"
+bash scripts/test-release.sh
 
 section "Go plugin shim: gofmt, go vet, go test, yaegi test, catalog load"
 bash scripts/test-plugin.sh
