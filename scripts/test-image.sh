@@ -23,6 +23,7 @@ W="$(mktemp -d "${TMPDIR:-/tmp}/test-image.XXXXXX")"
 server_pid=""
 cleanup() {
 	if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
+	if [ -n "${pid:-}" ]; then kill "$pid" 2>/dev/null || true; fi
 	rm -rf "$W"
 }
 trap cleanup EXIT
@@ -99,8 +100,11 @@ ok "runtime config: user 65532:65532, entrypoint, SSL_CERT_FILE, TRAEFIK_OIDC_SI
 
 # 4. Run the amd64 entrypoint inside its filesystem as the image's user, with only its env.
 mapfile -t image_env <"$W/env"
+# Absolute paths: env -i leaves only the image's PATH (/), where chroot and setpriv are not.
+chroot_="$(command -v chroot)"
+setpriv_="$(command -v setpriv)"
 in_image() {
-	$sudo_ env -i "${image_env[@]}" chroot --userspec=65532:65532 "$rootfs" /traefik-oidc-sidecar "$@"
+	$sudo_ env -i "${image_env[@]}" "$chroot_" --userspec=65532:65532 "$rootfs" /traefik-oidc-sidecar "$@"
 }
 out="$(in_image --version)"
 case "$out" in
@@ -108,10 +112,13 @@ case "$out" in
 *) fail "--version printed '$out', wanted $version (commit $commit)" ;;
 esac
 
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port="$(free_port)"
+metrics_port="$(free_port)"
 cfg="$rootfs/etc/traefik-oidc-sidecar/config.yaml"
 cat >"$W/config.yaml" <<EOF
 listen: 127.0.0.1:$port
+metricsListen: 127.0.0.1:$metrics_port
 middlewares:
   default:
     Provider:
@@ -133,7 +140,9 @@ grep -q "middlewares.default.Secret" "$W/bad.out" || fail "--check-config did no
 ok "--check-config refuses an invalid file (exit $rc, names middlewares.default.Secret)"
 $sudo_ cp "$W/config.yaml" "$cfg"
 
-in_image >"$W/server.log" 2>&1 &
+# exec: the background job is the server itself (env and chroot exec too), not a subshell
+# that a signal would stop while the server lives on.
+(exec $sudo_ env -i "${image_env[@]}" "$chroot_" --userspec=65532:65532 "$rootfs" /traefik-oidc-sidecar) >"$W/server.log" 2>&1 &
 server_pid=$!
 code=""
 for _ in $(seq 1 100); do
@@ -144,7 +153,7 @@ for _ in $(seq 1 100); do
 done
 [ "$code" = 200 ] || fail "/healthz answered '$code': $(cat "$W/server.log")"
 ok "/healthz answers 200 over HTTP from the image's entrypoint"
-# env and chroot exec, so as root $server_pid is the server itself; under sudo it is sudo's child.
+# As root $server_pid is the server itself; under sudo the server is sudo's child.
 pid="$server_pid"
 [ "$(cat "/proc/$pid/comm")" = traefik-oidc-si ] || pid="$(pgrep -n -P "$server_pid" || true)"
 [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm")" = traefik-oidc-si ] || fail "cannot find the server process"
@@ -155,10 +164,12 @@ gids="$(awk '/^Gid:/ {print $2, $3, $4, $5}' "/proc/$pid/status")"
 ok "the server process runs as uid/gid 65532 (real, effective, saved, fs)"
 in_image --health-check || fail "--health-check (the image's health probe) failed"
 ok "--health-check from inside the image"
-kill -TERM "$server_pid"
+kill -TERM "$pid"
 wait "$server_pid" || fail "the server did not stop cleanly on SIGTERM: $(cat "$W/server.log")"
 server_pid=""
-ok "SIGTERM stops the server with status 0"
+pid=""
+grep -q "stopped" "$W/server.log" || fail "no 'stopped' in the server's log: $(cat "$W/server.log")"
+ok "SIGTERM drains and stops the server with status 0"
 
 # 5. arm64.
 arm="$W/arm64/rootfs/traefik-oidc-sidecar"
@@ -166,11 +177,11 @@ machine="$(python3 -c 'import struct,sys; h=open(sys.argv[1],"rb").read(20); ass
 [ "$machine" = 183 ] || fail "arm64 binary has ELF e_machine $machine, not 183 (EM_AARCH64)"
 described="$(file -b "$arm")"
 case "$described" in
-*"ARM aarch64"*"statically linked"*) ok "arm64 binary: ELF e_machine 183 (AArch64); file: $described" ;;
+*"ARM aarch64"*static*) ok "arm64 binary: ELF e_machine 183 (AArch64); file: $described" ;;
 *) fail "file says: $described" ;;
 esac
 if command -v qemu-aarch64-static >/dev/null 2>&1; then
-	out="$($sudo_ env -i "${image_env[@]}" setpriv --reuid 65532 --regid 65532 --clear-groups qemu-aarch64-static "$arm" --version)"
+	out="$($sudo_ env -i "${image_env[@]}" "$setpriv_" --reuid 65532 --regid 65532 --clear-groups "$(command -v qemu-aarch64-static)" "$arm" --version)"
 	case "$out" in
 	*"$version (commit $commit)"*) ok "arm64 --version under qemu-aarch64-static as 65532: $out" ;;
 	*) fail "arm64 --version printed '$out'" ;;
