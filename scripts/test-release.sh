@@ -28,9 +28,11 @@ fail() {
 export TIMED_PREFIX=test-release
 
 version="$(package_field version)"
-export SOURCE_DATE_EPOCH="$(git log -1 --format=%ct)"
-export TOS_COMMIT="$(git rev-parse --short=12 HEAD)"
-export TOS_COMMIT_FULL="$(git rev-parse HEAD)"
+# Set once here, so every build below (in whatever directory) embeds the same values.
+SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}"
+TOS_COMMIT="${TOS_COMMIT:-$(git rev-parse --short=12 HEAD)}"
+TOS_COMMIT_FULL="${TOS_COMMIT_FULL:-$(git rev-parse HEAD)}"
+export SOURCE_DATE_EPOCH TOS_COMMIT TOS_COMMIT_FULL
 # The checks build what is checked out, committed or not.
 export RELEASE_ALLOW_DIRTY=1
 T="$ROOT/target/release-test"
@@ -97,16 +99,19 @@ copy_source() {
 	git ls-files -z | xargs -0 cp --parents -t "$1"
 }
 
+# The second target dir is the same in both modes, so --full after a default run only adds the
+# arm64 build there.
+repro_target="$ROOT/target/repro-target"
 if [ "$full" = 1 ]; then
 	copy_source "$T/src-b"
 	timed "second release (other source path, other target dir)" \
-		env RELEASE_TARGET_DIR="$T/target-b" bash "$T/src-b/scripts/release.sh" "$version" --out "$T/b"
+		env RELEASE_TARGET_DIR="$repro_target" bash "$T/src-b/scripts/release.sh" "$version" --out "$T/b"
 	diff "$T/a/SHA256SUMS" "$T/b/SHA256SUMS" || fail "two releases of one commit differ"
 	echo "ok: two full releases give identical SHA256SUMS"
 else
 	copy_source "$T/src-b"
 	bin="$(timed "amd64 rebuild (other source path, other target dir)" \
-		env RELEASE_TARGET_DIR="$ROOT/target/repro-target" bash "$T/src-b/scripts/build-release-bin.sh" x86_64-unknown-linux-musl | tail -n 1)"
+		env RELEASE_TARGET_DIR="$repro_target" bash "$T/src-b/scripts/build-release-bin.sh" x86_64-unknown-linux-musl | tail -n 1)"
 	a="$(sha256sum <"$T/a/$name-linux-amd64")"
 	b="$(sha256sum <"$bin")"
 	[ "$a" = "$b" ] || fail "the amd64 binary is not reproducible: $a vs $b"
