@@ -10,7 +10,7 @@
 # Reproducible: every path that differs between machines or checkouts (the source tree, the
 # target dir, CARGO_HOME, RUSTUP_HOME) is remapped to a fixed name, so panic locations and the
 # like embed the same bytes wherever the build runs; symbols are stripped; the commit comes from
-# TOS_COMMIT, never from the clock.
+# TOS_COMMIT, never from the clock (scripts/test-release.sh checks it).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -59,8 +59,12 @@ flags+=" --remap-path-prefix=$ROOT=/src --remap-path-prefix=$TARGET_DIR=/target"
 
 commit="${TOS_COMMIT:-$(git -C "$ROOT" rev-parse --short=12 HEAD)}"
 
+# SOURCE_DATE_EPOCH is left out of the build: nothing in the binary carries a date, and ring's
+# build script reruns (with every crate above it) whenever its value changes, i.e. on every
+# commit, which would make each release build cold.
 (
 	cd "$ROOT"
+	unset SOURCE_DATE_EPOCH
 	TOS_COMMIT="$commit" \
 		RUSTFLAGS="$flags" \
 		CARGO_PROFILE_RELEASE_STRIP=symbols \
