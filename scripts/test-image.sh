@@ -9,7 +9,8 @@
 #    the config, checked in /proc while it serves), with the image's environment only:
 #    --version, --check-config on a valid and an invalid file (at the path the image's env
 #    names), then the server: /healthz over HTTP and the image's --health-check, then SIGTERM;
-# 5. arm64: the ELF header says AArch64 and static; under qemu-aarch64-static (Debian's
+# 5. arm64: the ELF header says AArch64 and static; chrooted into its own filesystem as the
+#    image user, under qemu-aarch64-static (Debian's
 #    qemu-user-static, installed when missing) --version runs.
 # Why not podman: podman 4.3 installs and `podman info` works on these machines, but
 # `podman run` fails in runc ("error setting rlimit type 6: operation not permitted") even with
@@ -100,13 +101,12 @@ ok "runtime config: user 65532:65532, entrypoint, SSL_CERT_FILE, TRAEFIK_OIDC_SI
 
 # 4. Run the amd64 entrypoint inside its filesystem as the image's user, with only its env.
 mapfile -t image_env <"$W/env"
-# Absolute paths: env -i leaves only the image's PATH (/), where chroot and setpriv are not.
+# An absolute path: env -i leaves only the image's PATH (/), where chroot is not.
 chroot_="$(command -v chroot)"
-setpriv_="$(command -v setpriv)"
 in_image() {
 	$sudo_ env -i "${image_env[@]}" "$chroot_" --userspec=65532:65532 "$rootfs" /traefik-oidc-sidecar "$@"
 }
-out="$(in_image --version)"
+out="$(in_image --version)" || fail "--version failed in the image"
 case "$out" in
 *"$version (commit $commit)"*) ok "--version in the image: $out" ;;
 *) fail "--version printed '$out', wanted $version (commit $commit)" ;;
@@ -181,9 +181,13 @@ case "$described" in
 *) fail "file says: $described" ;;
 esac
 if command -v qemu-aarch64-static >/dev/null 2>&1; then
-	out="$($sudo_ env -i "${image_env[@]}" "$setpriv_" --reuid 65532 --regid 65532 --clear-groups "$(command -v qemu-aarch64-static)" "$arm" --version)"
+	# The emulator (static) goes into the arm64 filesystem, so the entrypoint runs there as the
+	# image's user, like the amd64 one.
+	$sudo_ cp "$(command -v qemu-aarch64-static)" "$W/arm64/rootfs/qemu-aarch64-static"
+	out="$($sudo_ env -i "${image_env[@]}" "$chroot_" --userspec=65532:65532 "$W/arm64/rootfs" \
+		/qemu-aarch64-static /traefik-oidc-sidecar --version)" || fail "arm64 --version under qemu failed"
 	case "$out" in
-	*"$version (commit $commit)"*) ok "arm64 --version under qemu-aarch64-static as 65532: $out" ;;
+	*"$version (commit $commit)"*) ok "arm64 --version under qemu-aarch64-static, in its filesystem, as 65532: $out" ;;
 	*) fail "arm64 --version printed '$out'" ;;
 	esac
 else
