@@ -51,7 +51,14 @@ timed "release (both architectures, image, SBOM)" bash scripts/release.sh "$vers
 venv="$HOME/.cache/traefik-oidc-sidecar/sbom-venv-11.12.0"
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import cyclonedx.validation.json, jsonschema' 2>/dev/null; then
 	rm -rf "$venv"
-	python3 -m venv "$venv"
+	if ! python3 -m venv "$venv" 2>/dev/null; then
+		# Debian's system Python keeps venv in a package of its own.
+		sudo_=""
+		[ "$(id -u)" = 0 ] || sudo_=sudo
+		$sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq python3-venv >/dev/null
+		rm -rf "$venv"
+		python3 -m venv "$venv"
+	fi
 	"$venv/bin/pip" install -q --no-cache-dir 'cyclonedx-python-lib[json-validation]==11.12.0'
 fi
 "$venv/bin/python" scripts/sbom.py validate "$T/a/$name.cdx.json"
