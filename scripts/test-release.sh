@@ -99,11 +99,12 @@ print("ok: the Dockerfile matches the release image (user, port, env, labels, ve
 PY
 
 # A copy of the tracked files (with local changes) at another path: the remapped paths must
-# make the binary independent of where the source and the target dir are.
+# make the binary independent of where the source and the target dir are. Timestamps are kept,
+# so cargo finds the second target dir fresh on a warm run of the same commit.
 copy_source() {
 	rm -rf "$1"
 	mkdir -p "$1"
-	git ls-files -z | xargs -0 cp --parents -t "$1"
+	git ls-files -z | xargs -0 cp -p --parents -t "$1"
 }
 
 # The second target dir is the same in both modes, so --full after a default run only adds the
