@@ -4,6 +4,8 @@
 #      the sidecar against the real OpenID Provider (npm oidc-provider, tests/op) and, for
 #      SessionStorageType Redis, a real redis-server and Redis Cluster (installed when missing);
 #   1b. the installers' first run (scripts/test-installers.sh), which warm machines never take;
+#   1c. the release (scripts/test-release.sh): static amd64 and arm64 binaries, the OCI image
+#       started from the inside as its user, the SBOM against its schema, reproducibility;
 #   2. the Go plugin shim: gofmt, go vet, go test, yaegi test (Traefik's interpreter), catalog load;
 #      and the plugin's own repository (scripts/plugin-repo.sh) under the catalog's rules, loaded in
 #      a real Traefik (scripts/test-plugin-repo.sh);
@@ -87,6 +89,9 @@ bash scripts/test-docs.sh
 
 section "Observability: histograms, documented metrics, Grafana dashboard, traces to a real Jaeger"
 bash scripts/test-observe.sh
+
+section "Release: static binaries (amd64, arm64), OCI image started from the inside, SBOM, reproducibility"
+bash scripts/test-release.sh
 
 section "Go plugin shim: gofmt, go vet, go test, yaegi test, catalog load"
 bash scripts/test-plugin.sh
