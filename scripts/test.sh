@@ -21,8 +21,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-section() { printf '\n==> %s\n' "$*"; }
+# Each section prints how long the previous one took, and the run ends with every stage's time
+# (CI reports them).
 started=$(date +%s)
+stage_started=$started
+stage_name=""
+stage_times=""
+section() {
+  local now
+  now=$(date +%s)
+  if [ -n "$stage_name" ]; then
+    stage_times+="$(printf '%6ss  %s' "$((now - stage_started))" "$stage_name")"$'\n'
+  fi
+  stage_started=$now
+  stage_name="$*"
+  printf '\n==> %s\n' "$*"
+}
 
 section "Redis for the Redis-mode tests (Debian's redis-server and redis-cli)"
 if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
@@ -114,3 +128,4 @@ else
 fi
 
 section "All suites passed in $(( $(date +%s) - started ))s"
+printf 'Stage times:\n%s' "$stage_times"
