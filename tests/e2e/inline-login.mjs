@@ -1,7 +1,7 @@
 // Part 2 of the inline end-to-end suite (inline.mjs): the real OP, the Rust sidecar with an
 // empty `middlewares:` (every block arrives inline, issue 12), Traefik with the shim, Chromium.
 //
-// Two doors carry the same traefik-oidc-auth block (the README's block, with this test's OP):
+// Two doors carry the same traefik-oidc-auth block (the Configuration example's block, with this test's OP):
 //   inline-file    pasted as the plugin's config, typed YAML (file provider)
 //   inline-labels  the same block label-shaped: keys lower-cased, every value a string, lists
 //                  comma-joined, lists of objects as indexed lists (what docker labels give)
@@ -11,7 +11,7 @@
 // OP; /logout goes through the OP and login is asked again. Two more doors carry blocks the
 // sidecar refuses with 422 (a typo; a provider outside allowedProviderUrls): they answer 500,
 // never whoami, and Traefik's log names the problem once. One more, inline-migration, carries
-// the README's "Moving from traefik-oidc-auth" block as written there (read from README.md, with
+// docs/inline-blocks.md's "Moving from traefik-oidc-auth" block as written there (read from the page, with
 // this test's OP), plus a templated Authorization and a static header: whoami gets the block's
 // Headers with their values, and client-sent copies of them never arrive (issue 18).
 import fs from 'node:fs';
@@ -26,7 +26,7 @@ const NAV_TIMEOUT_MS = 15000;
 const COOKIE_PREFIX = 'TraefikOidcSidecar';
 const DOORS = ['inline-file', 'inline-labels'];
 
-/** The README's traefik-oidc-auth block (middlewares.default of its Configuration example),
+/** The traefik-oidc-auth block of docs/configuration.md's first example (middlewares.default),
  * with this test's OP, client and a group demo has. Secrets stay out of Traefik's config:
  * ${VAR} is expanded by the sidecar from its own environment. */
 export function readmeBlock(issuer) {
@@ -45,15 +45,19 @@ export function readmeBlock(issuer) {
   };
 }
 
+/** Where the migration diff lives (it moved from the README to the plugin door's page). */
+const MIGRATION_PAGE = path.join('docs', 'inline-blocks.md');
+
 /**
- * The plugin configuration of README.md's "Moving from traefik-oidc-auth" diff, as a user ends up
- * with it: the lines kept or added by the diff, from `SidecarUrl` on, as YAML lines (Traefik's
- * file provider parses them, Go-template escapes included). Fails if the README no longer has it.
+ * The plugin configuration of docs/inline-blocks.md's "Moving from traefik-oidc-auth" diff, as a
+ * user ends up with it: the lines kept or added by the diff, from `SidecarUrl` on, as YAML lines
+ * (Traefik's file provider parses them, Go-template escapes included). Fails if the page no
+ * longer has it.
  */
-export function readmeMigrationLines() {
-  const md = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
-  const at = md.indexOf('### Moving from traefik-oidc-auth');
-  if (at < 0) throw new Error('README.md has no "Moving from traefik-oidc-auth" section');
+export function migrationDiffLines() {
+  const md = fs.readFileSync(path.join(ROOT, MIGRATION_PAGE), 'utf8');
+  const at = md.indexOf('## Moving from traefik-oidc-auth');
+  if (at < 0) throw new Error(`${MIGRATION_PAGE} has no "Moving from traefik-oidc-auth" section`);
   const diff = [...md.slice(at).matchAll(/```diff\n([\s\S]*?)```/g)].map((m) => m[1]).find((d) => /SidecarUrl:/.test(d));
   if (!diff) throw new Error('the migration section has no diff with SidecarUrl');
   const lines = diff.split('\n').filter((l) => l.startsWith(' ') || l.startsWith('+')).map((l) => l.slice(1));
@@ -67,19 +71,19 @@ export function readmeMigrationLines() {
 /** Replaces the first line matching `re` in `lines` with `by`, failing when none matches. */
 function swap(lines, re, by) {
   const i = lines.findIndex((l) => re.test(l));
-  if (i < 0) throw new Error(`the README's migration block has no line like ${re}`);
+  if (i < 0) throw new Error(`the migration block of ${MIGRATION_PAGE} has no line like ${re}`);
   lines[i] = lines[i].replace(re, by);
 }
 
-/** The README's migration block pointed at this test's sidecar and OP, with a registration token,
+/** The migration page's block pointed at this test's sidecar and OP, with a registration token,
  * plain-http cookies, and two more Headers entries (a templated access token, a static value). */
 function migrationConfig({ issuer, sidecarUrl, token }) {
-  const lines = readmeMigrationLines();
+  const lines = migrationDiffLines();
   swap(lines, /^SidecarUrl: .*$/, `SidecarUrl: ${JSON.stringify(sidecarUrl)}`);
   swap(lines, /(^\s+Url: ).*$/, `$1${JSON.stringify(issuer)}`);
   swap(lines, /(^\s+ClientId: ).*$/, '$1"sidecar"');
   const h = lines.findIndex((l) => /^Headers:\s*$/.test(l));
-  if (h < 0) throw new Error("the README's migration block has no Headers list");
+  if (h < 0) throw new Error("the migration page's block has no Headers list");
   const item = lines[h + 1].slice(0, lines[h + 1].indexOf('-'));
   lines.splice(h + 1, 0,
     `${item}- Name: "Authorization"`, `${item}  Value: "Bearer: {{\`{{ .accessToken }}\`}}"`,
@@ -120,7 +124,7 @@ export async function partLogin({ check, assert, ARTIFACTS, CHROMIUM }) {
         INLINE_REGISTRATION_TOKEN: token,
         INLINE_CLIENT_SECRET: 'sidecar-secret',
         INLINE_SESSION_SECRET: crypto.randomBytes(32).toString('hex'),
-        // The names the README's migration block uses.
+        // The names the migration page's block uses.
         OIDC_CLIENT_SECRET: 'sidecar-secret',
         SESSION_SECRET: crypto.randomBytes(32).toString('hex'),
       },
@@ -238,7 +242,7 @@ export async function partLogin({ check, assert, ARTIFACTS, CHROMIUM }) {
   }
 }
 
-/** The README's migration block through the real Traefik (issue 18): login, then what whoami
+/** The migration page's block through the real Traefik (issue 18): login, then what whoami
  * receives with and without client-sent copies of the block's headers. */
 async function migrationChecks({ check, assert, stack, browser, issuer }) {
   const door = 'inline-migration';
@@ -249,7 +253,7 @@ async function migrationChecks({ check, assert, stack, browser, issuer }) {
   ctx.setDefaultTimeout(NAV_TIMEOUT_MS);
   try {
     const page = await ctx.newPage();
-    const okLogin = await check(`${door}: README's migration block pasted → demo/demo logs in; whoami gets X-Oidc-Username, the templated Authorization and X-Static-Header`, async () => {
+    const okLogin = await check(`${door}: the migration page's block pasted → demo/demo logs in; whoami gets X-Oidc-Username, the templated Authorization and X-Static-Header`, async () => {
       const w = await loginAtOp(page, issuer, protectedUrl);
       assert(headerValues(w, 'X-Oidc-Username').join('|') === 'demo', `X-Oidc-Username: ${JSON.stringify(headerValues(w, 'X-Oidc-Username'))}`);
       assert(headerValues(w, 'X-Static-Header').join('|') === '42', `X-Static-Header: ${JSON.stringify(headerValues(w, 'X-Static-Header'))}`);
