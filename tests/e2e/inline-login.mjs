@@ -18,7 +18,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { chromium } from 'playwright-core';
-import { ROOT, Stack, request } from './stack.mjs';
+import { ROOT, Stack, request, waitFor } from './stack.mjs';
 import { flowYaml, labelShape } from './inline-config.mjs';
 import { headerValues, loginAtOp } from './harness.mjs';
 
@@ -167,8 +167,12 @@ export async function partLogin({ check, assert, ARTIFACTS, CHROMIUM }) {
           assert(!r.body.includes('RemoteAddr'), 'whoami answered');
         }
         assert(statuses.every((s) => s === 500), `statuses ${statuses.join(', ')}`);
-        const lines = fs.readFileSync(path.join(ARTIFACTS, 'login', 'traefik.log'), 'utf8').split('\n')
+        // The shim logs the refusal when its registration attempt ends, which can be just after
+        // the 500 reached us: wait for the line, then make sure it is the only one.
+        const logged = () => fs.readFileSync(path.join(ARTIFACTS, 'login', 'traefik.log'), 'utf8').split('\n')
           .filter((l) => l.includes(`traefik-oidc-sidecar[oidc-${door}@file]`) && l.includes('422'));
+        await waitFor(`${door}: Traefik's log names the 422`, async () => logged().length > 0, { timeoutMs: 5000 }).catch(() => {});
+        const lines = logged();
         assert(lines.length === 1, `expected one 422 log line, got ${lines.length}:\n${lines.join('\n')}`);
         assert(problem.test(lines[0]), `the log line does not name the problem: ${lines[0]}`);
         return lines[0].slice(lines[0].indexOf('(422)') + 7).slice(0, 200);
