@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sourced by scripts/build-traefik.sh and scripts/install-jaeger.sh.
+# Sourced by scripts/build-traefik.sh, scripts/install-jaeger.sh and scripts/test-docs.sh.
 #
 # go_module_source MODULE@VERSION WORK: downloads the module from the Go module proxy and copies
 # its source to WORK/src, writable. Building inside that copy makes the module the main module,

@@ -26,14 +26,13 @@ hash="$( (cat "$src"; echo "$TRAEFIK_MODULE") | sha256sum | cut -c1-16)"
 CHECK="$cache_dir/traefikparse-$hash"
 if [ ! -x "$CHECK" ]; then
   mkdir -p "$cache_dir"
-  # From the module cache when build-traefik.sh already fetched it; checksummed by Go either way.
-  info="$(cd "$WORK" && GOFLAGS=-mod=mod go mod download -json "$TRAEFIK_MODULE")"
-  dir="$(printf '%s' "$info" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' | head -n1)"
-  [ -n "$dir" ] && [ -d "$dir" ] || die "go mod download gave no Dir: $info"
-  # Inside a writable copy the module is the main module, so its replace directives apply (as
-  # in build-traefik.sh), and the checker imports Traefik's own packages.
-  cp -R "$dir" "$WORK/traefik"
-  chmod -R u+w "$WORK/traefik"
+  # Inside a writable copy of the module (from the module cache when build-traefik.sh already
+  # fetched it) the module is the main module, so its replace directives apply, and the checker
+  # imports Traefik's own packages.
+  # shellcheck source=scripts/go-module-source.sh
+  . "$ROOT/scripts/go-module-source.sh"
+  go_module_source "$TRAEFIK_MODULE" "$WORK"
+  mv "$WORK/src" "$WORK/traefik"
   mkdir -p "$WORK/traefik/cmd/tos-traefikparse"
   cp "$src" "$WORK/traefik/cmd/tos-traefikparse/main.go"
   # -trimpath and CGO_ENABLED=0 as build-traefik.sh builds, so vet and build find Traefik's
