@@ -223,7 +223,20 @@ fn jaeger_bin() -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
+/// Jaeger on fresh loopback ports. Free ports are only free when picked: a parallel test can
+/// take one before Jaeger binds it, and Jaeger then exits at once; that start is retried on
+/// other ports.
 async fn start_jaeger(bin: PathBuf) -> Jaeger {
+    for _ in 0..3 {
+        if let Some(j) = try_start_jaeger(&bin).await {
+            return j;
+        }
+    }
+    panic!("jaeger did not start (three tries)");
+}
+
+/// One start; `None` when the process exits before it answers (a port taken meanwhile).
+async fn try_start_jaeger(bin: &PathBuf) -> Option<Jaeger> {
     let (otlp, query, grpc) = (free_port(), free_port(), free_port());
     let dir = std::env::temp_dir().join(format!("observe-jaeger-{}-{otlp}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -272,22 +285,25 @@ exporters:
         .stderr(Stdio::inherit())
         .spawn()
         .expect("jaeger starts");
-    let j = Jaeger {
+    let mut j = Jaeger {
         child,
         otlp,
         query,
         _dir: dir,
     };
     for _ in 0..300 {
+        if j.child.try_wait().ok().flatten().is_some() {
+            return None;
+        }
         let up = reqwest::get(format!("http://127.0.0.1:{query}/api/services")).await;
         if up.is_ok_and(|r| r.status() == 200)
             && std::net::TcpStream::connect(("127.0.0.1", otlp)).is_ok()
         {
-            return j;
+            return Some(j);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("jaeger did not start");
+    panic!("jaeger did not answer within 30 s");
 }
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
