@@ -107,6 +107,7 @@ fn largest_legitimate_request(s: &Running, app_cookie_bytes: usize) -> (Vec<u8>,
             redirect_uri: format!("https://{}/oidc/callback", common::APP_HOST),
             resources: Vec::new(),
             challenge: None,
+            silent: false,
         };
         cookies.extend(pairs(&codec.codec().start_flow(&flow, &none, now).unwrap()));
     }

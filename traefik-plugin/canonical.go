@@ -59,7 +59,7 @@ func buildBlockKeys() map[string]blockKey {
 	add("", shapeScalar, "Secret", "CallbackUri", "LogoutUri", "BackchannelLogoutUri",
 		"PostLogoutRedirectUri", "CookieNamePrefix", "UnauthenticatedBehavior",
 		"UnauthorizedBehavior", "LogLevel", "BypassAuthenticationRule", "LoginUri",
-		"PostLoginRedirectUri", "SessionStorageType")
+		"PostLoginRedirectUri", "SessionStorageType", "SilentLogin")
 	add("", shapeList, "Scopes", "ValidPostLogoutRedirectUris", "ValidPostLoginRedirectUris",
 		"RequestedResources")
 	add("", shapeObject, "Provider", "SessionCookie", "Authorization", "AuthorizationHeader",

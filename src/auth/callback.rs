@@ -22,6 +22,17 @@ use crate::oidc::{AuthorizeParams, Exchange};
 use crate::reply::Reply;
 use crate::session::{Flow, RequestCookies, Session, random_token};
 
+/// How a login starts: what the authorization request asks and what its flow remembers.
+#[derive(Clone, Copy)]
+pub(super) struct Start<'a> {
+    /// The `prompt` parameter (OIDC Core §3.1.2.1), if any.
+    pub prompt: Option<&'a str>,
+    /// Started by this middleware's `UnauthorizedBehavior: Challenge`.
+    pub challenge: bool,
+    /// A silent login (`SilentLogin`): errors at its callback land anonymously.
+    pub silent: bool,
+}
+
 impl Middleware {
     /// `LoginUri`: always starts a login. `?redirect_uri=` must be a same-host path or listed in
     /// `ValidPostLoginRedirectUris`; `?prompt=` is passed on when it is one OIDC Core §3.1.2.1
@@ -66,6 +77,28 @@ impl Middleware {
         challenge: bool,
         return_to: String,
     ) -> Result<Reply, Error> {
+        let how = Start {
+            prompt,
+            challenge,
+            silent: false,
+        };
+        self.start_login(fwd, cookies, now, how, return_to)
+    }
+
+    /// A redirect to the IdP with a new flow cookie: the flow remembers `how` it started.
+    pub(super) fn start_login(
+        &self,
+        fwd: &Forwarded<'_>,
+        cookies: &RequestCookies<'_>,
+        now: u64,
+        how: Start<'_>,
+        return_to: String,
+    ) -> Result<Reply, Error> {
+        let Start {
+            prompt,
+            challenge,
+            silent,
+        } = how;
         let d = self
             .provider
             .current()
@@ -83,6 +116,7 @@ impl Middleware {
             redirect_uri: redirect_uri.clone(),
             resources: self.cfg.requested_resources.clone(),
             challenge: challenge.then(|| self.cfg.name.clone()),
+            silent,
         };
         let set = self.scope.codec().start_flow(&flow, cookies, now)?;
         let url = self.provider.authorize_url(
@@ -98,7 +132,7 @@ impl Middleware {
                 resources: &self.cfg.requested_resources,
             },
         );
-        decision!(self.cfg.log_level, DEBUG, middleware = %self.cfg.name, host = %fwd.host, path = %fwd.path, challenge, "redirect to login");
+        decision!(self.cfg.log_level, DEBUG, middleware = %self.cfg.name, host = %fwd.host, path = %fwd.path, challenge, silent, "redirect to login");
         let mut r = Reply::redirect(url);
         r.set_cookies(set);
         Ok(r)
@@ -114,6 +148,10 @@ impl Middleware {
     ) -> Result<(Reply, Outcome), Error> {
         let q = Query::parse(fwd.query.unwrap_or(""))?;
         if let Some(error) = q.get("error") {
+            // The answer to a silent login is no failure: the visitor lands anonymously.
+            if let Some(landed) = self.silent_error(fwd, cookies, &q, error, now)? {
+                return Ok(landed);
+            }
             // Shown to the user (escaped by the page renderer), bounded in size.
             return Err(Error::IdpError {
                 error: truncate(error, 100),
@@ -123,6 +161,29 @@ impl Middleware {
         let state = q.get("state").ok_or(Error::BadState("missing state"))?;
         // The state is checked against this browser's flow cookie before anything is redeemed.
         let (flow, clear_flow) = self.scope.codec().take_flow(cookies, state, now)?;
+        if flow.silent {
+            let back = flow.return_to.clone();
+            let clear = clear_flow.clone();
+            return match self.finish_login(fwd, cookies, &q, flow, clear_flow, now).await {
+                Ok(done) => Ok(done),
+                // Fail closed, without identity: anonymous on the page, as for a refusal.
+                Err(e) => self.silent_landing(fwd, &back, clear, now, &e),
+            };
+        }
+        self.finish_login(fwd, cookies, &q, flow, clear_flow, now)
+            .await
+    }
+
+    /// The callback once its flow is known: redeems the code, writes the session and decides.
+    async fn finish_login(
+        &self,
+        fwd: &Forwarded<'_>,
+        cookies: &RequestCookies<'_>,
+        q: &Query,
+        flow: Flow,
+        clear_flow: String,
+        now: u64,
+    ) -> Result<(Reply, Outcome), Error> {
         let code = q.get("code").ok_or(Error::BadCallback("missing code"))?;
         let d = self
             .provider
@@ -210,6 +271,8 @@ impl Middleware {
         let hint = (!keep.id_token).then_some(verified.id_token.as_str());
         set.extend(self.scope.write_hint(hint)?);
         set.push(clear_flow);
+        // A real login ends a failed silent login's wait.
+        set.extend(self.scope.codec().clear_silent_marker(cookies));
         let admitted = self.authorized(&session);
         decision!(self.cfg.log_level, INFO, middleware = %self.cfg.name, sub = %sub, expires_in = session.exp.saturating_sub(now), refreshable = session.refresh_token.is_some(), authorized = admitted, "login complete");
         let target = self.return_target(&flow.return_to, fwd);
@@ -242,7 +305,7 @@ impl Middleware {
     /// The flow's return URL when it is on this host (or inside the cookie domain when the
     /// callback is absolute); otherwise `/`. The URL came from our own sealed cookie, so this is
     /// defence in depth against a misconfiguration, not against the client.
-    fn return_target(&self, return_to: &str, fwd: &Forwarded<'_>) -> String {
+    pub(super) fn return_target(&self, return_to: &str, fwd: &Forwarded<'_>) -> String {
         let Ok(u) = Url::parse(return_to) else {
             return "/".into();
         };

@@ -185,6 +185,9 @@ impl Middleware {
                     UnauthenticatedBehavior::Challenge => true,
                     UnauthenticatedBehavior::Unauthorized => false,
                     UnauthenticatedBehavior::Forward => {
+                        if let Some(r) = self.try_silent(fwd, cookies, nav, now) {
+                            return Ok((r, Outcome::LoginRedirect));
+                        }
                         return Ok((self.pass(cookies, None, Pass::Forward)?, Outcome::Forwarded));
                     }
                 };

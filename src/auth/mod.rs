@@ -42,6 +42,7 @@ mod callback;
 mod check;
 mod logout;
 mod settings;
+mod silent;
 
 /// One configured middleware, ready to answer requests.
 pub struct Middleware {

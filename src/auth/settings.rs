@@ -98,4 +98,7 @@ pub struct MiddlewareConfig {
     pub log_level: Option<tracing::Level>,
     /// `SessionStorageType`: sealed cookies or Redis (see [`crate::session::store`]).
     pub session_storage: crate::session::store::SessionStorage,
+    /// `SilentLogin`: a navigation without a session tries the IdP once with `prompt=none`
+    /// (only with `UnauthenticatedBehavior: Forward`; see `auth::silent`).
+    pub silent_login: bool,
 }

@@ -96,6 +96,7 @@ pub(super) const MIDDLEWARE_KEYS: &[&str] = &[
     "AuthorizationCookie",
     "ErrorPages",
     "SessionStorageType",
+    "SilentLogin",
 ];
 
 /// traefik-oidc-auth keys that a later version of the sidecar implements: they warn, not fail.
@@ -335,6 +336,7 @@ pub(super) fn parse_middleware(
         None => None,
     };
     let session_storage = super::redis::parse_storage(&mut obj, cx);
+    let silent_login = parse_silent_login(&mut obj, unauthenticated_behavior, cx);
     obj.finish(MIDDLEWARE_KEYS, MIDDLEWARE_LATER, cx);
 
     if cx.problems.len() != before {
@@ -369,7 +371,30 @@ pub(super) fn parse_middleware(
         page_unauthorized,
         log_level,
         session_storage,
+        silent_login,
     })
+}
+
+/// `SilentLogin`: a `prompt=none` attempt (OIDC Core §3.1.2.1) only makes sense where a visitor
+/// without a session is let through: with any other behaviour the visitor would be sent to the
+/// IdP's form (or refused) anyway, and a failed silent attempt would have nowhere to land.
+fn parse_silent_login(
+    obj: &mut Obj<'_>,
+    behavior: Option<UnauthenticatedBehavior>,
+    cx: &mut Cx<'_>,
+) -> bool {
+    let Some((p, v)) = obj.get("SilentLogin") else {
+        return false;
+    };
+    let on = cx.boolean(v, &p).unwrap_or(false);
+    if on && behavior.is_some_and(|b| b != UnauthenticatedBehavior::Forward) {
+        cx.problem(
+            &p,
+            "needs UnauthenticatedBehavior: Forward (a silent login that fails lands the visitor \
+             on the page anonymously; with other behaviours there is no anonymous page to land on)",
+        );
+    }
+    on
 }
 
 pub(super) fn parse_error_pages(

@@ -535,3 +535,47 @@ fn a_bad_client_jwt_private_key_is_a_load_problem_at_its_path() {
         "middlewares.default.Provider.ClientJwtPrivateKeyId"
     );
 }
+
+#[test]
+fn silent_login_needs_forward() {
+    let with = |extra: &str| format!("{}{extra}", minimal());
+    // Off by default; on with Forward (any spelling of the key, a string from a label).
+    let cfg = parse_with(&minimal(), &[], &[]).unwrap().config;
+    assert!(!cfg.middlewares["default"].silent_login);
+    for on in [
+        "    UnauthenticatedBehavior: Forward\n    SilentLogin: true\n",
+        "    unauthenticatedbehavior: forward\n    silentLOGIN: \"true\"\n",
+    ] {
+        let cfg = parse_with(&with(on), &[], &[])
+            .map_err(|e| format!("{e:?}"))
+            .unwrap()
+            .config;
+        assert!(cfg.middlewares["default"].silent_login, "{on}");
+    }
+    // Every other behaviour, the default included, is refused at the key with the reason.
+    for other in [
+        "",
+        "    UnauthenticatedBehavior: Auto\n",
+        "    UnauthenticatedBehavior: Challenge\n",
+        "    UnauthenticatedBehavior: Unauthorized\n",
+    ] {
+        let problems = parse_with(&with(&format!("{other}    SilentLogin: true\n")), &[], &[])
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {other}"));
+        assert!(
+            problems.iter().any(|p| p.path == "middlewares.default.SilentLogin"
+                && p.message.contains("needs UnauthenticatedBehavior: Forward")),
+            "{other}: {problems:?}"
+        );
+    }
+    // Off with any behaviour is fine; a non-boolean is a problem.
+    assert!(parse_with(&with("    SilentLogin: false\n"), &[], &[]).is_ok());
+    assert!(
+        parse_with(
+            &with("    UnauthenticatedBehavior: Forward\n    SilentLogin: sometimes\n"),
+            &[],
+            &[]
+        )
+        .is_err()
+    );
+}

@@ -128,6 +128,16 @@ impl CookieCodec {
         &self.flow_prefix
     }
 
+    /// The scope's cookie prefix (every cookie of the scope is `<prefix>.…`).
+    pub(super) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The `Path` of the scope's session cookies.
+    pub(super) fn path(&self) -> &str {
+        &self.attrs.path
+    }
+
     /// Whether a cookie name is one of this scope's (stripped before the upstream).
     pub fn is_ours(&self, name: &str) -> bool {
         name.len() > self.prefix.len()

@@ -35,6 +35,7 @@ pub mod flow;
 pub mod memo;
 pub mod redis;
 pub mod scope;
+pub mod silent;
 pub mod store;
 pub mod verdict;
 
@@ -178,6 +179,10 @@ pub struct Flow {
     /// session it ends in is marked challenged for that middleware.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub challenge: Option<String>,
+    /// A silent login (`SilentLogin`, `prompt=none`): an error at its callback lands the visitor
+    /// back on the page anonymously instead of on an error page (see `auth::silent`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub silent: bool,
 }
 
 impl fmt::Debug for Flow {
@@ -186,6 +191,7 @@ impl fmt::Debug for Flow {
             .field("return_to", &self.return_to)
             .field("created", &self.created)
             .field("challenge", &self.challenge)
+            .field("silent", &self.silent)
             .finish_non_exhaustive()
     }
 }
@@ -279,6 +285,7 @@ mod tests {
             redirect_uri: String::new(),
             resources: Vec::new(),
             challenge: None,
+            silent: false,
         };
         let d = format!("{f:?}");
         assert!(
