@@ -164,7 +164,10 @@ impl Middleware {
         if flow.silent {
             let back = flow.return_to.clone();
             let clear = clear_flow.clone();
-            return match self.finish_login(fwd, cookies, &q, flow, clear_flow, now).await {
+            return match self
+                .finish_login(fwd, cookies, &q, flow, clear_flow, now)
+                .await
+            {
                 Ok(done) => Ok(done),
                 // Fail closed, without identity: anonymous on the page, as for a refusal.
                 Err(e) => self.silent_landing(fwd, &back, clear, now, &e),

@@ -179,7 +179,14 @@ mod tests {
         assert_eq!(r.status, 200);
         assert!(r.get("set-cookie").is_none());
         let plain = app("    UnauthenticatedBehavior: Challenge\n");
-        let r = plain.middleware("site").unwrap().handle(&fwd, &h, 1_000).await;
-        assert_eq!(r.status, 503, "the contrast: an ordinary login needs discovery");
+        let r = plain
+            .middleware("site")
+            .unwrap()
+            .handle(&fwd, &h, 1_000)
+            .await;
+        assert_eq!(
+            r.status, 503,
+            "the contrast: an ordinary login needs discovery"
+        );
     }
 }

@@ -563,8 +563,10 @@ fn silent_login_needs_forward() {
             .err()
             .unwrap_or_else(|| panic!("accepted: {other}"));
         assert!(
-            problems.iter().any(|p| p.path == "middlewares.default.SilentLogin"
-                && p.message.contains("needs UnauthenticatedBehavior: Forward")),
+            problems
+                .iter()
+                .any(|p| p.path == "middlewares.default.SilentLogin"
+                    && p.message.contains("needs UnauthenticatedBehavior: Forward")),
             "{other}: {problems:?}"
         );
     }
