@@ -58,7 +58,9 @@ impl Middleware {
             challenge: false,
             silent: true,
         };
-        match self.start_login(fwd, cookies, now, how, self.return_url(fwd)) {
+        // Back to the page itself, whatever `PostLoginRedirectUri` says: the visitor asked for
+        // this page, not for a login.
+        match self.start_login(fwd, cookies, now, how, fwd.url()) {
             Ok(mut r) => {
                 r.set_cookies(self.scope.clear_present(cookies));
                 Some(r)
