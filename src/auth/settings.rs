@@ -98,4 +98,7 @@ pub struct MiddlewareConfig {
     pub log_level: Option<tracing::Level>,
     /// `SessionStorageType`: sealed cookies or Redis (see [`crate::session::store`]).
     pub session_storage: crate::session::store::SessionStorage,
+    /// `PreviousSecrets`: secrets that open sessions sealed before a rotation, never seal
+    /// (see [`crate::session::rotation`]).
+    pub previous_secrets: Vec<Secret>,
 }

@@ -31,6 +31,7 @@ import { ROOT, Stack, freePort, request, resolveSidecar, resolveTraefik, resolve
 import { createReporter, assert, parseWhoami, headerValues, cookieNames, summarize } from './harness.mjs';
 import { Keycloak, REALM, makeClientKey } from './keycloak-server.mjs';
 import { WALK_HOST, walkConfigs, walkStaticConfig } from './readme-walk.mjs';
+import { rotationChecks, rotationOrigin } from './keycloak-rotation.mjs';
 import { DOORS, DOOR_LABEL, SIDECARS, SITES, SHORT_TOKEN_LIFESPAN_S, REFRESH_COOKIE_PREFIX, redirectUris, routerNames, sidecarConfigs, siteUrl, traefikDynamic } from './keycloak-config.mjs';
 
 const started = Date.now();
@@ -188,7 +189,7 @@ async function main() {
           E2E_USER_PASSWORD: PASSWORD,
           E2E_CLIENT_JWKS: clientKey.jwks,
           E2E_SHORT_TOKEN_LIFESPAN: String(SHORT_TOKEN_LIFESPAN_S),
-          E2E_REDIRECT_URIS: [...redirectUris(traefikPort), `${walkOrigin}/*`],
+          E2E_REDIRECT_URIS: [...redirectUris(traefikPort), `${walkOrigin}/*`, `${await rotationOrigin()}/*`],
         },
       });
       await kc.allocatePorts();
@@ -459,6 +460,8 @@ async function main() {
       }, opts(page, [cWalkLogin]));
       await ctx.close().catch(() => {});
     }
+
+    await rotationChecks({ browser, kc, check, stack, clientSecret, visit, newContext, artifacts: ARTIFACTS, opts });
 
     // ----- Keycloak stopped and restarted mid-session. -----
     const cDown = 'keycloak: stopped mid-session';
