@@ -728,7 +728,8 @@ fn bench_decision(c: &mut Criterion) {
         "benchmark-rotated-secret-9876543210-zyxwvutsrqponmlkjihgfedcba",
         &format!("    PreviousSecrets: [\"{SECRET}\"]\n"),
     );
-    let rotated = std::sync::Arc::new(codec(&rotated_cfg));
+    let rotated =
+        std::sync::Arc::new(traefik_oidc_sidecar::auth::scope_of(&[&rotated_cfg]).expect("scope"));
     let rotated_mw = Middleware::new(rotated_cfg, rotated.clone()).expect("middleware");
     for (name, s) in cases.iter().take(1) {
         for (sealer, label) in [(&rotated, "current_key"), (&codec, "previous_secret")] {

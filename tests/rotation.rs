@@ -83,7 +83,7 @@ async fn cookie_sessions_survive_a_rotation_and_die_with_the_dropped_secret() {
     s.wait_ready(15).await;
     *target.lock().unwrap() = format!("http://{}/backchannel-logout/default", s.addr);
 
-    // Login under A; a second user whose IdP session a back-channel logout ends before the
+    // Login under A; a second user (bob, "carol" here) whose IdP session a back-channel logout ends before the
     // rotation (a copy of the cookie is kept to replay).
     let mut alice = Browser::new(&s, "default");
     assert_eq!(alice.login(HOME, "alice").await.status, 302);
@@ -92,7 +92,7 @@ async fn cookie_sessions_survive_a_rotation_and_die_with_the_dropped_secret() {
     let (only_a, only_b) = (scope_of(&issuer, A), scope_of(&issuer, B));
     assert!(opens(&only_a, &under_a) && !opens(&only_b, &under_a));
     let mut carol = Browser::new(&s, "default");
-    assert_eq!(carol.login(HOME, "carol").await.status, 302);
+    assert_eq!(carol.login(HOME, "bob").await.status, 302);
     let carol_cookie = session_cookies(&carol.cookie_string(APP_HOST));
     end_at_op(&mut carol, &issuer, &seen).await;
     assert_eq!(
@@ -196,8 +196,8 @@ async fn redis_sessions_move_under_the_new_secret() {
     let mut alice = Browser::new(&s, "default");
     assert_eq!(alice.login(HOME, "alice").await.status, 302);
     let old = format!("{TICKET}={}", alice.cookies(APP_HOST)[TICKET]);
-    let mut dave = Browser::new(&s, "default");
-    assert_eq!(dave.login(HOME, "dave").await.status, 302);
+    let mut dave = Browser::new(&s, "default"); // bob, in his own browser
+    assert_eq!(dave.login(HOME, "bob").await.status, 302);
     let dave_ticket = format!("{TICKET}={}", dave.cookies(APP_HOST)[TICKET]);
     assert_eq!(record_ttls(&redis).len(), 2);
 
