@@ -142,8 +142,10 @@ impl Keys {
 /// One Redis-mode scope's view of the process's Redis (see the module docs).
 pub struct RedisStore {
     pool: Arc<RedisPool>,
-    /// The keys of the current `Secret` first, then those of each previous secret.
-    keys: Box<[Keys]>,
+    /// The keys of the current `Secret`.
+    current: Keys,
+    /// Those of each previous secret, in order (ticket generations 1, 2…).
+    previous: Box<[Keys]>,
     cookie_name: String,
     /// Records being (or just) moved under the current secret (see [`RedisStore::rekey`]).
     moves: Moves,
@@ -153,13 +155,10 @@ impl RedisStore {
     /// The store of the scope whose key material is `master` (and `previous`, the key material
     /// of its previous secrets, which only read), with ticket cookies named `<prefix>.ticket`.
     pub fn new(pool: Arc<RedisPool>, master: &[u8], previous: &[Vec<u8>], prefix: &str) -> Self {
-        let keys = std::iter::once(master)
-            .chain(previous.iter().map(Vec::as_slice))
-            .map(Keys::derive)
-            .collect();
         RedisStore {
             pool,
-            keys,
+            current: Keys::derive(master),
+            previous: previous.iter().map(|m| Keys::derive(m)).collect(),
             cookie_name: format!("{prefix}.ticket"),
             moves: Moves::default(),
         }
@@ -168,10 +167,14 @@ impl RedisStore {
     /// The keys of ticket generation `g` (the current ones for an unknown generation, which
     /// [`RedisStore::ticket_of`] never makes).
     fn keys(&self, g: usize) -> &Keys {
-        match self.keys.get(g) {
-            Some(k) => k,
-            None => &self.keys[0],
-        }
+        g.checked_sub(1)
+            .and_then(|p| self.previous.get(p))
+            .unwrap_or(&self.current)
+    }
+
+    /// How many ticket generations verify (the current secret and each previous one).
+    fn generations(&self) -> usize {
+        1 + self.previous.len()
     }
 
     /// The ticket cookie's name.
@@ -222,7 +225,7 @@ impl RedisStore {
         let (secret, tag) = raw.split_at(TICKET_LEN);
         // Constant time (the hmac crate's verify): no timing hint on how much of a tag matched.
         // The current secret first: without PreviousSecrets this is the only check.
-        let g = (0..self.keys.len()).find(|&g| {
+        let g = (0..self.generations()).find(|&g| {
             self.tag(g, secret)
                 .is_some_and(|m| m.verify_truncated_left(tag).is_ok())
         })?;
@@ -467,7 +470,7 @@ impl RedisStore {
     /// records existed.
     pub async fn end_sessions(&self, by: &EndBy) -> Result<usize, Error> {
         let mut ended = 0;
-        for g in 0..self.keys.len() {
+        for g in 0..self.generations() {
             let index = match by {
                 EndBy::Sid(sid) => self.index_key_in(g, "sid", sid),
                 EndBy::Sub(sub) => self.index_key_in(g, "sub", sub),
@@ -685,7 +688,8 @@ mod tests {
     use super::*;
     use crate::session::redis::{RedisConfig, RedisTarget};
 
-    fn store(master: &[u8]) -> RedisStore {
+    /// A pool that never connects (these tests make no Redis call).
+    fn pool() -> Arc<RedisPool> {
         let cfg = RedisConfig {
             target: RedisTarget::Url("redis://127.0.0.1:1".into()),
             key_prefix: "p:".into(),
@@ -693,7 +697,11 @@ mod tests {
             command_timeout: Duration::from_millis(50),
             ca_pem: None,
         };
-        RedisStore::new(Arc::new(RedisPool::new(&cfg).unwrap()), master, &[], "P")
+        Arc::new(RedisPool::new(&cfg).unwrap())
+    }
+
+    fn store(master: &[u8]) -> RedisStore {
+        RedisStore::new(pool(), master, &[], "P")
     }
 
     #[test]
@@ -730,6 +738,35 @@ mod tests {
                 .ticket_of(&RequestCookies::parse([ok.as_str()].into_iter()))
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_previous_secret_verifies_old_tickets_and_finds_their_records() {
+        let old = store(b"scope-a");
+        let t = old.ticket(rand::random());
+        let cookie = format!("P.ticket={}", old.encode(&t).unwrap());
+        let req = RequestCookies::parse([cookie.as_str()].into_iter());
+        let session = crate::session::codec::tests::session(10);
+        let sealed = old.seal(&t, &session).unwrap();
+        let rotated = RedisStore::new(pool(), b"scope-b", &[b"scope-a".to_vec()], "P");
+        let got = rotated.ticket_of(&req).unwrap();
+        // The same record id (so the same record), opened under the old keys, marked to move.
+        assert!(got.is_previous() && got.id == t.id);
+        assert!(rotated.open(&got, sealed.clone()) == Some(session.clone()));
+        // Its own tickets are current; both index keys are read, only the current one written.
+        let mine = rotated.ticket(rand::random());
+        assert!(!mine.is_previous());
+        assert_ne!(
+            rotated.index_key_in(0, "sub", "u1"),
+            rotated.index_key_in(1, "sub", "u1")
+        );
+        assert_eq!(
+            rotated.index_key_in(1, "sub", "u1"),
+            old.index_key("sub", "u1")
+        );
+        // Without the old secret the ticket is foreign.
+        let dropped = store(b"scope-b");
+        assert!(dropped.ticket_of(&req).is_none());
     }
 
     #[test]

@@ -79,7 +79,7 @@ http:
       forwardAuth:
         address: ${q(`${sidecar}/auth/rot`)}
         trustForwardHeader: true
-        authResponseHeaders: [X-Forwarded-User]
+        authResponseHeaders: [X-Forwarded-User, Cookie]
         addAuthCookiesToResponse: [${cookies}]
     rot-plugin:
       plugin:
