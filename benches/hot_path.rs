@@ -10,7 +10,9 @@
 //! - `template`: `template::identity_headers`, default headers and custom templates;
 //! - `forwarded`: `forwarded::parse` of Traefik's `X-Forwarded-*` headers;
 //! - `decision`: `Middleware::handle` for a valid session (everything `/auth` does between the
-//!   HTTP layer's extraction and its response mapping);
+//!   HTTP layer's extraction and its response mapping); `rotating/…`: the same with
+//!   `PreviousSecrets`, for a cookie of the current `Secret` and one of a previous secret (opened
+//!   after one failed tag check, re-sealed on the answer);
 //! - `telemetry`: what `handle` adds for observability with tracing off: one latency histogram
 //!   observation, and the same with the two clock reads and the tracing branch around it.
 //!
@@ -50,6 +52,11 @@ fn middleware_config() -> MiddlewareConfig {
 
 /// The same middleware with `extra` YAML lines added to its block (indented by four spaces).
 fn middleware_config_with(extra: &str) -> MiddlewareConfig {
+    middleware_config_sealing(SECRET, extra)
+}
+
+/// [`middleware_config_with`] with `secret` as its `Secret`.
+fn middleware_config_sealing(secret: &str, extra: &str) -> MiddlewareConfig {
     let yaml = format!(
         r#"
 middlewares:
@@ -58,7 +65,7 @@ middlewares:
       Url: https://sso.corp.example.com/realms/engineering-production
       ClientId: traefik-oidc-sidecar-production
       ClientSecret: not-used-by-the-benchmarks
-    Secret: {SECRET}
+    Secret: {secret}
     Scopes: [openid, profile, email, groups]
 "#
     ) + extra;
@@ -712,6 +719,40 @@ fn bench_decision(c: &mut Criterion) {
                 ready(mw.handle(&fwd, &headers, NOW + 1))
             })
         });
+    }
+    // Secret rotation (`PreviousSecrets`): the same middleware sealing under a new Secret with
+    // the old one kept. A cookie of the new Secret costs what it did; a cookie of the old one is
+    // opened after one failed tag check and re-sealed on every answer (this browser never takes
+    // the new cookie, so every iteration pays the re-seal a real browser pays once).
+    let rotated_cfg = middleware_config_sealing(
+        "benchmark-rotated-secret-9876543210-zyxwvutsrqponmlkjihgfedcba",
+        &format!("    PreviousSecrets: [\"{SECRET}\"]\n"),
+    );
+    let rotated =
+        std::sync::Arc::new(traefik_oidc_sidecar::auth::scope_of(&[&rotated_cfg]).expect("scope"));
+    let rotated_mw = Middleware::new(rotated_cfg, rotated.clone()).expect("middleware");
+    for (name, s) in cases.iter().take(1) {
+        for (sealer, label) in [(&rotated, "current_key"), (&codec, "previous_secret")] {
+            let set = sealer
+                .write_session(s, &RequestCookies::default(), NOW)
+                .expect("write");
+            let headers = traefik_headers(Some(&cookie_header(&set)));
+            let fwd = forwarded::parse(peer, &trusted, &headers).expect("forwarded");
+            let reply = ready(rotated_mw.handle(&fwd, &headers, NOW + 1));
+            assert_eq!(reply.status, 200, "{reply:?}");
+            let resealed = reply
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("set-cookie"));
+            assert_eq!(resealed, label == "previous_secret", "{label}");
+            g.bench_function(BenchmarkId::new(format!("rotating/{label}"), name), |b| {
+                b.iter(|| {
+                    let fwd =
+                        forwarded::parse(peer, &trusted, black_box(&headers)).expect("forwarded");
+                    ready(rotated_mw.handle(&fwd, &headers, NOW + 1))
+                })
+            });
+        }
     }
     g.finish();
 }

@@ -10,8 +10,10 @@
 //!
 //! What this does not change: only values that opened (authenticated) are remembered, so the
 //! answer for a given cookie is exactly what opening it would give; expiry, refresh and
-//! assertions are still decided per request from the session's fields; a new Secret means a new
-//! process, so nothing sealed under an old key is remembered.
+//! assertions are still decided per request from the session's fields; a changed Secret makes a new
+//! scope with an empty memory. A session a previous secret (`PreviousSecrets`) opened is
+//! remembered with that mark (`Session::sealed_by_previous`), so its next answers still re-seal
+//! it under the current Secret until the browser sends the new cookie.
 //!
 //! Entries are found by a keyed 64-bit hash (SipHash with a random key per process, so hash
 //! floods cannot be precomputed) and then confirmed by comparing the whole sealed value in

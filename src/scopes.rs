@@ -14,7 +14,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::auth::{MiddlewareConfig, keep_of, scope_key, scope_of};
+use crate::auth::{MiddlewareConfig, keep_of, members_key, scope_key, scope_of};
 use crate::session::{Judge, Keep, Scope, ScopeKey, SessionCookieConfig};
 
 /// Beyond this many scopes, scopes left without members are forgotten (bounds the memory a
@@ -70,11 +70,12 @@ impl ScopeRegistry {
     /// of that key when its cookie attributes and logout paths are the same, else a new one.
     pub fn set(&self, members: &[&MiddlewareConfig]) -> Option<Arc<Scope>> {
         let first = members.first()?;
-        let key = scope_key(first);
+        let key = members_key(members)?;
         let attrs = first.session_cookie.clone();
         let paths = hint_paths(members);
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = slots.iter().find(|s| s.key == key)
+            && s.key.same_secrets(&key)
             && s.attrs == attrs
             && paths.iter().all(|p| s.hint_paths.contains(p))
         {
@@ -90,13 +91,20 @@ impl ScopeRegistry {
             return Some(s.scope.clone());
         }
         let mut fresh = scope_of(members)?;
-        // Rebuilt under the same key (other cookie attributes or logout paths): its cookies
-        // still open, so the sessions a back-channel logout ended must stay ended.
+        // Rebuilt under the same key (other cookie attributes, logout paths or previous
+        // secrets), or the successor of a scope whose Secret was rotated (its sealing secret is
+        // among this key's previous secrets, see `session::rotation`): its cookies still open,
+        // so the sessions a back-channel logout ended must stay ended.
+        let replaces = |s: &Slot| s.key == key || key.succeeds(&s.key);
         if let Some(old) = slots.iter().find(|s| s.key == key) {
+            fresh = fresh.inherit(&old.scope);
+        } else if let Some(old) = slots.iter().find(|s| replaces(s)) {
             fresh = fresh.inherit(&old.scope);
         }
         let scope = Arc::new((self.finish)(fresh, &key));
-        slots.retain(|s| s.key != key);
+        // The predecessor goes: what it sealed opens in its successor, and left behind it would
+        // count as another scope using the same cookie names.
+        slots.retain(|s| !replaces(s));
         slots.push(Slot {
             key,
             attrs,
@@ -286,6 +294,72 @@ mod tests {
                 .open_session(&RequestCookies::parse([h.as_str()].into_iter()))
                 .is_some()
         );
+    }
+
+    #[tokio::test]
+    async fn a_rotation_keeps_membership_and_ended_sessions() {
+        use crate::session::codec::tests::{browser, session};
+        use crate::session::{EndBy, RequestCookies, Secret};
+        const A: &str = "0123456789abcdef0123456789abcdef";
+        const B: &str = "rotated-secret-B-0123456789abcdefghij";
+        let c = cfgs("");
+        let r = ScopeRegistry::default();
+        let at_a = r.set(&[&c[0], &c[1]]).unwrap();
+        let cookie = |scope: &Scope, sid: &str| {
+            let mut s = session(10);
+            s.sid = Some(sid.into());
+            browser(
+                &scope
+                    .write_session(&s, &RequestCookies::default(), 1000)
+                    .unwrap(),
+            )
+        };
+        let (ended, live) = (cookie(&at_a, "ended"), cookie(&at_a, "live"));
+        at_a.end_sessions(EndBy::Sid("ended".into()), 1100, 1100)
+            .await
+            .unwrap();
+        let opens = |scope: &Scope, h: &str| {
+            scope
+                .open_session(&RequestCookies::parse([h].into_iter()))
+                .is_some()
+        };
+        // A → B with A kept, only `a` told of A: both still share one scope, the successor.
+        let rotate = |m: &MiddlewareConfig, secret: &str, previous: &[&str]| {
+            let mut m = m.clone();
+            m.secret = Secret::new(secret);
+            m.previous_secrets = previous.iter().map(|s| Secret::new(*s)).collect();
+            m
+        };
+        let (a, b) = (rotate(&c[0], B, &[A]), rotate(&c[1], B, &[]));
+        assert_eq!(scope_key(&a), scope_key(&b));
+        let at_b = r.set(&[&a, &b]).unwrap();
+        assert!(!Arc::ptr_eq(&at_a, &at_b));
+        assert_eq!(at_b.members(), ["a", "b"]);
+        assert_eq!(r.len(), 1, "the successor replaces the scope of A");
+        assert!(opens(&at_b, &live));
+        assert!(
+            !opens(&at_b, &ended),
+            "a back-channel logout survives the rotation"
+        );
+        // B alone: the same key, rebuilt; the memory follows, A's cookies are foreign.
+        let (a, b) = (rotate(&c[0], B, &[]), rotate(&c[1], B, &[]));
+        let b_only = r.set(&[&a, &b]).unwrap();
+        assert!(!Arc::ptr_eq(&at_b, &b_only));
+        assert_eq!(r.len(), 1);
+        assert!(!opens(&b_only, &live));
+        let under_b = cookie(&b_only, "ended");
+        assert!(
+            !opens(&b_only, &under_b),
+            "ended before the rotation, still ended"
+        );
+        // Alone with its cookie names: a value only A opened is cleared as broken.
+        assert!(
+            !b_only
+                .clear_present(&RequestCookies::parse([live.as_str()].into_iter()))
+                .is_empty()
+        );
+        // The same configuration again: the same scope.
+        assert!(Arc::ptr_eq(&b_only, &r.set(&[&a, &b]).unwrap()));
     }
 
     #[test]

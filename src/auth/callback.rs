@@ -265,6 +265,7 @@ impl Middleware {
             access_token: keep.access_token.then_some(verified.access_token),
             challenged,
             rendered: Default::default(),
+            sealed_by_previous: false,
         };
         // Every session chunk is written afresh, so a cookie planted before login is replaced
         // (no session fixation).

@@ -62,6 +62,21 @@ impl Middleware {
             Some(s) if s.exp > now => Some(s),
             _ => None,
         };
+        // A session a previous secret opened (`PreviousSecrets`) moves under the current one on
+        // this answer; a refresh already wrote it anew in cookie mode. One boolean when the scope
+        // rotates nothing.
+        if self.scope.rotating()
+            && set_cookies.is_empty()
+            && let Some(s) = &session
+        {
+            match self.scope.reseal(s, cookies, now).await {
+                Ok(set) => set_cookies = set,
+                // The old value still opens: the next request tries again.
+                Err(e) => {
+                    decision!(self.cfg.log_level, WARN, middleware = %self.cfg.name, error = %e, "session not moved under the current Secret");
+                }
+            }
+        }
         let (mut reply, outcome) = self.decide(fwd, cookies, nav, public, now, session)?;
         // The refreshed session travels as Set-Cookie on the answer (2xx included: the plugin
         // passes it on, forwardAuth does with addAuthCookiesToResponse).
@@ -138,6 +153,7 @@ impl Middleware {
             verdicts,
             challenged: old.challenged,
             rendered: Default::default(),
+            sealed_by_previous: false,
         })
     }
 

@@ -80,6 +80,20 @@ pub fn scope_key(cfg: &MiddlewareConfig) -> ScopeKey {
         &cfg.session_cookie.path,
     )
     .with_storage(cfg.session_storage)
+    .with_previous(cfg.previous_secrets.iter().cloned())
+}
+
+/// The key of a scope of `members` (which share one [`scope_key`]): it opens under every
+/// previous secret any of them lists (see [`crate::session::rotation`]), in member order.
+pub fn members_key(members: &[&MiddlewareConfig]) -> Option<ScopeKey> {
+    let first = members.first()?;
+    Some(
+        scope_key(first).with_previous(
+            members
+                .iter()
+                .flat_map(|m| m.previous_secrets.iter().cloned()),
+        ),
+    )
 }
 
 /// What a middleware reads from a session: `sub`, the claims its headers print (the default
@@ -120,7 +134,7 @@ pub fn scope_of(members: &[&MiddlewareConfig]) -> Option<Scope> {
         .map(|m| Judge::new(&m.name, &m.assert_claims))
         .collect();
     Some(Scope::new(
-        &scope_key(first),
+        &members_key(members)?,
         first.session_cookie.clone(),
         members.iter().map(|m| m.logout_uri.clone()).collect(),
         keep,

@@ -101,4 +101,7 @@ pub struct MiddlewareConfig {
     /// `SilentLogin`: a navigation without a session tries the IdP once with `prompt=none`
     /// (only with `UnauthenticatedBehavior: Forward`; see `auth::silent`).
     pub silent_login: bool,
+    /// `PreviousSecrets`: secrets that open sessions sealed before a rotation, never seal
+    /// (see [`crate::session::rotation`]).
+    pub previous_secrets: Vec<Secret>,
 }

@@ -338,6 +338,54 @@ mod tests {
         assert!(!all.contains("value of other"), "{all}");
     }
 
+    /// `PreviousSecrets` reads a variable only where `inline.allowedVariables` allows it for
+    /// that key (a variable allowed in `Secret` is not allowed there), and never `${file:}`.
+    #[test]
+    fn previous_secrets_obey_the_inline_rules() {
+        let block = |previous: &str| {
+            BLOCK.replace(
+                r#""Secret":"${SECRET}""#,
+                &format!(
+                    r#""Secret":"inline-block-new-secret-0123456789abcdef","PreviousSecrets":{previous}"#
+                ),
+            )
+        };
+        for refused in [r#"["${SECRET}"]"#, r#"["${file:/secret}"]"#] {
+            let Err(BlockError::Invalid(p)) =
+                parse_block(block(refused).as_bytes(), "m", &env(), &rules())
+            else {
+                panic!("{refused} must be refused");
+            };
+            assert!(
+                p.iter().any(|p| p.path.starts_with("PreviousSecrets")),
+                "{p:#?}"
+            );
+            assert!(
+                !format!("{p:?}").contains("sidecar-session-secret"),
+                "{p:?}"
+            );
+        }
+        let mut allowing = rules();
+        allowing.allowed_variables[0]
+            .keys
+            .push("PreviousSecrets".into());
+        let ok = parse_block(block(r#"["${SECRET}"]"#).as_bytes(), "m", &env(), &allowing)
+            .unwrap()
+            .config;
+        assert_eq!(
+            ok.previous_secrets
+                .iter()
+                .map(Secret::expose)
+                .collect::<Vec<_>>(),
+            ["sidecar-session-secret-0123456789abcdef"]
+        );
+        // The lenient list forms of a block work too.
+        let ok = parse_block(block(r#""${SECRET}""#).as_bytes(), "m", &env(), &allowing)
+            .unwrap()
+            .config;
+        assert_eq!(ok.previous_secrets.len(), 1);
+    }
+
     /// Every way a block could reach into the process, refused by default with the key named
     /// and nothing read: `${file:}`, a variable not listed, a listed one in another key,
     /// `FilePath` and `CABundleFile` without an allowed directory.

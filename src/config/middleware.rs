@@ -97,6 +97,7 @@ pub(super) const MIDDLEWARE_KEYS: &[&str] = &[
     "ErrorPages",
     "SessionStorageType",
     "SilentLogin",
+    "PreviousSecrets",
 ];
 
 /// traefik-oidc-auth keys that a later version of the sidecar implements: they warn, not fail.
@@ -141,35 +142,19 @@ pub(super) fn parse_middleware(
     };
 
     let secret = match obj.get("Secret") {
-        Some((p, v)) => {
-            let s = cx.string(v, &p);
-            match s {
-                Some(s) if s.len() < 32 => {
-                    cx.problem(&p, format!("must be at least 32 bytes (has {})", s.len()));
-                    None
-                }
-                // The value is not echoed: it is (meant to be) a secret.
-                Some(s) => match published_or_placeholder(&s) {
-                    Some(why) => {
-                        cx.problem(
-                            &p,
-                            format!("{why}: anyone could forge sessions; generate your own (openssl rand -base64 48)"),
-                        );
-                        None
-                    }
-                    None => Some(Secret::new(s)),
-                },
-                None => {
-                    cx.problem(&p, "required");
-                    None
-                }
+        Some((p, v)) => match cx.string(v, &p) {
+            Some(s) => session_secret(s, &p, cx),
+            None => {
+                cx.problem(&p, "required");
+                None
             }
-        }
+        },
         None => {
             cx.problem(&join(path, "Secret"), "required (at least 32 bytes)");
             None
         }
     };
+    let previous_secrets = previous_secrets(&mut obj, secret.as_ref(), cx);
 
     let scopes = match obj.get("Scopes") {
         Some((p, v)) => {
@@ -372,6 +357,7 @@ pub(super) fn parse_middleware(
         log_level,
         session_storage,
         silent_login,
+        previous_secrets,
     })
 }
 
@@ -395,6 +381,46 @@ fn parse_silent_login(
         );
     }
     on
+}
+
+/// A `Secret` (or one of `PreviousSecrets`) that passes the rules: at least 32 bytes, and not a
+/// published or placeholder value. The value is never echoed: it is (meant to be) a secret.
+fn session_secret(s: String, p: &str, cx: &mut Cx<'_>) -> Option<Secret> {
+    if s.len() < 32 {
+        cx.problem(p, format!("must be at least 32 bytes (has {})", s.len()));
+        return None;
+    }
+    match published_or_placeholder(&s) {
+        Some(why) => {
+            cx.problem(
+                p,
+                format!("{why}: anyone could forge sessions; generate your own (openssl rand -base64 48)"),
+            );
+            None
+        }
+        None => Some(Secret::new(s)),
+    }
+}
+
+/// `PreviousSecrets`: secrets that still open sessions sealed before a rotation, never seal
+/// (see `crate::session::rotation`). Each entry obeys `Secret`'s rules, `${VAR}` and
+/// `${file:}` included (in an inline block only as `inline.allowedVariables` allows for the
+/// key `PreviousSecrets`). An entry equal to `Secret` is dropped; a repeated one counts once.
+fn previous_secrets(obj: &mut Obj<'_>, current: Option<&Secret>, cx: &mut Cx<'_>) -> Vec<Secret> {
+    let Some((p, v)) = obj.get("PreviousSecrets") else {
+        return Vec::new();
+    };
+    let mut out: Vec<Secret> = Vec::new();
+    let entries = cx.string_list(v, &p).unwrap_or_default();
+    for (i, s) in entries.into_iter().enumerate() {
+        if let Some(s) = session_secret(s, &format!("{p}[{i}]"), cx)
+            && Some(&s) != current
+            && !out.contains(&s)
+        {
+            out.push(s);
+        }
+    }
+    out
 }
 
 pub(super) fn parse_error_pages(

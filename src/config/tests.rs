@@ -386,6 +386,51 @@ fn secret_rules() {
 }
 
 #[test]
+fn previous_secrets_follow_the_secret_rules() {
+    let with = |list: &str| format!("{}    PreviousSecrets: {list}\n", minimal());
+    let old = "an-older-session-secret-0123456789abcdef";
+    let file_old = "a-file-session-secret-0123456789abcdefgh";
+    let got = parse_with(
+        &with(&format!(
+            "[\"${{OLD}}\", \"${{file:/run/old}}\", {SECRET}, \"${{OLD}}\"]"
+        )),
+        &[("OLD", old)],
+        &[("/run/old", &format!("{file_old}\n"))],
+    )
+    .map_err(|e| format!("{e:?}"))
+    .unwrap();
+    let m = &got.config.middlewares["default"];
+    // The sealing secret and a repeat are dropped; order is kept.
+    let kept: Vec<&str> = m.previous_secrets.iter().map(Secret::expose).collect();
+    assert_eq!(kept, [old, file_old]);
+    assert!(
+        !format!("{m:?}").contains(old),
+        "Debug shows a previous secret"
+    );
+    // Absent: none.
+    let none = parse_with(&minimal(), &[], &[]).unwrap().config;
+    assert!(none.middlewares["default"].previous_secrets.is_empty());
+    // Each entry obeys Secret's rules, reported at its index, never echoed.
+    for (bad, why) in [
+        ("[short-secret]", "at least 32 bytes"),
+        (
+            &*format!("[{old}, {TOA_DEFAULT_SECRET}]"),
+            "anyone could forge",
+        ),
+        ("[\"${NOPE}\"]", "NOPE is not set"),
+        ("not-a-list", "expected a list"),
+    ] {
+        let p = parse_with(&with(bad), &[], &[]).map(|_| ()).unwrap_err();
+        assert!(
+            p.iter()
+                .any(|p| p.path.contains("PreviousSecrets") && p.message.contains(why)),
+            "{bad}: {p:?}"
+        );
+        assert!(!format!("{p:?}").contains(TOA_DEFAULT_SECRET), "{p:?}");
+    }
+}
+
+#[test]
 fn missing_env_var_is_an_error_not_a_literal() {
     let text = minimal().replace(SECRET, "${NOPE}");
     let p = parse_with(&text, &[], &[]).map(|_| ()).unwrap_err();

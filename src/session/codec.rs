@@ -6,6 +6,12 @@
 //! and the cookie name is bound in as associated data, so a cookie made for another scope never
 //! opens here, even when two scopes share a `Secret` or a cookie prefix.
 //!
+//! Secret rotation (`PreviousSecrets`): the codec holds one cipher per secret of the scope. The
+//! current `Secret`'s seals; the others only open, tried in order after it, so a value sealed
+//! before a rotation still opens, and the caller learns it came from an old key
+//! ([`CookieCodec::open_keyed`]) and re-seals it on the answer. Without previous secrets the list
+//! is empty and opening costs exactly one decryption, as before.
+//!
 //! Sessions are split into chunks (`<prefix>.session.N`) that browsers accept; the ID token kept
 //! as the logout hint travels in `<prefix>.hint.N` cookies sent only to the logout paths.
 
@@ -46,6 +52,8 @@ pub type Chunks<'a> = ([&'a str; MAX_CHUNKS], usize);
 /// Seals, opens, names and expires one scope's cookies.
 pub struct CookieCodec {
     cipher: Aes256Gcm,
+    /// Ciphers of the scope's previous secrets (`PreviousSecrets`): they open, never seal.
+    previous: Box<[Aes256Gcm]>,
     prefix: String,
     /// `<prefix>.session`: the associated data of the session, whichever chunk carries it.
     session_base: String,
@@ -81,6 +89,14 @@ impl CookieCodec {
         // the scope: two scopes sharing a Secret, or a cookie prefix, get unrelated keys. The
         // encryption half is the key the crate's private jar would use.
         let key_material = Key::derive_from(&key.master());
+        let previous = key
+            .previous_masters()
+            .iter()
+            .map(|m| {
+                let k = Key::derive_from(m);
+                Aes256Gcm::new(GenericArray::from_slice(k.encryption()))
+            })
+            .collect();
         let prefix = key.prefix();
         attrs.path = key.path().to_string();
         attrs.domain = key.domain().map(str::to_string);
@@ -89,6 +105,7 @@ impl CookieCodec {
         hint_paths.dedup();
         CookieCodec {
             cipher: Aes256Gcm::new(GenericArray::from_slice(key_material.encryption())),
+            previous,
             prefix: prefix.to_string(),
             session_base: format!("{prefix}.session"),
             chunk_names: (0..=MAX_CHUNKS)
@@ -121,6 +138,11 @@ impl CookieCodec {
     /// The `Set-Cookie` value removing a ticket cookie.
     pub(super) fn ticket_removal(&self, name: &str) -> String {
         self.removal(name.to_string(), &self.attrs.path)
+    }
+
+    /// Whether previous secrets open values here (see [`super::rotation`]).
+    pub fn rotating(&self) -> bool {
+        !self.previous.is_empty()
     }
 
     /// `<prefix>.flow.`: the start of every flow cookie's name.
@@ -193,6 +215,17 @@ impl CookieCodec {
         aad: &str,
         pieces: impl Iterator<Item = &'v str>,
     ) -> Option<Vec<u8>> {
+        self.open_keyed(aad, pieces).map(|(plain, _)| plain)
+    }
+
+    /// [`CookieCodec::open`], also telling whether a previous secret opened the value (`true`:
+    /// the caller re-seals it under the current `Secret`). The current key is tried first; a
+    /// previous one only when it fails, so the cost of a rotation falls on old values only.
+    pub(super) fn open_keyed<'v>(
+        &self,
+        aad: &str,
+        pieces: impl Iterator<Item = &'v str>,
+    ) -> Option<(Vec<u8>, bool)> {
         let mut data = Vec::new();
         for p in pieces {
             BASE64.decode_vec(p, &mut data).ok()?;
@@ -202,18 +235,31 @@ impl CookieCodec {
         }
         let (nonce, rest) = data.split_at_mut(NONCE_LEN);
         let (ciphertext, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
-        self.cipher
-            .decrypt_in_place_detached(
-                GenericArray::from_slice(nonce),
-                aad.as_bytes(),
-                ciphertext,
-                GenericArray::from_slice(tag),
-            )
-            .ok()?;
+        let (nonce, tag) = (
+            GenericArray::from_slice(nonce),
+            GenericArray::from_slice(tag),
+        );
+        // A failed AES-GCM open checks the tag before decrypting and leaves the buffer as it
+        // was (aes-gcm 0.10.3), so the next key tries the same ciphertext; the unit test
+        // `a_previous_secret_opens_and_says_so` fails if that ever changes.
+        let stale = if self
+            .cipher
+            .decrypt_in_place_detached(nonce, aad.as_bytes(), ciphertext, tag)
+            .is_ok()
+        {
+            false
+        } else if self.previous.iter().any(|c| {
+            c.decrypt_in_place_detached(nonce, aad.as_bytes(), ciphertext, tag)
+                .is_ok()
+        }) {
+            true
+        } else {
+            return None;
+        };
         let end = data.len() - TAG_LEN;
         data.truncate(end);
         data.drain(..NONCE_LEN);
-        unpack(data)
+        unpack(data).map(|plain| (plain, stale))
     }
 
     /// The sealed session chunks this request carries, in order; `None` when it carries none,
@@ -233,10 +279,13 @@ impl CookieCodec {
     }
 
     /// Opens the session sealed in `chunks` (from [`CookieCodec::session_chunks`]), expired or
-    /// not.
+    /// not. A session a previous secret opened comes back marked
+    /// ([`Session::sealed_by_previous`]), for the answer to re-seal it.
     pub fn open_session(&self, chunks: &[&str]) -> Option<Session> {
-        let json = self.open(&self.session_base, chunks.iter().copied())?;
-        serde_json::from_slice(&json).ok()
+        let (json, stale) = self.open_keyed(&self.session_base, chunks.iter().copied())?;
+        let mut session: Session = serde_json::from_slice(&json).ok()?;
+        session.sealed_by_previous = stale;
+        Some(session)
     }
 
     /// `Set-Cookie` values writing `session`, and expiring chunks the request had beyond the new
@@ -540,6 +589,7 @@ pub(crate) mod tests {
             verdicts: [("m".to_string(), crate::session::Verdict::new(true, [1; 6]))].into(),
             challenged: Default::default(),
             rendered: Default::default(),
+            sealed_by_previous: false,
         }
     }
 

@@ -11,6 +11,8 @@
 //! - [`flow`]: the per-`state` login-flow cookies (login CSRF, OIDC Core §3.1.2.1);
 //! - [`scope`]: the [`Scope`], the store seam (load/save/refresh/end) the middlewares share,
 //!   with its remembered-session cache and its refresh single-flight;
+//! - [`rotation`]: `PreviousSecrets`: which scope succeeds which, and re-sealing what an old
+//!   secret opened;
 //! - [`verdict`]: a login-time verdict and the fingerprint of the rules that made it;
 //! - [`store`]: where a scope's sessions live: sealed cookies, or Redis behind an opaque ticket
 //!   (`SessionStorageType: Redis`); [`redis`]: the process's Redis connection, its health and
@@ -34,6 +36,7 @@ pub mod ended;
 pub mod flow;
 pub mod memo;
 pub mod redis;
+pub mod rotation;
 pub mod scope;
 pub mod silent;
 pub mod store;
@@ -134,6 +137,10 @@ pub struct Session {
     /// compared; see [`memo`]).
     #[serde(skip)]
     pub rendered: memo::HeaderMemo,
+    /// This value was opened under one of the scope's `PreviousSecrets`, not its `Secret`: the
+    /// answer re-seals it under the current one (see [`Scope::reseal`]). Never stored.
+    #[serde(skip)]
+    pub sealed_by_previous: bool,
 }
 
 impl fmt::Debug for Session {
@@ -270,6 +277,7 @@ mod tests {
             verdicts: BTreeMap::new(),
             challenged: BTreeSet::new(),
             rendered: Default::default(),
+            sealed_by_previous: false,
         };
         let d = format!("{s:?}");
         assert!(

@@ -22,8 +22,9 @@
 //! Members may join and leave a running scope ([`Scope::join`], [`Scope::leave`],
 //! [`Scope::reset`]): inline blocks registered at runtime and configuration reloads reuse the
 //! scope of their key (see `crate::scopes`), so its memory (ended sessions) survives. A reload
-//! that changes the cookie attributes or logout paths builds a new scope for the key, which
-//! takes over the old one's ended sessions ([`Scope::inherit`]).
+//! that changes the cookie attributes, logout paths or previous secrets builds a new scope for
+//! the key, which takes over the old one's ended sessions ([`Scope::inherit`]); so does the
+//! successor of a scope whose `Secret` was rotated ([`super::rotation`]).
 //!
 //! What stays per middleware: its assertions, headers, bypass rule and behaviours; its verdict
 //! (`Session::verdicts[name]`); its "challenged once" marker (`Session::challenged`).
@@ -56,15 +57,21 @@ pub const REFRESH_REUSE_SECS: u64 = 60;
 pub type RefreshCell = Arc<tokio::sync::OnceCell<Result<Session, String>>>;
 
 /// What makes two middlewares share a session. Equal keys share; any difference isolates.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// The sealing `Secret` is part of the identity; its `PreviousSecrets` are not (see
+/// [`super::rotation`]): they only widen what the scope opens, so middlewares of one scope that
+/// list different previous secrets still share it, and the scope opens under all of them.
+#[derive(Debug, Clone)]
 pub struct ScopeKey {
-    secret: Secret,
-    provider_url: String,
-    client_id: String,
-    prefix: String,
-    domain: Option<String>,
-    path: String,
-    storage: SessionStorage,
+    pub(super) secret: Secret,
+    pub(super) provider_url: String,
+    pub(super) client_id: String,
+    pub(super) prefix: String,
+    pub(super) domain: Option<String>,
+    pub(super) path: String,
+    pub(super) storage: SessionStorage,
+    /// Secrets that open but never seal, in the order they are tried; never the `secret`.
+    pub(super) previous: Vec<Secret>,
 }
 
 impl ScopeKey {
@@ -88,6 +95,7 @@ impl ScopeKey {
             domain: domain.map(|d| d.trim_start_matches('.').to_ascii_lowercase()),
             path: path.to_string(),
             storage: SessionStorage::Cookie,
+            previous: Vec::new(),
         }
     }
 
@@ -127,8 +135,12 @@ impl ScopeKey {
     /// The key material: the Secret, then every other part, each length-prefixed so no two
     /// different keys produce the same bytes.
     pub(super) fn master(&self) -> Vec<u8> {
-        let mut m = Vec::with_capacity(self.secret.expose().len() + 256);
-        m.extend_from_slice(self.secret.expose().as_bytes());
+        self.master_of(&self.secret)
+    }
+
+    pub(super) fn master_of(&self, secret: &Secret) -> Vec<u8> {
+        let mut m = Vec::with_capacity(secret.expose().len() + 256);
+        m.extend_from_slice(secret.expose().as_bytes());
         m.extend_from_slice(b"\0traefik-oidc-sidecar/v2/scope");
         let domain = self.domain.as_deref().map(|d| format!("D{d}"));
         for part in [
@@ -208,8 +220,8 @@ impl Judge {
 
 /// One session scope (see the module docs).
 pub struct Scope {
-    codec: CookieCodec,
-    store: Store,
+    pub(super) codec: CookieCodec,
+    pub(super) store: Store,
     opened: Opened<Session>,
     refreshes: tokio::sync::Mutex<HashMap<[u8; 32], (u64, RefreshCell)>>,
     keep: RwLock<Arc<Keep>>,
@@ -259,7 +271,7 @@ impl Scope {
     /// This scope (of key `key`) with its sessions in Redis (`SessionStorageType: Redis`),
     /// through `pool`.
     pub fn with_redis(mut self, key: &ScopeKey, pool: Arc<RedisPool>) -> Self {
-        let store = RedisStore::new(pool, &key.master(), key.prefix());
+        let store = RedisStore::new(pool, &key.master(), &key.previous_masters(), key.prefix());
         self.store = Store::Redis(Box::new(store));
         self
     }

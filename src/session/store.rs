@@ -26,6 +26,11 @@
 //!   replica that redeems; the others poll the record until it changes (the result is shared
 //!   through Redis), see [`RedisStore::refresh`].
 //!
+//! With `PreviousSecrets` (see [`super::rotation`]) the store also holds the ticket, record and
+//! index keys of each previous secret: a ticket that verifies under one opens its record under
+//! it, and [`RedisStore::rekey`] moves it under the current secret; a back-channel logout reads
+//! the index of every secret kept. Everything is written under the current secret only.
+//!
 //! Every command and script names one key (no multi-key command), so all of this works
 //! unchanged on a Redis Cluster.
 
@@ -43,6 +48,7 @@ use sha2::{Digest, Sha256};
 
 use super::ended::EndBy;
 use super::redis::{RecordId, RedisPool, hex};
+use super::rotation::{MOVE_GRACE_SECS, MoveCell, Moves};
 use super::{RequestCookies, Session};
 use crate::error::Error;
 use crate::oidc::{BoxFuture, JtiStore};
@@ -89,6 +95,8 @@ pub enum Store {
 pub struct Ticket {
     secret: [u8; TICKET_LEN],
     id: RecordId,
+    /// Which secret's keys it verified under: 0 the current `Secret`, `n` the n-th previous.
+    generation: usize,
 }
 
 impl Ticket {
@@ -96,22 +104,23 @@ impl Ticket {
     pub fn id(&self) -> &RecordId {
         &self.id
     }
+
+    /// Whether a previous secret made it (the record is moved on the answer).
+    pub fn is_previous(&self) -> bool {
+        self.generation > 0
+    }
 }
 
-/// One Redis-mode scope's view of the process's Redis (see the module docs).
-pub struct RedisStore {
-    pool: Arc<RedisPool>,
+/// The keys one secret gives a Redis scope.
+struct Keys {
     /// HMAC-SHA256 keyed with the ticket key, its key schedule done once (cloned per request).
     mac: Hmac<Sha256>,
     index_key: [u8; 32],
     scope_tag: [u8; 16],
-    cookie_name: String,
 }
 
-impl RedisStore {
-    /// The store of the scope whose key material is `master`, with ticket cookies named
-    /// `<prefix>.ticket`.
-    pub fn new(pool: Arc<RedisPool>, master: &[u8], prefix: &str) -> Self {
+impl Keys {
+    fn derive(master: &[u8]) -> Self {
         let hk = Hkdf::<Sha256>::new(Some(b"traefik-oidc-sidecar/redis"), master);
         let mut mac_key = [0u8; 32];
         let mut index_key = [0u8; 32];
@@ -122,13 +131,50 @@ impl RedisStore {
         let _ = hk.expand(b"scope-tag", &mut scope_tag);
         let mac = <Hmac<Sha256> as Mac>::new_from_slice(&mac_key)
             .unwrap_or_else(|_| <Hmac<Sha256> as Mac>::new(&Default::default()));
-        RedisStore {
-            pool,
+        Keys {
             mac,
             index_key,
             scope_tag,
-            cookie_name: format!("{prefix}.ticket"),
         }
+    }
+}
+
+/// One Redis-mode scope's view of the process's Redis (see the module docs).
+pub struct RedisStore {
+    pool: Arc<RedisPool>,
+    /// The keys of the current `Secret`.
+    current: Keys,
+    /// Those of each previous secret, in order (ticket generations 1, 2…).
+    previous: Box<[Keys]>,
+    cookie_name: String,
+    /// Records being (or just) moved under the current secret (see [`RedisStore::rekey`]).
+    moves: Moves,
+}
+
+impl RedisStore {
+    /// The store of the scope whose key material is `master` (and `previous`, the key material
+    /// of its previous secrets, which only read), with ticket cookies named `<prefix>.ticket`.
+    pub fn new(pool: Arc<RedisPool>, master: &[u8], previous: &[Vec<u8>], prefix: &str) -> Self {
+        RedisStore {
+            pool,
+            current: Keys::derive(master),
+            previous: previous.iter().map(|m| Keys::derive(m)).collect(),
+            cookie_name: format!("{prefix}.ticket"),
+            moves: Moves::default(),
+        }
+    }
+
+    /// The keys of ticket generation `g` (the current ones for an unknown generation, which
+    /// [`RedisStore::ticket_of`] never makes).
+    fn keys(&self, g: usize) -> &Keys {
+        g.checked_sub(1)
+            .and_then(|p| self.previous.get(p))
+            .unwrap_or(&self.current)
+    }
+
+    /// How many ticket generations verify (the current secret and each previous one).
+    fn generations(&self) -> usize {
+        1 + self.previous.len()
     }
 
     /// The ticket cookie's name.
@@ -141,21 +187,27 @@ impl RedisStore {
         &self.pool
     }
 
-    fn tag(&self, secret: &[u8]) -> Option<Hmac<Sha256>> {
-        let mut m = self.mac.clone();
+    fn tag(&self, g: usize, secret: &[u8]) -> Option<Hmac<Sha256>> {
+        let mut m = self.keys(g).mac.clone();
         m.update(b"ticket\0");
         m.update(secret);
         Some(m)
     }
 
-    fn ticket(&self, secret: [u8; TICKET_LEN]) -> Ticket {
+    fn ticket_in(&self, g: usize, secret: [u8; TICKET_LEN]) -> Ticket {
         let mut h = Sha256::new();
-        h.update(self.scope_tag);
+        h.update(self.keys(g).scope_tag);
         h.update(secret);
         Ticket {
             secret,
             id: h.finalize().into(),
+            generation: g,
         }
+    }
+
+    /// A ticket of the current secret.
+    fn ticket(&self, secret: [u8; TICKET_LEN]) -> Ticket {
+        self.ticket_in(0, secret)
     }
 
     /// The verified ticket this request carries; `None` (anonymous, no Redis round trip) for
@@ -172,12 +224,16 @@ impl RedisStore {
         }
         let (secret, tag) = raw.split_at(TICKET_LEN);
         // Constant time (the hmac crate's verify): no timing hint on how much of a tag matched.
-        self.tag(secret)?.verify_truncated_left(tag).ok()?;
-        Some(self.ticket(secret.try_into().ok()?))
+        // The current secret first: without PreviousSecrets this is the only check.
+        let g = (0..self.generations()).find(|&g| {
+            self.tag(g, secret)
+                .is_some_and(|m| m.verify_truncated_left(tag).is_ok())
+        })?;
+        Some(self.ticket_in(g, secret.try_into().ok()?))
     }
 
     fn encode(&self, t: &Ticket) -> Option<String> {
-        let tag = self.tag(&t.secret)?.finalize().into_bytes();
+        let tag = self.tag(t.generation, &t.secret)?.finalize().into_bytes();
         let mut raw = Vec::with_capacity(TICKET_LEN + TAG_LEN);
         raw.extend_from_slice(&t.secret);
         raw.extend_from_slice(tag.get(..TAG_LEN)?);
@@ -192,8 +248,13 @@ impl RedisStore {
         self.key("session", id)
     }
 
+    /// The index key of `value` under the current secret.
     fn index_key(&self, kind: &str, value: &str) -> Option<String> {
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.index_key).ok()?;
+        self.index_key_in(0, kind, value)
+    }
+
+    fn index_key_in(&self, g: usize, kind: &str, value: &str) -> Option<String> {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.keys(g).index_key).ok()?;
         m.update(kind.as_bytes());
         m.update(b"\0");
         m.update(value.as_bytes());
@@ -201,7 +262,7 @@ impl RedisStore {
     }
 
     fn cipher(&self, t: &Ticket) -> Option<Aes256Gcm> {
-        let hk = Hkdf::<Sha256>::new(Some(&self.scope_tag), &t.secret);
+        let hk = Hkdf::<Sha256>::new(Some(&self.keys(t.generation).scope_tag), &t.secret);
         let mut key = [0u8; 32];
         hk.expand(b"record", &mut key).ok()?;
         Some(Aes256Gcm::new(GenericArray::from_slice(&key)))
@@ -404,14 +465,25 @@ impl RedisStore {
     }
 
     /// Ends every session of this scope that `by` names: the login's `sid`, or every session of
-    /// a `sub` (OIDC Back-Channel Logout 1.0 §2.7). Returns how many records existed.
+    /// a `sub` (OIDC Back-Channel Logout 1.0 §2.7), in the index of every secret kept (a session
+    /// not yet moved under the current secret is indexed under an old one). Returns how many
+    /// records existed.
     pub async fn end_sessions(&self, by: &EndBy) -> Result<usize, Error> {
-        let index = match by {
-            EndBy::Sid(sid) => self.index_key("sid", sid),
-            EndBy::Sub(sub) => self.index_key("sub", sub),
+        let mut ended = 0;
+        for g in 0..self.generations() {
+            let index = match by {
+                EndBy::Sid(sid) => self.index_key_in(g, "sid", sid),
+                EndBy::Sub(sub) => self.index_key_in(g, "sub", sub),
+            }
+            .ok_or_else(|| Error::Internal("index key".into()))?;
+            ended += self.end_indexed(&index).await?;
         }
-        .ok_or_else(|| Error::Internal("index key".into()))?;
-        let members: Vec<String> = self.pool.run(redis::cmd("SMEMBERS").arg(&index)).await?;
+        Ok(ended)
+    }
+
+    /// Deletes every record the index set `index` lists; returns how many existed.
+    async fn end_indexed(&self, index: &str) -> Result<usize, Error> {
+        let members: Vec<String> = self.pool.run(redis::cmd("SMEMBERS").arg(index)).await?;
         let mut ended = 0;
         for m in &members {
             let Some(id) = super::redis::unhex(m.as_bytes()) else {
@@ -429,10 +501,51 @@ impl RedisStore {
         if !members.is_empty() {
             let _: i64 = self
                 .pool
-                .run(redis::cmd("SREM").arg(&index).arg(&members))
+                .run(redis::cmd("SREM").arg(index).arg(&members))
                 .await?;
         }
         Ok(ended)
+    }
+
+    /// Moves the session of `t`, a ticket of a previous secret, under the current one
+    /// ([`super::rotation`]): `session` is stored under a new ticket (indexed under the current
+    /// secret, as a login is) and the old record expires after [`MOVE_GRACE_SECS`], so requests
+    /// the browser sent with the old ticket meanwhile still find it; they share this move (one
+    /// new record per old ticket in this process). Returns the new ticket cookie's value and
+    /// its record's expiry. A back-channel logout meanwhile finds both records (each is indexed).
+    pub async fn rekey(
+        &self,
+        t: &Ticket,
+        session: &Session,
+        now: u64,
+    ) -> Result<(String, u64), Error> {
+        let cell = {
+            let mut moves = self.moves.lock().await;
+            moves.retain(|_, (started, _)| *started + MOVE_GRACE_SECS > now);
+            moves
+                .entry(t.id)
+                .or_insert_with(|| (now, MoveCell::default()))
+                .1
+                .clone()
+        };
+        cell.get_or_init(|| async {
+            let (value, until) = self.create(session, now).await.map_err(|e| e.to_string())?;
+            // `LT`: only ever shortens (a record about to expire anyway keeps its expiry).
+            let _: i64 = self
+                .pool
+                .run(
+                    redis::cmd("EXPIRE")
+                        .arg(self.record_key(&t.id))
+                        .arg(MOVE_GRACE_SECS)
+                        .arg("LT"),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((value, until))
+        })
+        .await
+        .clone()
+        .map_err(Error::Internal)
     }
 
     /// Refreshes the session of `t` once cluster-wide (module docs): the replica that takes the
@@ -575,7 +688,8 @@ mod tests {
     use super::*;
     use crate::session::redis::{RedisConfig, RedisTarget};
 
-    fn store(master: &[u8]) -> RedisStore {
+    /// A pool that never connects (these tests make no Redis call).
+    fn pool() -> Arc<RedisPool> {
         let cfg = RedisConfig {
             target: RedisTarget::Url("redis://127.0.0.1:1".into()),
             key_prefix: "p:".into(),
@@ -583,7 +697,11 @@ mod tests {
             command_timeout: Duration::from_millis(50),
             ca_pem: None,
         };
-        RedisStore::new(Arc::new(RedisPool::new(&cfg).unwrap()), master, "P")
+        Arc::new(RedisPool::new(&cfg).unwrap())
+    }
+
+    fn store(master: &[u8]) -> RedisStore {
+        RedisStore::new(pool(), master, &[], "P")
     }
 
     #[test]
@@ -620,6 +738,35 @@ mod tests {
                 .ticket_of(&RequestCookies::parse([ok.as_str()].into_iter()))
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_previous_secret_verifies_old_tickets_and_finds_their_records() {
+        let old = store(b"scope-a");
+        let t = old.ticket(rand::random());
+        let cookie = format!("P.ticket={}", old.encode(&t).unwrap());
+        let req = RequestCookies::parse([cookie.as_str()].into_iter());
+        let session = crate::session::codec::tests::session(10);
+        let sealed = old.seal(&t, &session).unwrap();
+        let rotated = RedisStore::new(pool(), b"scope-b", &[b"scope-a".to_vec()], "P");
+        let got = rotated.ticket_of(&req).unwrap();
+        // The same record id (so the same record), opened under the old keys, marked to move.
+        assert!(got.is_previous() && got.id == t.id);
+        assert!(rotated.open(&got, sealed.clone()) == Some(session.clone()));
+        // Its own tickets are current; both index keys are read, only the current one written.
+        let mine = rotated.ticket(rand::random());
+        assert!(!mine.is_previous());
+        assert_ne!(
+            rotated.index_key_in(0, "sub", "u1"),
+            rotated.index_key_in(1, "sub", "u1")
+        );
+        assert_eq!(
+            rotated.index_key_in(1, "sub", "u1"),
+            old.index_key("sub", "u1")
+        );
+        // Without the old secret the ticket is foreign.
+        let dropped = store(b"scope-b");
+        assert!(dropped.ticket_of(&req).is_none());
     }
 
     #[test]

@@ -32,6 +32,7 @@ import { createReporter, assert, parseWhoami, headerValues, cookieNames, summari
 import { Keycloak, REALM, makeClientKey } from './keycloak-server.mjs';
 import { WALK_HOST, walkConfigs, walkStaticConfig } from './readme-walk.mjs';
 import { SILENT_REDIRECT_URIS, silentChecks } from './keycloak-silent.mjs';
+import { rotationChecks, rotationOrigin } from './keycloak-rotation.mjs';
 import { DOORS, DOOR_LABEL, SIDECARS, SITES, SHORT_TOKEN_LIFESPAN_S, REFRESH_COOKIE_PREFIX, redirectUris, routerNames, sidecarConfigs, siteUrl, traefikDynamic } from './keycloak-config.mjs';
 
 const started = Date.now();
@@ -189,7 +190,7 @@ async function main() {
           E2E_USER_PASSWORD: PASSWORD,
           E2E_CLIENT_JWKS: clientKey.jwks,
           E2E_SHORT_TOKEN_LIFESPAN: String(SHORT_TOKEN_LIFESPAN_S),
-          E2E_REDIRECT_URIS: [...redirectUris(traefikPort), `${walkOrigin}/*`, ...SILENT_REDIRECT_URIS],
+          E2E_REDIRECT_URIS: [...redirectUris(traefikPort), `${walkOrigin}/*`, ...SILENT_REDIRECT_URIS, `${await rotationOrigin()}/*`],
         },
       });
       await kc.allocatePorts();
@@ -462,6 +463,7 @@ async function main() {
     }
 
     await silentChecks({ check, kc, stack, browser, clientSecret, password: PASSWORD, artifactsDir: ARTIFACTS });
+    await rotationChecks({ browser, kc, check, stack, clientSecret, visit, newContext, artifacts: ARTIFACTS, opts });
 
     // ----- Keycloak stopped and restarted mid-session. -----
     const cDown = 'keycloak: stopped mid-session';
