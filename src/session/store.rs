@@ -26,6 +26,9 @@
 //!   replica that redeems; the others poll the record until it changes (the result is shared
 //!   through Redis), see [`RedisStore::refresh`].
 //!
+//! - beside each record, a sealed listing entry (`sid`, login time) for the operators' API,
+//!   see [`listing`].
+//!
 //! Every command and script names one key (no multi-key command), so all of this works
 //! unchanged on a Redis Cluster.
 
@@ -46,6 +49,9 @@ use super::redis::{RecordId, RedisPool, hex};
 use super::{RequestCookies, Session};
 use crate::error::Error;
 use crate::oidc::{BoxFuture, JtiStore};
+
+mod listing;
+pub use listing::{Listed, MAX_LISTED};
 
 /// The refresh error when the record is gone (logout, back-channel logout, expiry) while the
 /// session was being refreshed: the request is anonymous, not served from the old session.
@@ -304,6 +310,7 @@ impl RedisStore {
         // lists the index at any moment finds every record that exists. The other order leaves
         // a moment where a record lives unindexed, and a logout landing then misses it.
         self.index(&t.id, session, until).await?;
+        self.write_listing(&t.id, session, until).await;
         let value = self.seal(&t, session)?;
         let _: () = self
             .pool
@@ -386,6 +393,7 @@ impl RedisStore {
         if replaced != 1 {
             return Ok(false);
         }
+        self.extend_listing(&t.id, until).await;
         self.pool.publish(&t.id).await?;
         Ok(true)
     }
@@ -575,7 +583,7 @@ mod tests {
     use super::*;
     use crate::session::redis::{RedisConfig, RedisTarget};
 
-    fn store(master: &[u8]) -> RedisStore {
+    pub(super) fn store(master: &[u8]) -> RedisStore {
         let cfg = RedisConfig {
             target: RedisTarget::Url("redis://127.0.0.1:1".into()),
             key_prefix: "p:".into(),
