@@ -38,29 +38,37 @@ async fn admin_on(s: &Sidecar) -> Admin {
     Admin { base, _stop: tx }
 }
 
+/// `GET <base>/admin/sessions?sub=<sub>` with the token.
+async fn get_sessions(base: &str, sub: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{base}/admin/sessions"))
+        .query(&[("sub", sub)])
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `POST <base>/admin/revoke` with the token and the JSON `body`.
+async fn post_revoke(base: &str, body: &Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{base}/admin/revoke"))
+        .bearer_auth(TOKEN)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 impl Admin {
     async fn list(&self, sub: &str) -> (u16, Value) {
-        let r = reqwest::Client::new()
-            .get(format!("{}/admin/sessions", self.base))
-            .query(&[("sub", sub)])
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap())
+        let r = get_sessions(&self.base, sub).await;
+        (r.status().as_u16(), r.json().await.unwrap())
     }
 
     async fn revoke(&self, body: Value) -> (u16, Value) {
-        let r = reqwest::Client::new()
-            .post(format!("{}/admin/revoke", self.base))
-            .bearer_auth(TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap())
+        let r = post_revoke(&self.base, &body).await;
+        (r.status().as_u16(), r.json().await.unwrap())
     }
 }
 
@@ -216,20 +224,9 @@ async fn the_token_body_limit_and_routes_fail_closed_with_problem_documents() {
     }
 
     // The auth listener serves none of it.
-    let r = c
-        .get(format!("http://{}/admin/sessions?sub=alice", s.addr))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_ne!(r.status(), 200);
-    let r = c
-        .post(format!("http://{}/admin/revoke", s.addr))
-        .bearer_auth(TOKEN)
-        .json(&json!({"sub": "alice"}))
-        .send()
-        .await
-        .unwrap();
+    let auth = format!("http://{}", s.addr);
+    assert_ne!(get_sessions(&auth, "alice").await.status(), 200);
+    let r = post_revoke(&auth, &json!({"sub": "alice"})).await;
     assert_ne!(r.status(), 200);
 }
 
@@ -348,22 +345,12 @@ async fn redis_mode_lists_and_revokes_by_sid_and_sub_on_every_replica() {
     // Redis down: 503 problem documents, never an empty listing or a false "revoked".
     let mut redis = redis;
     redis.stop();
-    let c = reqwest::Client::new();
-    let r = c
-        .get(format!("{}/admin/sessions?sub=alice", admin_a.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    problem(r, 503).await;
-    let r = c
-        .post(format!("{}/admin/revoke", admin_a.base))
-        .bearer_auth(TOKEN)
-        .json(&json!({"sub": "alice"}))
-        .send()
-        .await
-        .unwrap();
-    problem(r, 503).await;
+    problem(get_sessions(&admin_a.base, "alice").await, 503).await;
+    problem(
+        post_revoke(&admin_a.base, &json!({"sub": "alice"})).await,
+        503,
+    )
+    .await;
 }
 
 #[tokio::test]
