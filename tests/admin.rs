@@ -16,6 +16,22 @@ use traefik_oidc_sidecar::session::{RequestCookies, Secret};
 const HOME: &str = "http://app.test/";
 const TOKEN: &str = "admin-token-for-tests-0123456789";
 
+/// One OP for the tests that need `sid`: it puts `sid` in ID tokens only for a client with a
+/// back-channel logout URI (Back-Channel Logout 1.0 §2.4), so one is registered (nothing listens
+/// there: no test here ends a session at the OP).
+fn sid_op() -> &'static str {
+    static OP: std::sync::OnceLock<(String, std::sync::Mutex<Op>)> = std::sync::OnceLock::new();
+    let (issuer, _) = OP.get_or_init(|| {
+        let op = Op::start_env(
+            0,
+            3600,
+            &[("OP_BACKCHANNEL_LOGOUT_URI", "http://127.0.0.1:9/bcl")],
+        );
+        (op.issuer.clone(), std::sync::Mutex::new(op))
+    });
+    issuer
+}
+
 /// The admin listener of a sidecar, on a random loopback port; stops when dropped.
 struct Admin {
     base: String,
@@ -233,7 +249,7 @@ async fn the_token_body_limit_and_routes_fail_closed_with_problem_documents() {
 #[tokio::test]
 async fn redis_mode_lists_and_revokes_by_sid_and_sub_on_every_replica() {
     let redis = RedisServer::start();
-    let issuer = shared_op();
+    let issuer = sid_op();
     // Redis scopes only (`default` and `other`): every scope can count what it ends.
     let full = yaml(issuer, &redis.block());
     let cfg = full.split("  cookie:\n").next().unwrap();
@@ -355,7 +371,7 @@ async fn redis_mode_lists_and_revokes_by_sid_and_sub_on_every_replica() {
 
 #[tokio::test]
 async fn cookie_mode_revokes_by_sid_and_sub_in_this_process() {
-    let s = Sidecar::start(&config_yaml(shared_op(), "")).await;
+    let s = Sidecar::start(&config_yaml(sid_op(), "")).await;
     s.wait_ready(15).await;
     let admin = admin_on(&s).await;
 
