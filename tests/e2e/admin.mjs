@@ -22,7 +22,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { ROOT, Stack, freePort, sleep, sidecarConfig } from './stack.mjs';
+import { ROOT, Stack, freePort, request, sleep, sidecarConfig } from './stack.mjs';
 import { createReporter, assert, parseWhoami, headerValues, pageText, summarize } from './harness.mjs';
 
 const NAV_TIMEOUT_MS = 15000;
@@ -112,9 +112,11 @@ export async function adminChecks({ check, browser, artifactsDir, log = () => {}
       assert(none.status === 401 && none.type.startsWith('application/problem+json'), `no token: ${none.status} ${none.type}`);
       const wrong = await stack.admin('GET', '/admin/sessions?sub=demo', { token: 'x'.repeat(48) });
       assert(wrong.status === 401, `wrong token: ${wrong.status}`);
-      for (const url of [`${stack.urls.sidecar}/admin/sessions?sub=demo`, `${stack.urls.fa}/admin/sessions?sub=demo`]) {
-        const res = await fetch(url, { headers: { Authorization: `Bearer ${stack.adminToken}`, Accept: 'application/json' }, redirect: 'manual' });
-        assert(res.status !== 200, `${url} answered 200`);
+      // The auth listener, and the fa door through Traefik (Host: fa.localhost).
+      const auth = { Authorization: `Bearer ${stack.adminToken}`, Accept: 'application/json' };
+      for (const [port, host] of [[stack.ports.sidecar, '127.0.0.1'], [stack.ports.traefik, 'fa.localhost']]) {
+        const res = await request({ port, path: '/admin/sessions?sub=demo', headers: { ...auth, Host: host } });
+        assert(res.status !== 200, `${host}:${port} answered 200`);
       }
       const listing = await stack.admin('GET', '/admin/sessions?sub=demo');
       assert(listing.status === 200, `listing: ${listing.status}`);
