@@ -279,6 +279,19 @@ async fn redis_mode_lists_and_revokes_by_sid_and_sub_on_every_replica() {
         ticket(&bob, TICKET),
     );
 
+    // Both replicas admit every session now (and so hold it in memory: the refusals below
+    // must come from the invalidation, not from a first read of a deleted record).
+    for (replica, mw, cookie) in [
+        (&a, "default", &first),
+        (&a, "default", &second),
+        (&a, "other", &third),
+        (&b, "default", &first),
+        (&b, "default", &second),
+        (&b, "other", &third),
+    ] {
+        assert_eq!(with_cookie(replica, mw, cookie, false).await.status(), 200);
+    }
+
     // Listed from either replica: sid, login time and expiry per session, nothing secret.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
