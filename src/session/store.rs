@@ -24,8 +24,7 @@
 //!   first, with an expiry no earlier than the record's, so a logout always finds it;
 //! - a refresh is redeemed once cluster-wide: `<keyPrefix>lock:<id>` (SET NX PX) elects the
 //!   replica that redeems; the others poll the record until it changes (the result is shared
-//!   through Redis), see [`RedisStore::refresh`].
-//!
+//!   through Redis), see [`RedisStore::refresh`];
 //! - beside each record, a sealed listing entry (`sid`, login time) for the operators' API,
 //!   see [`listing`].
 //!
