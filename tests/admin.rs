@@ -502,3 +502,33 @@ async fn the_binary_serves_the_admin_api_on_its_own_loopback_listener_only() {
     );
     assert!(!log.contains(TOKEN), "the token is never logged");
 }
+
+#[tokio::test]
+async fn inline_blocks_scopes_are_listed_and_revoked_too() {
+    let issuer = shared_op();
+    let s = Sidecar::start(&format!(
+        "inline:\n  allowedProviderUrls: [\"{issuer}/\"]\nmiddlewares: {{}}\n"
+    ))
+    .await;
+    let admin = admin_on(&s).await;
+    let (_, empty) = admin.list("alice").await;
+    assert_eq!(empty["scopes"], json!([]), "no middlewares, no blocks yet");
+    let body = serde_json::to_vec(&json!({
+        "CookieNamePrefix": "Inline",
+        "Provider": {"ClientId": "sidecar", "ClientSecret": "sidecar-secret", "Url": issuer},
+        "Secret": SECRET,
+    }))
+    .unwrap();
+    let (status, _) = register_block(s.addr, body).await;
+    assert!((200..300).contains(&status), "registration: {status}");
+    let (_, listing) = admin.list("alice").await;
+    let scopes = listing["scopes"].as_array().unwrap();
+    assert_eq!(scopes.len(), 1, "{listing}");
+    assert!(
+        !scopes[0]["members"].as_array().unwrap().is_empty(),
+        "{listing}"
+    );
+    let (status, r) = admin.revoke(json!({"sub": "alice"})).await;
+    assert_eq!(status, 200);
+    assert_eq!(r["scopes"].as_array().unwrap().len(), 1, "{r}");
+}
