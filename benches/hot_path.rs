@@ -754,6 +754,27 @@ fn bench_decision(c: &mut Criterion) {
             });
         }
     }
+    // The admin API on, after operators revoked 1000 other users' sessions in cookie mode: every
+    // decision of the scope then consults the ended-session list (a read lock, two lookups).
+    // Off (no revocation, no back-channel logout yet), the list costs one atomic load.
+    if let Some((name, s)) = cases.first() {
+        let by = |i: usize| traefik_oidc_sidecar::session::EndBy::Sub(format!("revoked-{i}"));
+        for i in 0..1000 {
+            ready(codec.end_sessions(by(i), NOW, NOW)).expect("revoke");
+        }
+        let set = codec
+            .write_session(s, &RequestCookies::default(), NOW)
+            .expect("write");
+        let headers = traefik_headers(Some(&cookie_header(&set)));
+        let fwd = forwarded::parse(peer, &trusted, &headers).expect("forwarded");
+        assert_eq!(ready(mw.handle(&fwd, &headers, NOW + 1)).status, 200);
+        g.bench_function(BenchmarkId::new("admin_1000_revoked_subs", *name), |b| {
+            b.iter(|| {
+                let fwd = forwarded::parse(peer, &trusted, black_box(&headers)).expect("forwarded");
+                ready(mw.handle(&fwd, &headers, NOW + 1))
+            })
+        });
+    }
     g.finish();
 }
 

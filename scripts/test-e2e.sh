@@ -35,7 +35,7 @@ export TRAEFIK_BIN
 # It ends only the process groups run.mjs recorded (one per child it started), by id.
 cleanup() {
   local pidfile
-  for pidfile in "$artifacts/pids" "$artifacts/inline/pids" "$artifacts/inline/login/pids" "$artifacts/replicas/pids"; do
+  for pidfile in "$artifacts/pids" "$artifacts/inline/pids" "$artifacts/inline/login/pids" "$artifacts/replicas/pids" "$artifacts/admin/pids"; do
     [ -f "$pidfile" ] || continue
     while read -r pid _name; do
       [ -n "$pid" ] && kill -0 -- "-$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null || true
@@ -52,3 +52,5 @@ node tests/e2e/inline.mjs
 # Two sidecar replicas sharing Redis sessions (issue 11) behind one load-balanced Traefik service,
 # both doors: login, a replica SIGKILLed under load (no session lost), back-channel logout.
 node tests/e2e/replicas.mjs
+# The operators' revocation API (issue 21 §5): revoke through it, the next navigation logs in again.
+node tests/e2e/admin.mjs

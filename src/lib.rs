@@ -2,7 +2,7 @@
 //!
 //! The crate is a forwardAuth server. [`App`] holds the configured middlewares; [`app`] is the
 //! seam that turns it into an axum router (tests drive it directly); [`serve`] runs the auth
-//! and metrics listeners until shutdown. Module map:
+//! and metrics listeners until shutdown, [`serve_admin`] the operators' API. Module map:
 //! - `config`: the YAML file (traefik-oidc-auth keys, case-insensitive) and its validation;
 //! - `forwarded`: the original request from `X-Forwarded-*`, trusted peers only;
 //! - `auth`: the decision (check, login, callback, logout); `session`: sessions, their scopes
@@ -12,6 +12,7 @@
 //! - `files`: every file the configuration names, read capped and regular-only;
 //! - `listener`: accept loops, connection budgets, timeouts and header limits;
 //! - `rules`: `BypassAuthenticationRule`; `redirect`: redirect-target validation; `error`/`reply`: answers; `routes`: HTTP mapping;
+//! - `admin`: the operators' API (list and revoke sessions) on its own listener;
 //! - `inline`: middleware blocks registered at runtime by the plugin shim; `scopes`: every
 //!   session scope by key (YAML, inline, across reloads); `reload`: the file watcher and SIGHUP.
 //!
@@ -19,6 +20,7 @@
 //! ([`App::reload`]): each request reads the current generation once, so in-flight requests
 //! finish on the one they started with.
 
+pub mod admin;
 pub mod auth;
 pub mod authz;
 pub mod config;
@@ -359,6 +361,12 @@ impl App {
     pub fn now(&self) -> u64 {
         self.clock.now()
     }
+
+    /// Every session scope of the app (YAML middlewares, inline blocks, and scopes left
+    /// without members), for the operators' API ([`admin`]).
+    pub fn all_scopes(&self) -> Vec<Arc<session::Scope>> {
+        self.scopes.all()
+    }
 }
 
 /// The middlewares grouped by session scope key, in name order (the first of a group is the
@@ -476,6 +484,34 @@ pub async fn serve_with_limits(
         stats: stats.metrics.clone(),
     };
     listener::serve_both(auth, metrics, settings, shutdown).await
+}
+
+/// Serves the operators' API ([`admin::http`]) on `socket`, requiring `token`, until `shutdown`
+/// resolves, then drains. A listener of its own, never the auth or metrics one: its budget is
+/// the metrics listener's (an operator's script needs few connections), with the timeouts of
+/// `limits`.
+pub async fn serve_admin(
+    state: Arc<App>,
+    socket: TcpListener,
+    token: session::Secret,
+    limits: config::Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let settings = listener::Settings::resolve(&limits, listener::open_file_limit());
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+    let admin = listener::Listener {
+        name: "admin",
+        socket,
+        service: admin::http::router(state, &token),
+        budget: listener::Budget::metrics(),
+        trusted: Vec::new(),
+        stats: Arc::new(metrics::Connections::default()),
+    };
+    listener::run(admin, Arc::new(settings), rx).await
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::Parser;
 use traefik_oidc_sidecar::config::{self, LogFormat};
 use traefik_oidc_sidecar::{
-    App, SystemClock, listener, logging, reload, scope_warnings, serve_with_limits,
+    App, SystemClock, listener, logging, reload, scope_warnings, serve_admin, serve_with_limits,
 };
 
 /// OpenID Connect login for anything behind Traefik (a forwardAuth server).
@@ -165,9 +165,39 @@ async fn run(cfg: config::Config, path: PathBuf) -> Result<(), String> {
         idle_timeout = ?settings.idle_timeout,
         "connection limits"
     );
-    serve_with_limits(app, listener, metrics, &cfg.limits, shutdown_signal())
+    // One shutdown signal for every listener: the admin listener (when on) stops with the others.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let admin = match &cfg.admin {
+        Some(a) => {
+            let socket = tokio::net::TcpListener::bind(a.listen)
+                .await
+                .map_err(|e| format!("admin.listen {}: {e}", a.listen))?;
+            tracing::info!(admin = %a.listen, "admin API on");
+            Some(tokio::spawn(serve_admin(
+                app.clone(),
+                socket,
+                a.token.clone(),
+                cfg.limits.clone(),
+                until_stopped(stopped.clone()),
+            )))
+        }
+        None => None,
+    };
+    serve_with_limits(app, listener, metrics, &cfg.limits, until_stopped(stopped))
         .await
         .map_err(|e| format!("server: {e}"))?;
+    if let Some(a) = admin {
+        a.await
+            .map_err(|e| format!("admin server: {e}"))?
+            .map_err(|e| format!("admin server: {e}"))?;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -12,7 +12,8 @@
 //!
 //! Polling rather than file-system events: a mounted ConfigMap or secret changes by a symlink
 //! swap that inotify watches on the file miss, and two seconds of latency is fine for config.
-//! What only a restart changes (the sockets, connection limits, log format and level, tracing) is
+//! What only a restart changes (the sockets, connection limits, log format and level, tracing,
+//! the admin listener and its token) is
 //! logged as such when it differs.
 
 use std::path::{Path, PathBuf};
@@ -148,6 +149,7 @@ pub async fn reload_file(
         ("logFormat", cfg.log_format != running.log_format),
         ("logLevel", cfg.log_level != running.log_level),
         ("tracing", cfg.tracing != running.tracing),
+        ("admin", cfg.admin != running.admin),
     ] {
         if changed {
             tracing::warn!(

@@ -164,6 +164,17 @@ impl ScopeRegistry {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Every known scope, those left without members included (an inline block that comes
+    /// back rejoins its scope, and with it the sessions that scope ended).
+    pub fn all(&self) -> Vec<Arc<Scope>> {
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|s| s.scope.clone())
+            .collect()
+    }
 }
 
 fn prune(slots: &mut Vec<Slot>) {

@@ -27,11 +27,14 @@ pub use crate::oidc::{ClientKey, ProviderConfig, TokenValidation};
 pub use crate::inline::InlineConfig;
 pub use crate::session::{SameSite, Secret, SessionCookieConfig};
 pub use crate::telemetry::TracingConfig;
+// The admin listener's settings belong to the admin module.
+pub use crate::admin::AdminConfig;
 pub use inline::{BlockError, ParsedBlock, parse_block, parse_value, parse_yaml_block};
 pub use redis::{RedisConfig, RedisTarget, SessionStorage};
 use root::parse_root;
 use walk::Cx;
 
+mod admin;
 mod inline;
 mod middleware;
 mod provider;
@@ -77,6 +80,8 @@ pub struct Config {
     pub redis: Option<RedisConfig>,
     /// The `tracing:` block (OpenTelemetry traces), if any; off when absent.
     pub tracing: Option<TracingConfig>,
+    /// The `admin:` block (the operators' revocation API), if any; off when absent.
+    pub admin: Option<AdminConfig>,
 }
 
 /// A problem (or warning) found in the file, with the key path it concerns.
@@ -173,6 +178,7 @@ pub fn reference_keys() -> Vec<(&'static str, Vec<&'static str>)> {
         ("redis.sentinel", redis::SENTINEL_KEYS.to_vec()),
         ("redis.cluster", redis::CLUSTER_KEYS.to_vec()),
         ("tracing", traces::TRACING_KEYS.to_vec()),
+        ("admin", admin::ADMIN_KEYS.to_vec()),
         ("middleware", both(m::MIDDLEWARE_KEYS, m::MIDDLEWARE_LATER)),
         ("Provider", provider::PROVIDER_KEYS.to_vec()),
         ("SessionCookie", m::COOKIE_KEYS.to_vec()),

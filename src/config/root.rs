@@ -1,6 +1,6 @@
 //! The top level of the file: `listen`, `metricsListen`, `trustedProxies`, `logFormat`,
 //! `logLevel`, the `limits:` block, the `inline:` block ([`super::inline`]), the `tracing:`
-//! block ([`super::traces`]), and the
+//! block ([`super::traces`]), the `admin:` block ([`super::admin`]), and the
 //! `middlewares:` map (each block handed to [`super::middleware`]). `middlewares:` may be empty
 //! or absent: a sidecar that serves only inline blocks has none of its own.
 
@@ -26,6 +26,7 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "redis",
     "inline",
     "tracing",
+    "admin",
 ];
 
 pub(super) const LIMITS_KEYS: &[&str] = &["headerTimeout", "idleTimeout", "maxConnections"];
@@ -122,6 +123,16 @@ pub(super) fn parse_root(root: &Value, cx: &mut Cx<'_>) -> Option<Config> {
         Some((p, v)) => super::traces::parse_tracing(v, &p, cx),
         None => None,
     };
+    let admin = match obj.get("admin").filter(|(_, v)| !v.is_null()) {
+        Some((p, v)) => super::admin::parse_admin(v, &p, cx),
+        None => None,
+    };
+    if let Some(a) = &admin
+        && (Some(a.listen) == listen || Some(a.listen) == metrics_listen)
+    {
+        // The revocation API must never be reachable through another listener.
+        cx.problem("admin.listen", "must differ from listen and metricsListen");
+    }
     obj.finish(ROOT_KEYS, &[], cx);
     Some(Config {
         listen: listen?,
@@ -134,6 +145,7 @@ pub(super) fn parse_root(root: &Value, cx: &mut Cx<'_>) -> Option<Config> {
         limits,
         redis,
         tracing,
+        admin,
     })
 }
 

@@ -24,7 +24,9 @@
 //!   first, with an expiry no earlier than the record's, so a logout always finds it;
 //! - a refresh is redeemed once cluster-wide: `<keyPrefix>lock:<id>` (SET NX PX) elects the
 //!   replica that redeems; the others poll the record until it changes (the result is shared
-//!   through Redis), see [`RedisStore::refresh`].
+//!   through Redis), see [`RedisStore::refresh`];
+//! - beside each record, a sealed listing entry (`sid`, login time) for the operators' API,
+//!   see [`listing`].
 //!
 //! With `PreviousSecrets` (see [`super::rotation`]) the store also holds the ticket, record and
 //! index keys of each previous secret: a ticket that verifies under one opens its record under
@@ -52,6 +54,9 @@ use super::rotation::{MOVE_GRACE_SECS, MoveCell, Moves};
 use super::{RequestCookies, Session};
 use crate::error::Error;
 use crate::oidc::{BoxFuture, JtiStore};
+
+mod listing;
+pub use listing::{Listed, MAX_LISTED};
 
 /// The refresh error when the record is gone (logout, back-channel logout, expiry) while the
 /// session was being refreshed: the request is anonymous, not served from the old session.
@@ -248,6 +253,11 @@ impl RedisStore {
         self.key("session", id)
     }
 
+    /// How many previous secrets the store reads (secret generations 1..=n).
+    fn previous_count(&self) -> usize {
+        self.previous.len()
+    }
+
     /// The index key of `value` under the current secret.
     fn index_key(&self, kind: &str, value: &str) -> Option<String> {
         self.index_key_in(0, kind, value)
@@ -365,6 +375,7 @@ impl RedisStore {
         // lists the index at any moment finds every record that exists. The other order leaves
         // a moment where a record lives unindexed, and a logout landing then misses it.
         self.index(&t.id, session, until).await?;
+        self.write_listing(&t.id, session, until).await;
         let value = self.seal(&t, session)?;
         let _: () = self
             .pool
@@ -447,6 +458,7 @@ impl RedisStore {
         if replaced != 1 {
             return Ok(false);
         }
+        self.extend_listing(&t.id, until).await;
         self.pool.publish(&t.id).await?;
         Ok(true)
     }
@@ -700,7 +712,7 @@ mod tests {
         Arc::new(RedisPool::new(&cfg).unwrap())
     }
 
-    fn store(master: &[u8]) -> RedisStore {
+    pub(super) fn store(master: &[u8]) -> RedisStore {
         RedisStore::new(pool(), master, &[], "P")
     }
 
