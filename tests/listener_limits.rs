@@ -83,6 +83,9 @@ fn largest_legitimate_request(s: &Running, app_cookie_bytes: usize) -> (Vec<u8>,
             refresh_token: Some(noise(900, 11)),
             challenged: Default::default(),
             rendered: Default::default(),
+            acr: None,
+            auth_time: None,
+            step_up_failed: Default::default(),
         }
     };
     let n = largest(MAX_CHUNKS * CHUNK_SIZE * 2, |n| {
@@ -107,6 +110,7 @@ fn largest_legitimate_request(s: &Running, app_cookie_bytes: usize) -> (Vec<u8>,
             redirect_uri: format!("https://{}/oidc/callback", common::APP_HOST),
             resources: Vec::new(),
             challenge: None,
+            step_up: None,
         };
         cookies.extend(pairs(&codec.codec().start_flow(&flow, &none, now).unwrap()));
     }

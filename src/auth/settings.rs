@@ -98,4 +98,7 @@ pub struct MiddlewareConfig {
     pub log_level: Option<tracing::Level>,
     /// `SessionStorageType`: sealed cookies or Redis (see [`crate::session::store`]).
     pub session_storage: crate::session::store::SessionStorage,
+    /// `StepUp`: the login this middleware requires beyond the scope's (`acr`, `auth_time`);
+    /// `None` costs nothing on the hot path (see [`crate::session::step_up`]).
+    pub step_up: Option<crate::session::step_up::StepUp>,
 }

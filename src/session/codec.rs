@@ -530,6 +530,9 @@ pub(crate) mod tests {
             verdicts: [("m".to_string(), crate::session::Verdict::new(true, [1; 6]))].into(),
             challenged: Default::default(),
             rendered: Default::default(),
+            acr: None,
+            auth_time: None,
+            step_up_failed: Default::default(),
         }
     }
 

@@ -134,6 +134,7 @@ mod tests {
             redirect_uri: String::new(),
             resources: Vec::new(),
             challenge: None,
+            step_up: None,
         }
     }
 

@@ -35,6 +35,7 @@ pub mod flow;
 pub mod memo;
 pub mod redis;
 pub mod scope;
+pub mod step_up;
 pub mod store;
 pub mod verdict;
 
@@ -133,6 +134,18 @@ pub struct Session {
     /// compared; see [`memo`]).
     #[serde(skip)]
     pub rendered: memo::HeaderMemo,
+    /// The ID token's `acr` at login, kept whatever the scope's `Keep` says: a middleware with
+    /// `StepUp` judges it (see [`step_up`]). A refreshed ID token without it keeps the login's.
+    #[serde(default, rename = "acr", skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// The ID token's `auth_time` at login (when the user last authenticated at the IdP), kept
+    /// like `acr`: `StepUp.MaxAge` judges it. OIDC Core §12.2: a refresh does not change it.
+    #[serde(default, rename = "at", skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<u64>,
+    /// Middlewares whose step-up this login answered without what they asked: they answer 403
+    /// instead of sending the browser to the IdP again (no loop). Not carried to a new login.
+    #[serde(default, rename = "sf", skip_serializing_if = "BTreeSet::is_empty")]
+    pub step_up_failed: BTreeSet<String>,
 }
 
 impl fmt::Debug for Session {
@@ -144,6 +157,9 @@ impl fmt::Debug for Session {
             .field("exp", &self.exp)
             .field("verdicts", &self.verdicts)
             .field("challenged", &self.challenged)
+            .field("acr", &self.acr)
+            .field("auth_time", &self.auth_time)
+            .field("step_up_failed", &self.step_up_failed)
             .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
             .field(
                 "refresh_token",
@@ -178,6 +194,10 @@ pub struct Flow {
     /// session it ends in is marked challenged for that middleware.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub challenge: Option<String>,
+    /// The step-up this flow was started for, if any: the callback marks the session when the
+    /// login came back without it (see [`step_up`]).
+    #[serde(default, rename = "su", skip_serializing_if = "Option::is_none")]
+    pub step_up: Option<step_up::StepUpFlow>,
 }
 
 impl fmt::Debug for Flow {
@@ -186,6 +206,7 @@ impl fmt::Debug for Flow {
             .field("return_to", &self.return_to)
             .field("created", &self.created)
             .field("challenge", &self.challenge)
+            .field("step_up", &self.step_up)
             .finish_non_exhaustive()
     }
 }
@@ -264,6 +285,9 @@ mod tests {
             verdicts: BTreeMap::new(),
             challenged: BTreeSet::new(),
             rendered: Default::default(),
+            acr: None,
+            auth_time: None,
+            step_up_failed: BTreeSet::new(),
         };
         let d = format!("{s:?}");
         assert!(
@@ -279,6 +303,7 @@ mod tests {
             redirect_uri: String::new(),
             resources: Vec::new(),
             challenge: None,
+            step_up: None,
         };
         let d = format!("{f:?}");
         assert!(

@@ -31,6 +31,7 @@ import { ROOT, Stack, freePort, request, resolveSidecar, resolveTraefik, resolve
 import { createReporter, assert, parseWhoami, headerValues, cookieNames, summarize } from './harness.mjs';
 import { Keycloak, REALM, makeClientKey } from './keycloak-server.mjs';
 import { WALK_HOST, walkConfigs, walkStaticConfig } from './readme-walk.mjs';
+import { stepUpChecks } from './keycloak-stepup.mjs';
 import { DOORS, DOOR_LABEL, SIDECARS, SITES, SHORT_TOKEN_LIFESPAN_S, REFRESH_COOKIE_PREFIX, redirectUris, routerNames, sidecarConfigs, siteUrl, traefikDynamic } from './keycloak-config.mjs';
 
 const started = Date.now();
@@ -524,6 +525,7 @@ async function main() {
 
     // ----- Issue 10 behaviour. -----
     await issueTenChecks({ kc, url, as, opts, sidecarOk });
+    await stepUpChecks({ kc, stack, browser, check, sidecarBin, password: PASSWORD, whoamiPort: stack.ports.whoami, artifacts: ARTIFACTS });
   } finally {
     clearTimeout(watchdog);
     await cleanup();
