@@ -42,7 +42,14 @@ middlewares:
 {common}    StepUp:
       MaxAge: 4s
   api:
-{common}    AuthorizationHeader:
+    Provider:
+      Url: {issuer}
+      ClientId: sidecar
+      ClientSecret: sidecar-secret
+      TokenValidation: Introspection
+    Secret: {SECRET}
+    CookieNamePrefix: StepUpApi
+    AuthorizationHeader:
       Name: Authorization
     StepUp:
       AcrValues: [mfa, hwk]
@@ -236,11 +243,24 @@ async fn max_age_exceeded_sends_back_with_max_age_and_prompt_login() {
     let s = sidecar().await;
     let mut b = Browser::new(&s, "plain");
     plain_login(&mut b).await;
-    // The OP puts auth_time in the ID token of a login it prompted for; the session keeps it.
+    // Nobody asked max_age: the OP left auth_time out, so `fresh` cannot know how old the login
+    // is. It asks max_age without prompt=login, and the IdP decides.
+    assert_eq!(session_of(&s, &b).auth_time, None);
+    b.middleware = "fresh".into();
+    let r = b.app(STRICT, Kind::Navigate).await;
+    assert_eq!(r.status, 302, "{r:#?}");
+    let q = query(&r.location());
+    assert_eq!(q["max_age"], "4");
+    assert!(
+        !q.contains_key("prompt") && !q.contains_key("acr_values"),
+        "{q:?}"
+    );
+    // Logged in a moment ago: the OP answers at once, with auth_time.
+    let cb = at_op(&mut b, &r.location(), "alice", "pwd", false).await;
+    assert_eq!(b.app(&cb, Kind::Navigate).await.status, 302);
     let auth_time = session_of(&s, &b)
         .auth_time
-        .expect("auth_time of a prompted login");
-    b.middleware = "fresh".into();
+        .expect("auth_time: max_age was asked");
     assert_eq!(b.app(STRICT, Kind::Navigate).await.status, 200);
 
     // Five seconds on, the login is too old for `fresh` (MaxAge 4s): back to the IdP with
@@ -251,7 +271,6 @@ async fn max_age_exceeded_sends_back_with_max_age_and_prompt_login() {
     let q = query(&r.location());
     assert_eq!(q["max_age"], "4");
     assert_eq!(q["prompt"], "login");
-    assert!(!q.contains_key("acr_values"), "{q:?}");
     // XHR meanwhile: the RFC 9470 challenge with max_age.
     let x = b.app(STRICT, Kind::Xhr).await;
     assert_eq!(x.status, 401);
@@ -269,7 +288,7 @@ async fn max_age_exceeded_sends_back_with_max_age_and_prompt_login() {
 async fn a_bearer_token_without_the_acr_gets_the_rfc_9470_challenge() {
     let s = sidecar().await;
     // A client_credentials token has no acr and no auth_time: no user authenticated.
-    let token = machine_token(shared_op(), Some("https://api.example.test/")).await;
+    let token = machine_token(shared_op(), None).await;
     let mut b = Browser::new(&s, "api");
     let auth = format!("Bearer {token}");
     let r = b
