@@ -303,3 +303,31 @@ async fn a_bearer_token_without_the_acr_gets_the_rfc_9470_challenge() {
         "{www}"
     );
 }
+
+#[tokio::test]
+async fn a_refresh_keeps_the_stepped_up_login() {
+    // Tokens of 4 s: the session is refreshed after 3 s (TokenRenewalThreshold 0.75).
+    let op = Op::start_with(0, 4);
+    let s = Sidecar::start(&yaml(&op.issuer)).await;
+    s.wait_ready(15).await;
+    let mut b = Browser::new(&s, "strict");
+    let r = b.app(STRICT, Kind::Navigate).await;
+    let cb = at_op(&mut b, &r.location(), "alice", "mfa", true).await;
+    assert_eq!(b.app(&cb, Kind::Navigate).await.status, 302);
+    let before = session_of(&s, &b);
+    assert_eq!(before.acr.as_deref(), Some("mfa"));
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let r = b.app(STRICT, Kind::Xhr).await;
+    assert_eq!(r.status, 200, "{r:#?}");
+    assert!(
+        r.cookies_set()
+            .iter()
+            .any(|c| c.contains("StepUpTest.session.")),
+        "refreshed: a new session cookie"
+    );
+    let after = session_of(&s, &b);
+    assert!(after.iat > before.iat, "refreshed");
+    assert_eq!(after.acr.as_deref(), Some("mfa"));
+    assert_eq!(after.auth_time, before.auth_time);
+    assert_eq!(b.app(STRICT, Kind::Navigate).await.status, 200);
+}
