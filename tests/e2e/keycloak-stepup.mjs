@@ -334,7 +334,7 @@ export async function stepUpChecks({ kc, stack, browser, check, sidecarBin, pass
     ctx.setDefaultTimeout(NAV_TIMEOUT_MS);
     const page = await ctx.newPage();
     const opts = (deps) => ({ deps: [cUp, ...deps], page, timeoutMs: 120000 });
-    const cLogin = `${L}: ${USER} logs in at / with her password only (no OTP asked, acr silver)`;
+    const cLogin = `${L}: ${USER} logs in at / with her password only (no OTP asked, no acr_values sent)`;
     await check(cLogin, async () => {
       const r = await drive(page, kc, `${o}/home`, { user: USER, password });
       assert(r.status === 200 && parseWhoami(r.body), `ended with ${r.status} at ${r.url}`);
