@@ -775,6 +775,34 @@ fn bench_decision(c: &mut Criterion) {
             })
         });
     }
+    // StepUp on (acr and max_age both judged on every request), for a session that satisfies
+    // it: the same Keycloak session, stepped up. Compare with `keycloak_default+refresh_token`.
+    let strict_cfg = middleware_config_with(concat!(
+        "    StepUp:\n",
+        "      AcrValues: [gold, platinum]\n",
+        "      MaxAge: 15m\n",
+    ));
+    let strict_scope =
+        std::sync::Arc::new(traefik_oidc_sidecar::auth::scope_of(&[&strict_cfg]).expect("scope"));
+    let strict = Middleware::new(strict_cfg, strict_scope.clone()).expect("middleware");
+    let mut stepped = cases[1].1.clone();
+    stepped.acr = Some("platinum".into());
+    stepped.auth_time = Some(NOW - 60);
+    let set = strict_scope
+        .write_session(&stepped, &RequestCookies::default(), NOW)
+        .expect("write");
+    let headers = traefik_headers(Some(&cookie_header(&set)));
+    let fwd = forwarded::parse(peer, &trusted, &headers).expect("forwarded");
+    assert_eq!(ready(strict.handle(&fwd, &headers, NOW + 1)).status, 200);
+    g.bench_function(
+        BenchmarkId::from_parameter("keycloak_default+refresh_token+step_up_on"),
+        |b| {
+            b.iter(|| {
+                let fwd = forwarded::parse(peer, &trusted, black_box(&headers)).expect("forwarded");
+                ready(strict.handle(&fwd, &headers, NOW + 1))
+            })
+        },
+    );
     g.finish();
 }
 

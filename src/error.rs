@@ -89,6 +89,11 @@ pub enum Error {
     /// A bug or an impossible state: answer 500, never 200.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The session (or bearer token) is valid, but its login does not satisfy this middleware's
+    /// `StepUp`, and the request is not a navigation that could be sent to the IdP: 401 with
+    /// an RFC 9470 §3 `insufficient_user_authentication` challenge (the value held here).
+    #[error("step-up authentication required")]
+    StepUpRequired(String),
 }
 
 impl Error {
@@ -96,7 +101,7 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Error::UntrustedPeer | Error::Unauthenticated | Error::InvalidIdToken(_) => 401,
-            Error::IdpError { .. } | Error::InvalidBearer(_) => 401,
+            Error::IdpError { .. } | Error::InvalidBearer(_) | Error::StepUpRequired(_) => 401,
             Error::Forbidden => 403,
             Error::BadForwarded { .. }
             | Error::BadRedirect
@@ -136,6 +141,7 @@ impl Error {
             Error::BackchannelNeedsBody => "Back-channel logout needs its own route",
             Error::LogoutBusy(_) => "Logout unavailable",
             Error::Internal(_) => "Internal error",
+            Error::StepUpRequired(_) => "Stronger authentication required",
         }
     }
 
@@ -185,6 +191,10 @@ impl Error {
             }
             Error::LogoutBusy(_) => "The logout could not be recorded now. Retry later.".into(),
             Error::Internal(_) => "Something went wrong.".into(),
+            Error::StepUpRequired(_) => {
+                "This resource needs a more recent or stronger login. Reload the page to log in again."
+                    .into()
+            }
         }
     }
 
@@ -207,6 +217,9 @@ impl Error {
         if matches!(self, Error::BackchannelNeedsBody) {
             // The plugin shim's cue to send the body to the sidecar's direct route.
             reply.header(FORWARD_BODY_HEADER, "1");
+        }
+        if let Error::StepUpRequired(challenge) = self {
+            reply.header("WWW-Authenticate", challenge.clone());
         }
         if matches!(self, Error::Unauthenticated) {
             // RFC 9110 §11.6.1: a 401 carries a challenge. The session is a cookie, so the
@@ -250,6 +263,7 @@ mod tests {
             Error::BackchannelNeedsBody,
             Error::LogoutBusy("x"),
             Error::Internal("x".into()),
+            Error::StepUpRequired("Bearer".into()),
         ];
         for e in all {
             assert!(e.status() >= 400, "{e:?} answers {}", e.status());

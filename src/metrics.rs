@@ -63,7 +63,7 @@ impl Outcome {
     /// The outcome an error counts as.
     pub fn from_error(e: &Error) -> Outcome {
         match e {
-            Error::Unauthenticated => Outcome::Unauthenticated,
+            Error::Unauthenticated | Error::StepUpRequired(_) => Outcome::Unauthenticated,
             Error::Forbidden => Outcome::Forbidden,
             Error::IdpUnavailable(_) => Outcome::IdpUnavailable,
             Error::StoreUnavailable(_) => Outcome::StoreUnavailable,

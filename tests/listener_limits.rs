@@ -84,6 +84,9 @@ fn largest_legitimate_request(s: &Running, app_cookie_bytes: usize) -> (Vec<u8>,
             challenged: Default::default(),
             rendered: Default::default(),
             sealed_by_previous: false,
+            acr: None,
+            auth_time: None,
+            step_up_failed: Default::default(),
         }
     };
     let n = largest(MAX_CHUNKS * CHUNK_SIZE * 2, |n| {
@@ -109,6 +112,7 @@ fn largest_legitimate_request(s: &Running, app_cookie_bytes: usize) -> (Vec<u8>,
             resources: Vec::new(),
             challenge: None,
             silent: false,
+            step_up: None,
         };
         cookies.extend(pairs(&codec.codec().start_flow(&flow, &none, now).unwrap()));
     }

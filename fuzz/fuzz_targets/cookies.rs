@@ -99,6 +99,8 @@ fuzz_target!(|data: &[u8]| {
         redirect_uri: "https://app.test/oidc/callback".into(),
         resources: Vec::new(),
         challenge: None,
+        silent: false,
+        step_up: None,
     };
     if let Ok(set) = c.start_flow(&flow, &req, now) {
         for s in set.iter().skip(1) {

@@ -11,6 +11,7 @@ use crate::metrics::Outcome;
 use crate::oidc::TokenValidation;
 use crate::reply::Reply;
 use crate::session::RequestCookies;
+use crate::session::step_up::login_facts;
 use crate::template::{Data, Pass};
 
 impl Middleware {
@@ -70,6 +71,13 @@ impl Middleware {
             ));
         }
         let claims = claims?;
+        if let Some(step) = &self.cfg.step_up {
+            // RFC 9470 §3: a token from a login short of StepUp gets the challenge naming it.
+            let (acr, auth_time) = login_facts(&claims);
+            if step.check(acr.as_deref(), auth_time, now).is_err() {
+                return Err(Error::StepUpRequired(step.challenge()));
+            }
+        }
         if authz::authorized(&self.cfg.assert_claims, &claims) {
             decision!(self.cfg.log_level, DEBUG, middleware = %self.cfg.name, bearer = true, "allowed");
             return Ok((

@@ -20,6 +20,7 @@ use crate::logging::decision;
 use crate::metrics::Outcome;
 use crate::oidc::{AuthorizeParams, Exchange};
 use crate::reply::Reply;
+use crate::session::step_up::login_facts;
 use crate::session::{Flow, RequestCookies, Session, random_token};
 
 /// How a login starts: what the authorization request asks and what its flow remembers.
@@ -117,7 +118,9 @@ impl Middleware {
             resources: self.cfg.requested_resources.clone(),
             challenge: challenge.then(|| self.cfg.name.clone()),
             silent,
+            step_up: self.step_up_flow(),
         };
+        let acr_values = flow.step_up.as_ref().and_then(|f| f.ask.acr_param());
         let set = self.scope.codec().start_flow(&flow, cookies, now)?;
         let url = self.provider.authorize_url(
             &d,
@@ -130,6 +133,8 @@ impl Middleware {
                 prompt,
                 extra: &self.cfg.authorization_params,
                 resources: &self.cfg.requested_resources,
+                acr_values: acr_values.as_deref(),
+                max_age: self.cfg.step_up.as_ref().and_then(|s| s.max_age),
             },
         );
         decision!(self.cfg.log_level, DEBUG, middleware = %self.cfg.name, host = %fwd.host, path = %fwd.path, challenge, silent, "redirect to login");
@@ -220,6 +225,9 @@ impl Middleware {
             )
             .await?;
         let mut verified = verified;
+        // From the verified ID token, before UserInfo is merged: acr and auth_time describe the
+        // authentication, and only the ID token vouches for them (OIDC Core §2).
+        let (acr, auth_time) = login_facts(&verified.claims);
         if self.cfg.provider.use_claims_from_userinfo {
             // Fetched once here and kept in the session, not on every request.
             if let Some(d) = self.provider.current() {
@@ -251,6 +259,16 @@ impl Middleware {
             .get("sid")
             .and_then(Value::as_str)
             .map(str::to_string);
+        // A step-up flow judges what came back by what it asked (whichever middleware of the
+        // scope receives the callback): short of it, the asking middleware answers 403 from now
+        // on instead of sending the browser around again. A new login starts unmarked.
+        let mut step_up_failed = std::collections::BTreeSet::new();
+        if let Some(f) = &flow.step_up
+            && let Err(unmet) = f.ask.check(acr.as_deref(), auth_time, now)
+        {
+            decision!(self.cfg.log_level, INFO, middleware = %self.cfg.name, sub = %sub, asked_by = %f.middleware, reason = ?unmet, acr = ?acr, "step-up login came back without what was asked");
+            step_up_failed.insert(f.middleware.clone());
+        }
         let keep = self.scope.keep();
         let claims = keep.claims(verified.claims);
         let session = Session {
@@ -266,6 +284,9 @@ impl Middleware {
             challenged,
             rendered: Default::default(),
             sealed_by_previous: false,
+            acr,
+            auth_time,
+            step_up_failed,
         };
         // Every session chunk is written afresh, so a cookie planted before login is replaced
         // (no session fixation).

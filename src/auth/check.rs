@@ -12,6 +12,7 @@ use crate::forwarded::Forwarded;
 use crate::logging::decision;
 use crate::metrics::Outcome;
 use crate::reply::Reply;
+use crate::session::step_up::login_facts;
 use crate::session::store::SESSION_ENDED;
 use crate::session::{RequestCookies, Session, Verdict};
 use crate::template::Pass;
@@ -117,6 +118,11 @@ impl Middleware {
             .await
             .map_err(|e| e.to_string())?;
         let lifetime = old.exp.saturating_sub(old.iat).max(1);
+        // A refreshed ID token without acr / auth_time keeps the login's: a refresh is no new
+        // authentication (OIDC Core §12.2: auth_time stays that of the original one).
+        let (acr, auth_time) = r.claims.as_ref().map(login_facts).unwrap_or_default();
+        let acr = acr.or(old.acr);
+        let auth_time = auth_time.or(old.auth_time);
         let mut claims = match r.claims {
             Some(c) => c,
             None => old.claims,
@@ -154,6 +160,9 @@ impl Middleware {
             challenged: old.challenged,
             rendered: Default::default(),
             sealed_by_previous: false,
+            acr,
+            auth_time,
+            step_up_failed: old.step_up_failed,
         })
     }
 
@@ -175,6 +184,12 @@ impl Middleware {
         }
         match session {
             Some(s) if self.authorized(&s) => {
+                // Off (no StepUp): one `None` test, nothing else on the hot path.
+                if let Some(step) = &self.cfg.step_up
+                    && let Err(unmet) = step.check(s.acr.as_deref(), s.auth_time, now)
+                {
+                    return self.step_up(fwd, cookies, nav, now, &s, (step, unmet));
+                }
                 decision!(self.cfg.log_level, DEBUG, middleware = %self.cfg.name, sub = %s.sub, path = %fwd.path, "allowed");
                 Ok((self.pass_session(cookies, &s)?, Outcome::Allowed))
             }

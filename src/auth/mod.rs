@@ -10,7 +10,8 @@
 //! - `check`: the hot path (session, refresh, the decision);
 //! - `callback`: starting a login and finishing it (decided at the callback);
 //! - `bearer`: API clients with a token; `logout`: RP-initiated logout;
-//! - `backchannel`: Back-Channel Logout 1.0 (the IdP ends sessions).
+//! - `backchannel`: Back-Channel Logout 1.0 (the IdP ends sessions);
+//! - `step_up`: `StepUp`, a middleware asking more of the login than its scope did.
 //!
 //! Decision lines go through [`crate::logging::decision!`], so a middleware's own `LogLevel`
 //! applies to them.
@@ -43,6 +44,7 @@ mod check;
 mod logout;
 mod settings;
 mod silent;
+mod step_up;
 
 /// One configured middleware, ready to answer requests.
 pub struct Middleware {

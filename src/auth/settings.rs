@@ -104,4 +104,7 @@ pub struct MiddlewareConfig {
     /// `PreviousSecrets`: secrets that open sessions sealed before a rotation, never seal
     /// (see [`crate::session::rotation`]).
     pub previous_secrets: Vec<Secret>,
+    /// `StepUp`: the login this middleware requires beyond the scope's (`acr`, `auth_time`);
+    /// `None` costs nothing on the hot path (see [`crate::session::step_up`]).
+    pub step_up: Option<crate::session::step_up::StepUp>,
 }

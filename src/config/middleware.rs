@@ -15,6 +15,7 @@ use super::{
 use crate::authz::ClaimAssertion;
 use crate::pages::{ErrorPage, PageTemplate};
 use crate::rules::Rule;
+use crate::session::step_up::{StepUp, valid_acr_value};
 use crate::template::{HeaderRule, IncludeWhen, Template};
 
 /// traefik-oidc-auth's published default `Secret`. Anyone can read it, so it protects nothing.
@@ -98,6 +99,7 @@ pub(super) const MIDDLEWARE_KEYS: &[&str] = &[
     "SessionStorageType",
     "SilentLogin",
     "PreviousSecrets",
+    "StepUp",
 ];
 
 /// traefik-oidc-auth keys that a later version of the sidecar implements: they warn, not fail.
@@ -115,6 +117,7 @@ pub(super) const HEADER_LATER: &[&str] = &[];
 pub(super) const NAMED_KEYS: &[&str] = &["Name"];
 pub(super) const ERROR_PAGES_KEYS: &[&str] = &["Unauthenticated", "Unauthorized"];
 pub(super) const ERROR_PAGE_KEYS: &[&str] = &["FilePath", "RedirectTo"];
+pub(super) const STEP_UP_KEYS: &[&str] = &["AcrValues", "MaxAge"];
 
 /// Cookie names are RFC 6265 tokens; we allow a safe subset.
 pub(super) fn valid_cookie_prefix(p: &str) -> bool {
@@ -322,6 +325,10 @@ pub(super) fn parse_middleware(
     };
     let session_storage = super::redis::parse_storage(&mut obj, cx);
     let silent_login = parse_silent_login(&mut obj, unauthenticated_behavior, cx);
+    let step_up = match obj.get("StepUp") {
+        Some((p, v)) => parse_step_up(v, &p, cx),
+        None => None,
+    };
     obj.finish(MIDDLEWARE_KEYS, MIDDLEWARE_LATER, cx);
 
     if cx.problems.len() != before {
@@ -358,6 +365,47 @@ pub(super) fn parse_middleware(
         session_storage,
         silent_login,
         previous_secrets,
+        step_up,
+    })
+}
+
+/// `StepUp: { AcrValues, MaxAge }`: at least one part. `acr` values travel space-separated in
+/// `acr_values` (OIDC Core §3.1.2.1) and quoted in an RFC 9470 challenge, so each is visible
+/// ASCII without space, quote or backslash.
+pub(super) fn parse_step_up(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<StepUp> {
+    let mut obj = Obj::new(v, path, cx)?;
+    let acr_values = match obj.get("AcrValues") {
+        Some((p, v)) => {
+            let list = cx.string_list(v, &p).unwrap_or_default();
+            for (i, a) in list.iter().enumerate() {
+                if !valid_acr_value(a) {
+                    cx.problem(
+                        &format!("{p}[{i}]"),
+                        "an acr value is visible ASCII without spaces, quotes or backslashes",
+                    );
+                }
+            }
+            list
+        }
+        None => Vec::new(),
+    };
+    let max_age = match obj.get("MaxAge") {
+        Some((p, v)) => {
+            let second = std::time::Duration::from_secs(1);
+            // A year at most: beyond that, MaxAge is a typo, not a policy.
+            super::root::duration_in(v, &p, second, 366 * 24 * 3600 * second, cx)
+                .map(|d| d.as_secs())
+        }
+        None => None,
+    };
+    obj.finish(STEP_UP_KEYS, &[], cx);
+    if acr_values.is_empty() && max_age.is_none() {
+        cx.problem(path, "give AcrValues, MaxAge or both");
+        return None;
+    }
+    Some(StepUp {
+        acr_values,
+        max_age,
     })
 }
 

@@ -190,5 +190,6 @@ pub fn reference_keys() -> Vec<(&'static str, Vec<&'static str>)> {
         ("ErrorPages", m::ERROR_PAGES_KEYS.to_vec()),
         ("ErrorPages.Unauthenticated", m::ERROR_PAGE_KEYS.to_vec()),
         ("ErrorPages.Unauthorized", m::ERROR_PAGE_KEYS.to_vec()),
+        ("StepUp", m::STEP_UP_KEYS.to_vec()),
     ]
 }

@@ -626,3 +626,49 @@ fn silent_login_needs_forward() {
         .is_err()
     );
 }
+
+#[test]
+fn step_up_parses_and_refuses_what_cannot_be_sent() {
+    let with = |block: &str| parse_with(&format!("{}    StepUp:\n{block}", minimal()), &[], &[]);
+    let cfg =
+        with("      acrvalues: [gold, \"urn:mace:incommon:iap:silver\"]\n      MaxAge: 15m\n")
+            .map_err(|e| format!("{e:?}"))
+            .unwrap()
+            .config;
+    let s = cfg.middlewares["default"].step_up.clone().unwrap();
+    assert_eq!(s.acr_values, ["gold", "urn:mace:incommon:iap:silver"]);
+    assert_eq!(s.max_age, Some(900));
+    let only_age = with("      MaxAge: 300\n")
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+    let s = only_age.config.middlewares["default"]
+        .step_up
+        .clone()
+        .unwrap();
+    assert!(s.acr_values.is_empty() && s.max_age == Some(300));
+    // Off by default.
+    let off = parse_with(&minimal(), &[], &[]).unwrap().config;
+    assert!(off.middlewares["default"].step_up.is_none());
+    for (block, path) in [
+        ("      {}\n", "middlewares.default.StepUp"),
+        (
+            "      AcrValues: [\"a b\"]\n",
+            "middlewares.default.StepUp.AcrValues[0]",
+        ),
+        (
+            "      AcrValues: ['x\"y']\n",
+            "middlewares.default.StepUp.AcrValues[0]",
+        ),
+        ("      MaxAge: 0s\n", "middlewares.default.StepUp.MaxAge"),
+        ("      MaxAge: soon\n", "middlewares.default.StepUp.MaxAge"),
+        ("      Level: 2\n", "middlewares.default.StepUp.Level"),
+    ] {
+        let problems = with(block)
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {block}"));
+        assert!(
+            problems.iter().any(|p| p.path == path),
+            "{block}: {problems:?}"
+        );
+    }
+}

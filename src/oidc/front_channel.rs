@@ -27,10 +27,24 @@ impl Provider {
                 q.append_pair("resource", r);
             }
             for (k, v) in p.extra {
-                // An explicit prompt (LoginUri?prompt=) wins over the configured one.
-                if !(k == "prompt" && p.prompt.is_some()) {
+                // An explicit prompt (LoginUri?prompt=) wins over the configured one, and a
+                // step-up's acr_values / max_age over configured ones (a parameter appears once).
+                let replaced = match k.as_str() {
+                    "prompt" => p.prompt.is_some(),
+                    "acr_values" => p.acr_values.is_some(),
+                    "max_age" => p.max_age.is_some(),
+                    _ => false,
+                };
+                if !replaced {
                     q.append_pair(k, v);
                 }
+            }
+            // OIDC Core §3.1.2.1: acr_values space-separated, max_age in seconds.
+            if let Some(a) = p.acr_values {
+                q.append_pair("acr_values", a);
+            }
+            if let Some(m) = p.max_age {
+                q.append_pair("max_age", &m.to_string());
             }
             if let Some(prompt) = p.prompt {
                 q.append_pair("prompt", prompt);
@@ -77,6 +91,10 @@ pub struct AuthorizeParams<'a> {
     pub extra: &'a [(String, String)],
     /// RFC 8707 resource indicators.
     pub resources: &'a [String],
+    /// `acr_values` of a step-up (space-separated), replacing a configured one.
+    pub acr_values: Option<&'a str>,
+    /// `max_age` of a step-up, in seconds, replacing a configured one.
+    pub max_age: Option<u64>,
 }
 
 /// RFC 7636 §4.2: BASE64URL(SHA256(verifier)).

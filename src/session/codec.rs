@@ -590,6 +590,9 @@ pub(crate) mod tests {
             challenged: Default::default(),
             rendered: Default::default(),
             sealed_by_previous: false,
+            acr: None,
+            auth_time: None,
+            step_up_failed: Default::default(),
         }
     }
 

@@ -135,6 +135,7 @@ mod tests {
             resources: Vec::new(),
             challenge: None,
             silent: false,
+            step_up: None,
         }
     }
 

@@ -39,6 +39,7 @@ pub mod redis;
 pub mod rotation;
 pub mod scope;
 pub mod silent;
+pub mod step_up;
 pub mod store;
 pub mod verdict;
 
@@ -141,6 +142,18 @@ pub struct Session {
     /// answer re-seals it under the current one (see [`Scope::reseal`]). Never stored.
     #[serde(skip)]
     pub sealed_by_previous: bool,
+    /// The ID token's `acr` at login, kept whatever the scope's `Keep` says: a middleware with
+    /// `StepUp` judges it (see [`step_up`]). A refreshed ID token without it keeps the login's.
+    #[serde(default, rename = "acr", skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// The ID token's `auth_time` at login (when the user last authenticated at the IdP), kept
+    /// like `acr`: `StepUp.MaxAge` judges it. OIDC Core §12.2: a refresh does not change it.
+    #[serde(default, rename = "at", skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<u64>,
+    /// Middlewares whose step-up this login answered without what they asked: they answer 403
+    /// instead of sending the browser to the IdP again (no loop). Not carried to a new login.
+    #[serde(default, rename = "sf", skip_serializing_if = "BTreeSet::is_empty")]
+    pub step_up_failed: BTreeSet<String>,
 }
 
 impl fmt::Debug for Session {
@@ -152,6 +165,9 @@ impl fmt::Debug for Session {
             .field("exp", &self.exp)
             .field("verdicts", &self.verdicts)
             .field("challenged", &self.challenged)
+            .field("acr", &self.acr)
+            .field("auth_time", &self.auth_time)
+            .field("step_up_failed", &self.step_up_failed)
             .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
             .field(
                 "refresh_token",
@@ -190,6 +206,10 @@ pub struct Flow {
     /// back on the page anonymously instead of on an error page (see `auth::silent`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub silent: bool,
+    /// The step-up this flow was started for, if any: the callback marks the session when the
+    /// login came back without it (see [`step_up`]).
+    #[serde(default, rename = "su", skip_serializing_if = "Option::is_none")]
+    pub step_up: Option<step_up::StepUpFlow>,
 }
 
 impl fmt::Debug for Flow {
@@ -199,6 +219,7 @@ impl fmt::Debug for Flow {
             .field("created", &self.created)
             .field("challenge", &self.challenge)
             .field("silent", &self.silent)
+            .field("step_up", &self.step_up)
             .finish_non_exhaustive()
     }
 }
@@ -278,6 +299,9 @@ mod tests {
             challenged: BTreeSet::new(),
             rendered: Default::default(),
             sealed_by_previous: false,
+            acr: None,
+            auth_time: None,
+            step_up_failed: BTreeSet::new(),
         };
         let d = format!("{s:?}");
         assert!(
@@ -294,6 +318,7 @@ mod tests {
             resources: Vec::new(),
             challenge: None,
             silent: false,
+            step_up: None,
         };
         let d = format!("{f:?}");
         assert!(

@@ -275,6 +275,7 @@ mod tests {
             resources: Vec::new(),
             challenge: None,
             silent: false,
+            step_up: None,
         };
         let set = old
             .codec()

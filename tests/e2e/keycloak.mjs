@@ -33,6 +33,7 @@ import { Keycloak, REALM, makeClientKey } from './keycloak-server.mjs';
 import { WALK_HOST, walkConfigs, walkStaticConfig } from './readme-walk.mjs';
 import { SILENT_REDIRECT_URIS, silentChecks } from './keycloak-silent.mjs';
 import { rotationChecks, rotationOrigin } from './keycloak-rotation.mjs';
+import { stepUpChecks } from './keycloak-stepup.mjs';
 import { DOORS, DOOR_LABEL, SIDECARS, SITES, SHORT_TOKEN_LIFESPAN_S, REFRESH_COOKIE_PREFIX, redirectUris, routerNames, sidecarConfigs, siteUrl, traefikDynamic } from './keycloak-config.mjs';
 
 const started = Date.now();
@@ -529,6 +530,7 @@ async function main() {
 
     // ----- Issue 10 behaviour. -----
     await issueTenChecks({ kc, url, as, opts, sidecarOk });
+    await stepUpChecks({ kc, stack, browser, check, sidecarBin, password: PASSWORD, whoamiPort: stack.ports.whoami, artifacts: ARTIFACTS });
   } finally {
     clearTimeout(watchdog);
     await cleanup();

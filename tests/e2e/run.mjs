@@ -25,6 +25,7 @@ import crypto from 'node:crypto';
 import { chromium } from 'playwright-core';
 import { ROOT, Stack, sleep, validateExampleConfig } from './stack.mjs';
 import { createReporter, assert, parseWhoami, headerValues, cookieNames, looksLikeWhoami, pageText, gotoStatus, summarize } from './harness.mjs';
+import { stepUpOpChecks } from './stepup-op.mjs';
 
 const started = Date.now();
 const ARTIFACTS = path.resolve(process.env.E2E_ARTIFACTS || path.join(ROOT, 'tests', 'e2e', 'artifacts'));
@@ -354,6 +355,8 @@ async function main() {
       }, { page: () => page });
       await ctx.close();
     }
+
+    await stepUpOpChecks({ browser, check, artifacts: ARTIFACTS });
 
     // ----- The sidecar goes away: both doors fail closed. -----
     await check('sidecar stopped', async () => {

@@ -24,19 +24,45 @@
 // the public halves of the test-only keys in tests/fixtures/test-keys (RSA, kid `test-rsa`;
 // P-256, kid `test-ec`). Same redirect URIs as the first client.
 //
+// Step-up: the OP knows the acr values `pwd` and `mfa` (ACR_VALUES). A login records the acr its
+// form POST names in an extra `acr` field (the test client adds it; the built-in form has none,
+// so a browser login records no acr). A request whose `acr_values` the session's acr is not among
+// asks for a login again (a real IdP's step-up), once per interaction: what the user submits
+// then is what the ID token says, enough or not (the library puts acr in an ID token only when
+// the authorization request asked acr_values). `max_age` and `prompt=login` work as the
+// library implements them (auth_time is in the ID token whenever max_age was asked).
+//
 // Users: the built-in development login form accepts any login; the password must equal the login
 // name's entry in USERS (demo/demo, alice/alice, bob/bob) so the demo shows real credentials.
 // Claims come from USERS, so tests can assert on groups and names.
 import http from 'node:http';
 import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import Provider, { errors } from 'oidc-provider';
+import Provider, { errors, interactionPolicy } from 'oidc-provider';
 
 const USERS = {
   demo: { password: 'demo', name: 'Demo User', email: 'demo@example.test', groups: ['users'] },
   alice: { password: 'alice', name: 'Alice Admin', email: 'alice@example.test', groups: ['admins', 'users'] },
   bob: { password: 'bob', name: 'Bob Guest', email: 'bob@example.test', groups: ['guests'] },
 };
+
+const ACR_VALUES = ['pwd', 'mfa'];
+
+// The default interaction policy plus one check on the login prompt: voluntary acr_values
+// (OIDC Core §3.1.2.1) of this OP's the session's acr is not among ask for a new login, unless this
+// interaction already has one (then the IdP answers with what it got, as real ones do).
+const policy = interactionPolicy.base();
+policy.get('login').checks.add(new interactionPolicy.Check(
+  'acr_step_up',
+  'a stronger authentication is requested',
+  (ctx) => {
+    const { oidc } = ctx;
+    // Only values this OP knows: an unknown one (another test's `urn:test:loa:1`) is ignored.
+    const asked = (oidc.params.acr_values || '').split(' ').filter((v) => ACR_VALUES.includes(v));
+    if (!asked.length || oidc.result?.login || !oidc.session.accountId) return interactionPolicy.Check.NO_NEED_TO_PROMPT;
+    return asked.includes(oidc.session.acr) ? interactionPolicy.Check.NO_NEED_TO_PROMPT : interactionPolicy.Check.REQUEST_PROMPT;
+  },
+));
 
 const list = (v) => (v || '').split(',').map((s) => s.trim()).filter(Boolean);
 const ttl = Number(process.env.OP_ID_TOKEN_TTL || 3600);
@@ -75,6 +101,8 @@ server.listen(Number(process.env.OP_PORT || 0), '127.0.0.1', () => {
       jwks: { keys: [testJwk('rsa-pkcs8.pem', 'test-rsa'), testJwk('ec-p256-pkcs8.pem', 'test-ec')] },
     }],
     pkce: { required: () => true },
+    acrValues: ACR_VALUES,
+    interactions: { policy },
     // The provider's outgoing requests refuse loopback addresses (SSRF protection); the
     // back-channel test's receiver is on 127.0.0.1, so only with OP_BACKCHANNEL_LOGOUT_URI set
     // is that guard dropped (this OP listens on loopback only and serves tests).
@@ -167,6 +195,20 @@ server.listen(Number(process.env.OP_PORT || 0), '127.0.0.1', () => {
           ctx.status = 401;
           ctx.type = 'html';
           ctx.body = '<!DOCTYPE html><title>Login failed</title><p>Invalid login or password.</p>';
+          return;
+        }
+        // A login naming its acr (step-up tests): finished here with that acr in the result.
+        if (body.acr !== undefined) {
+          if (!ACR_VALUES.includes(body.acr)) {
+            ctx.status = 400;
+            ctx.type = 'html';
+            ctx.body = '<!DOCTYPE html><title>Bad acr</title><p>Unknown acr.</p>';
+            return;
+          }
+          await provider.interactionFinished(ctx.req, ctx.res, {
+            login: { accountId: body.login, acr: body.acr },
+          }, { mergeWithLastSubmission: false });
+          ctx.respond = false;
           return;
         }
       }
