@@ -380,7 +380,8 @@ pub fn scope_groups(cfg: &Config) -> Vec<(ScopeKey, Vec<&MiddlewareConfig>)> {
 ///   `Secret`, `Provider.Url` or `ClientId`: in one browser each overwrites the other's session,
 ///   so users bounce between logins;
 /// - middlewares of one scope whose other `SessionCookie` attributes differ: the scope writes
-///   its cookies with the first middleware's.
+///   its cookies with the first middleware's; or whose `SessionCookie.IdleTimeout`s differ: the
+///   shortest applies to all of them.
 pub fn scope_warnings(cfg: &Config) -> Vec<String> {
     let groups = scope_groups(cfg);
     let names = |ms: &[&MiddlewareConfig]| {
@@ -416,6 +417,7 @@ pub fn scope_warnings(cfg: &Config) -> Vec<String> {
                 }
             }
         }
+        out.extend(auth::idle_disagreement(am));
     }
     out
 }

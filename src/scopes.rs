@@ -14,7 +14,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::auth::{MiddlewareConfig, keep_of, scope_key, scope_of};
+use crate::auth::{MiddlewareConfig, idle_timeouts, keep_of, scope_key, scope_of};
 use crate::session::{Judge, Keep, Scope, ScopeKey, SessionCookieConfig};
 
 /// Beyond this many scopes, scopes left without members are forgotten (bounds the memory a
@@ -87,6 +87,7 @@ impl ScopeRegistry {
                 members.iter().filter_map(|m| judge_of(m)).collect(),
                 members.iter().map(|m| m.name.clone()).collect(),
             );
+            s.scope.idle_policy().reset(idle_timeouts(members));
             return Some(s.scope.clone());
         }
         let mut fresh = scope_of(members)?;
@@ -122,6 +123,9 @@ impl ScopeRegistry {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = slots.iter().find(|s| s.key == key) {
             s.scope.join(&cfg.name, &keep_of(cfg), judge_of(cfg));
+            s.scope
+                .idle_policy()
+                .join(&cfg.name, cfg.session_cookie.idle_timeout);
             return Some(s.scope.clone());
         }
         let scope = Arc::new((self.finish)(scope_of(&[cfg])?, &key));

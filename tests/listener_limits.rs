@@ -83,6 +83,7 @@ fn largest_legitimate_request(s: &Running, app_cookie_bytes: usize) -> (Vec<u8>,
             refresh_token: Some(noise(900, 11)),
             challenged: Default::default(),
             rendered: Default::default(),
+            active: None,
         }
     };
     let n = largest(MAX_CHUNKS * CHUNK_SIZE * 2, |n| {

@@ -71,7 +71,8 @@ func buildBlockKeys() map[string]blockKey {
 		"CABundle", "TokenValidation", "UseClaimsFromUserInfo",
 		"ClientJwtPrivateKey", "ClientJwtPrivateKeyId")
 	add("provider", shapeDecimal, "TokenRenewalThreshold")
-	add("sessioncookie", shapeScalar, "Path", "Domain", "Secure", "HttpOnly", "SameSite", "MaxAge")
+	add("sessioncookie", shapeScalar, "Path", "Domain", "Secure", "HttpOnly", "SameSite", "MaxAge",
+		"IdleTimeout")
 	add("authorization", shapeScalar, "CheckOnEveryRequest")
 	add("authorization", shapeObjList, "AssertClaims")
 	add("authorization.assertclaims[]", shapeScalar, "Name")

@@ -201,6 +201,7 @@ impl Middleware {
             access_token: keep.access_token.then_some(verified.access_token),
             challenged,
             rendered: Default::default(),
+            active: None,
         };
         // Every session chunk is written afresh, so a cookie planted before login is replaced
         // (no session fixation).

@@ -478,6 +478,7 @@ pub(crate) mod tests {
             http_only: true,
             same_site: SameSite::Lax,
             max_age: 0,
+            idle_timeout: None,
         }
     }
 
@@ -530,6 +531,7 @@ pub(crate) mod tests {
             verdicts: [("m".to_string(), crate::session::Verdict::new(true, [1; 6]))].into(),
             challenged: Default::default(),
             rendered: Default::default(),
+            active: None,
         }
     }
 

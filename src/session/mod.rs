@@ -9,6 +9,7 @@
 //! - [`codec`]: sealing (AES-256-GCM, key bound to the scope), chunking and naming of cookies;
 //! - [`ended`]: sessions ended by back-channel logout (cookie mode's in-memory list);
 //! - [`flow`]: the per-`state` login-flow cookies (login CSRF, OIDC Core §3.1.2.1);
+//! - [`idle`]: `SessionCookie.IdleTimeout`, the last-activity stamp and when it moves;
 //! - [`scope`]: the [`Scope`], the store seam (load/save/refresh/end) the middlewares share,
 //!   with its remembered-session cache and its refresh single-flight;
 //! - [`verdict`]: a login-time verdict and the fingerprint of the rules that made it;
@@ -32,6 +33,7 @@ use serde_json::{Map, Value};
 pub mod codec;
 pub mod ended;
 pub mod flow;
+pub mod idle;
 pub mod memo;
 pub mod redis;
 pub mod scope;
@@ -91,6 +93,9 @@ pub struct SessionCookieConfig {
     pub same_site: SameSite,
     /// Cookie `Max-Age` in seconds; 0 = a browser-session cookie.
     pub max_age: i64,
+    /// `SessionCookie.IdleTimeout` in seconds: a session unused this long ends (see [`idle`]).
+    /// `None` (the default): sessions end only when their tokens do.
+    pub idle_timeout: Option<u64>,
 }
 
 /// What a session cookie holds.
@@ -133,6 +138,11 @@ pub struct Session {
     /// compared; see [`memo`]).
     #[serde(skip)]
     pub rendered: memo::HeaderMemo,
+    /// The last-activity stamp (unix time) when the scope has an idle timeout: moved at most
+    /// once per [`idle::interval`], so most requests rewrite nothing. Absent (no idle timeout,
+    /// or a session sealed before stamps existed): the idle clock runs from `iat`.
+    #[serde(default, rename = "la", skip_serializing_if = "Option::is_none")]
+    pub active: Option<u64>,
 }
 
 impl fmt::Debug for Session {
@@ -144,6 +154,7 @@ impl fmt::Debug for Session {
             .field("exp", &self.exp)
             .field("verdicts", &self.verdicts)
             .field("challenged", &self.challenged)
+            .field("active", &self.active)
             .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
             .field(
                 "refresh_token",
@@ -264,6 +275,7 @@ mod tests {
             verdicts: BTreeMap::new(),
             challenged: BTreeSet::new(),
             rendered: Default::default(),
+            active: None,
         };
         let d = format!("{s:?}");
         assert!(
