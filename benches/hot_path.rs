@@ -717,7 +717,8 @@ fn bench_decision(c: &mut Criterion) {
     // `SessionCookie.IdleTimeout` on, stamp fresh (the common case: nothing is written), to
     // compare with `alice+refresh_token` (off).
     let idle_cfg = middleware_config_with("    SessionCookie:\n      IdleTimeout: 30m\n");
-    let idle_scope = std::sync::Arc::new(codec(&idle_cfg));
+    let idle_scope =
+        std::sync::Arc::new(traefik_oidc_sidecar::auth::scope_of(&[&idle_cfg]).expect("scope"));
     let idle_mw = Middleware::new(idle_cfg, idle_scope.clone()).expect("middleware");
     let (_, alice) = &cases[0];
     let set = idle_scope

@@ -311,4 +311,29 @@ mod tests {
         r.join(&other).unwrap();
         assert_eq!(made.load(Ordering::Relaxed), 2);
     }
+
+    #[test]
+    fn the_idle_timeout_follows_members_that_join_leave_and_reload() {
+        let c = cfgs("");
+        let r = ScopeRegistry::default();
+        let mut a = c[0].clone();
+        a.session_cookie.idle_timeout = Some(600);
+        let scope = r.set(&[&a, &c[1]]).unwrap();
+        assert_eq!(scope.idle_timeout(), Some(600));
+        // An inline block of the same key with a shorter one: it applies while it is a member.
+        let mut inline = c[1].clone();
+        inline.name = "inline".into();
+        inline.session_cookie.idle_timeout = Some(60);
+        assert!(Arc::ptr_eq(&scope, &r.join(&inline).unwrap()));
+        assert_eq!(scope.idle_timeout(), Some(60));
+        r.leave(&inline);
+        assert_eq!(scope.idle_timeout(), Some(600));
+        // A reload where only the second member changes keeps the scope and its new timeouts.
+        let mut b = c[1].clone();
+        b.session_cookie.idle_timeout = Some(300);
+        assert!(Arc::ptr_eq(&scope, &r.set(&[&a, &b]).unwrap()));
+        assert_eq!(scope.idle_timeout(), Some(300));
+        // And one that drops every timeout turns it off.
+        assert_eq!(r.set(&[&c[0], &c[1]]).unwrap().idle_timeout(), None);
+    }
 }
