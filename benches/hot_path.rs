@@ -13,6 +13,8 @@
 //!   HTTP layer's extraction and its response mapping); `rotating/…`: the same with
 //!   `PreviousSecrets`, for a cookie of the current `Secret` and one of a previous secret (opened
 //!   after one failed tag check, re-sealed on the answer);
+//!   HTTP layer's extraction and its response mapping); `…/idle_timeout_on_stamp_fresh` is the
+//!   same with `SessionCookie.IdleTimeout` on and a fresh last-activity stamp;
 //! - `telemetry`: what `handle` adds for observability with tracing off: one latency histogram
 //!   observation, and the same with the two clock reads and the tracing branch around it.
 //!
@@ -800,6 +802,36 @@ fn bench_decision(c: &mut Criterion) {
             b.iter(|| {
                 let fwd = forwarded::parse(peer, &trusted, black_box(&headers)).expect("forwarded");
                 ready(strict.handle(&fwd, &headers, NOW + 1))
+            })
+        },
+    );
+    // `SessionCookie.IdleTimeout` on, stamp fresh (the common case: nothing is written), to
+    // compare with `alice+refresh_token` (off).
+    let idle_cfg = middleware_config_with("    SessionCookie:\n      IdleTimeout: 30m\n");
+    let idle_scope =
+        std::sync::Arc::new(traefik_oidc_sidecar::auth::scope_of(&[&idle_cfg]).expect("scope"));
+    let idle_mw = Middleware::new(idle_cfg, idle_scope.clone()).expect("middleware");
+    let (_, alice) = &cases[0];
+    let set = idle_scope
+        .write_session(alice, &RequestCookies::default(), NOW)
+        .expect("write");
+    let headers = traefik_headers(Some(&cookie_header(&set)));
+    let fwd = forwarded::parse(peer, &trusted, &headers).expect("forwarded");
+    let reply = ready(idle_mw.handle(&fwd, &headers, NOW + 1));
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(
+        !reply
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("set-cookie")),
+        "a fresh stamp writes nothing"
+    );
+    g.bench_function(
+        BenchmarkId::new("alice+refresh_token", "idle_timeout_on_stamp_fresh"),
+        |b| {
+            b.iter(|| {
+                let fwd = forwarded::parse(peer, &trusted, black_box(&headers)).expect("forwarded");
+                ready(idle_mw.handle(&fwd, &headers, NOW + 1))
             })
         },
     );

@@ -46,6 +46,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 node tests/e2e/run.mjs
+node tests/e2e/idle.mjs
 # Inline traefik-oidc-auth blocks (issue 12): Traefik's decoding of every README/examples block,
 # then login, restart and logout with the sidecar's empty middlewares:.
 node tests/e2e/inline.mjs

@@ -388,7 +388,8 @@ pub fn scope_groups(cfg: &Config) -> Vec<(ScopeKey, Vec<&MiddlewareConfig>)> {
 ///   `Secret`, `Provider.Url` or `ClientId`: in one browser each overwrites the other's session,
 ///   so users bounce between logins;
 /// - middlewares of one scope whose other `SessionCookie` attributes differ: the scope writes
-///   its cookies with the first middleware's.
+///   its cookies with the first middleware's; or whose `SessionCookie.IdleTimeout`s differ: the
+///   shortest applies to all of them.
 pub fn scope_warnings(cfg: &Config) -> Vec<String> {
     let groups = scope_groups(cfg);
     let names = |ms: &[&MiddlewareConfig]| {
@@ -424,6 +425,7 @@ pub fn scope_warnings(cfg: &Config) -> Vec<String> {
                 }
             }
         }
+        out.extend(auth::idle_disagreement(am));
     }
     out
 }
@@ -586,5 +588,34 @@ mod tests {
             "{w:#?}"
         );
         assert!(scope_warnings(&config(&[("a", "app", ""), ("b", "app", "")])).is_empty());
+    }
+
+    #[test]
+    fn members_that_disagree_on_idle_timeout_get_the_shortest_and_a_warning() {
+        let idle = |t: &str| format!("    SessionCookie:\n      IdleTimeout: {t}\n");
+        let cfg = config(&[
+            ("a", "app", &idle("30m")),
+            ("b", "app", ""),
+            ("c", "app", &idle("10m")),
+            (
+                "d",
+                "other",
+                &format!("    CookieNamePrefix: D\n{}", idle("1h")),
+            ),
+        ]);
+        let w = scope_warnings(&cfg);
+        assert_eq!(w.len(), 1, "{w:#?}");
+        assert!(
+            w[0].contains("[a, b, c]") && w[0].contains("the shortest, 600s"),
+            "{w:#?}"
+        );
+        let app = App::new(&cfg, Arc::new(SystemClock)).unwrap();
+        let timeout = |m: &str| app.middleware(m).unwrap().scope().idle_timeout();
+        assert_eq!(
+            timeout("b"),
+            Some(600),
+            "b has none of its own; its scope's applies"
+        );
+        assert_eq!(timeout("d"), Some(3600));
     }
 }

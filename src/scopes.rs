@@ -14,7 +14,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::auth::{MiddlewareConfig, keep_of, members_key, scope_key, scope_of};
+use crate::auth::{MiddlewareConfig, idle_timeouts, keep_of, members_key, scope_key, scope_of};
 use crate::session::{Judge, Keep, Scope, ScopeKey, SessionCookieConfig};
 
 /// Beyond this many scopes, scopes left without members are forgotten (bounds the memory a
@@ -88,6 +88,7 @@ impl ScopeRegistry {
                 members.iter().filter_map(|m| judge_of(m)).collect(),
                 members.iter().map(|m| m.name.clone()).collect(),
             );
+            s.scope.idle_policy().reset(idle_timeouts(members));
             return Some(s.scope.clone());
         }
         let mut fresh = scope_of(members)?;
@@ -130,6 +131,9 @@ impl ScopeRegistry {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = slots.iter().find(|s| s.key == key) {
             s.scope.join(&cfg.name, &keep_of(cfg), judge_of(cfg));
+            s.scope
+                .idle_policy()
+                .join(&cfg.name, cfg.session_cookie.idle_timeout);
             return Some(s.scope.clone());
         }
         let scope = Arc::new((self.finish)(scope_of(&[cfg])?, &key));
@@ -391,5 +395,30 @@ mod tests {
         other.cookie_name_prefix = "Other".into();
         r.join(&other).unwrap();
         assert_eq!(made.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn the_idle_timeout_follows_members_that_join_leave_and_reload() {
+        let c = cfgs("");
+        let r = ScopeRegistry::default();
+        let mut a = c[0].clone();
+        a.session_cookie.idle_timeout = Some(600);
+        let scope = r.set(&[&a, &c[1]]).unwrap();
+        assert_eq!(scope.idle_timeout(), Some(600));
+        // An inline block of the same key with a shorter one: it applies while it is a member.
+        let mut inline = c[1].clone();
+        inline.name = "inline".into();
+        inline.session_cookie.idle_timeout = Some(60);
+        assert!(Arc::ptr_eq(&scope, &r.join(&inline).unwrap()));
+        assert_eq!(scope.idle_timeout(), Some(60));
+        r.leave(&inline);
+        assert_eq!(scope.idle_timeout(), Some(600));
+        // A reload where only the second member changes keeps the scope and its new timeouts.
+        let mut b = c[1].clone();
+        b.session_cookie.idle_timeout = Some(300);
+        assert!(Arc::ptr_eq(&scope, &r.set(&[&a, &b]).unwrap()));
+        assert_eq!(scope.idle_timeout(), Some(300));
+        // And one that drops every timeout turns it off.
+        assert_eq!(r.set(&[&c[0], &c[1]]).unwrap().idle_timeout(), None);
     }
 }

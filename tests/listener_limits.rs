@@ -87,6 +87,7 @@ fn largest_legitimate_request(s: &Running, app_cookie_bytes: usize) -> (Vec<u8>,
             acr: None,
             auth_time: None,
             step_up_failed: Default::default(),
+            active: None,
         }
     };
     let n = largest(MAX_CHUNKS * CHUNK_SIZE * 2, |n| {

@@ -61,9 +61,9 @@ func buildBlockKeys() map[string]blockKey {
 		"UnauthorizedBehavior", "LogLevel", "BypassAuthenticationRule", "LoginUri",
 		"PostLoginRedirectUri", "SessionStorageType", "SilentLogin")
 	add("", shapeList, "Scopes", "ValidPostLogoutRedirectUris", "ValidPostLoginRedirectUris",
-		"RequestedResources")
+		"RequestedResources", "PreviousSecrets")
 	add("", shapeObject, "Provider", "SessionCookie", "Authorization", "AuthorizationHeader",
-		"AuthorizationCookie", "ErrorPages")
+		"AuthorizationCookie", "ErrorPages", "StepUp")
 	add("", shapeObjList, "Headers")
 	add("", shapeFreeMap, "AuthorizationParams")
 	add("provider", shapeScalar, "Url", "ClientId", "ClientSecret", "UsePkce", "ValidateIssuer",
@@ -71,12 +71,15 @@ func buildBlockKeys() map[string]blockKey {
 		"CABundle", "TokenValidation", "UseClaimsFromUserInfo",
 		"ClientJwtPrivateKey", "ClientJwtPrivateKeyId")
 	add("provider", shapeDecimal, "TokenRenewalThreshold")
-	add("sessioncookie", shapeScalar, "Path", "Domain", "Secure", "HttpOnly", "SameSite", "MaxAge")
+	add("sessioncookie", shapeScalar, "Path", "Domain", "Secure", "HttpOnly", "SameSite", "MaxAge",
+		"IdleTimeout")
 	add("authorization", shapeScalar, "CheckOnEveryRequest")
 	add("authorization", shapeObjList, "AssertClaims")
 	add("authorization.assertclaims[]", shapeScalar, "Name")
 	add("authorization.assertclaims[]", shapeList, "AnyOf", "AllOf")
 	add("headers[]", shapeScalar, "Name", "Value", "Values", "IncludeWhen")
+	add("stepup", shapeList, "AcrValues")
+	add("stepup", shapeScalar, "MaxAge")
 	add("authorizationheader", shapeScalar, "Name")
 	add("authorizationcookie", shapeScalar, "Name")
 	add("errorpages", shapeObject, "Unauthenticated", "Unauthorized")

@@ -211,6 +211,7 @@ mod tests {
             http_only: true,
             same_site: crate::session::SameSite::Lax,
             max_age: 0,
+            idle_timeout: None,
         };
         Arc::new(Scope::new(
             &key,

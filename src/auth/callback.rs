@@ -287,6 +287,7 @@ impl Middleware {
             acr,
             auth_time,
             step_up_failed,
+            active: None,
         };
         // Every session chunk is written afresh, so a cookie planted before login is replaced
         // (no session fixation).

@@ -12,6 +12,7 @@ use crate::forwarded::Forwarded;
 use crate::logging::decision;
 use crate::metrics::Outcome;
 use crate::reply::Reply;
+use crate::session::idle;
 use crate::session::step_up::login_facts;
 use crate::session::store::SESSION_ENDED;
 use crate::session::{RequestCookies, Session, Verdict};
@@ -39,12 +40,24 @@ impl Middleware {
             }
             Err(e) => return Err(e),
         };
+        let idle = self.scope.idle_timeout();
+        let opened = match opened {
+            // Idle too long (`SessionCookie.IdleTimeout`): ended before anything else looks at
+            // it, so it is never refreshed nor stamped again and stays ended.
+            Some(s) if idle.is_some_and(|t| idle::is_idle(&s, t, now)) => {
+                decision!(self.cfg.log_level, DEBUG, middleware = %self.cfg.name, sub = %s.sub, "session idle too long");
+                None
+            }
+            o => o,
+        };
+        let mut refreshed = false;
         let session = match opened {
             Some(s) if self.due_for_refresh(&s, now) => {
                 // Boxed: a refresh's future is large (see `Middleware::handle`).
                 match Box::pin(self.refresh(&s, cookies, now)).await {
                     Ok(new) => {
                         set_cookies = self.scope.after_refresh(&new, cookies, now)?;
+                        refreshed = true;
                         Some(Arc::new(new))
                     }
                     // The session ended while its refresh token was redeemed (Redis mode: a
@@ -63,11 +76,19 @@ impl Middleware {
             Some(s) if s.exp > now => Some(s),
             _ => None,
         };
+        // Activity: the stamp moves at most once per interval; a refresh just made needs none
+        // (its `iat` is now). Without an idle timeout this is one match on `None`.
+        let stamp = match (idle, &session) {
+            (Some(t), Some(s)) if !refreshed && idle::stamp_due(s, t, now) => Some(s.clone()),
+            _ => None,
+        };
         // A session a previous secret opened (`PreviousSecrets`) moves under the current one on
-        // this answer; a refresh already wrote it anew in cookie mode. One boolean when the scope
-        // rotates nothing.
+        // this answer; a refresh already wrote it anew in cookie mode, and so does a cookie-mode
+        // activity stamp (below), so the browser never gets two values for one cookie. One
+        // boolean when the scope rotates nothing.
         if self.scope.rotating()
             && set_cookies.is_empty()
+            && !(stamp.is_some() && self.scope.redis().is_none())
             && let Some(s) = &session
         {
             match self.scope.reseal(s, cookies, now).await {
@@ -79,6 +100,16 @@ impl Middleware {
             }
         }
         let (mut reply, outcome) = self.decide(fwd, cookies, nav, public, now, session)?;
+        if let Some(s) = stamp {
+            match Box::pin(self.scope.touch(&s, cookies, now)).await {
+                Ok(set) => set_cookies.extend(set),
+                // As for the load: a public path passes without the store, the rest fails closed.
+                Err(e) if public => {
+                    decision!(self.cfg.log_level, WARN, middleware = %self.cfg.name, error = %e, "session store unavailable; activity not recorded");
+                }
+                Err(e) => return Err(e),
+            }
+        }
         // The refreshed session travels as Set-Cookie on the answer (2xx included: the plugin
         // passes it on, forwardAuth does with addAuthCookiesToResponse).
         reply.set_cookies(set_cookies);
@@ -163,6 +194,7 @@ impl Middleware {
             acr,
             auth_time,
             step_up_failed: old.step_up_failed,
+            active: old.active,
         })
     }
 

@@ -135,13 +135,43 @@ pub fn scope_of(members: &[&MiddlewareConfig]) -> Option<Scope> {
         .filter(|m| !m.check_on_every_request && !m.assert_claims.is_empty())
         .map(|m| Judge::new(&m.name, &m.assert_claims))
         .collect();
-    Some(Scope::new(
+    let scope = Scope::new(
         &members_key(members)?,
         first.session_cookie.clone(),
         members.iter().map(|m| m.logout_uri.clone()).collect(),
         keep,
         judges,
         members.iter().map(|m| m.name.clone()).collect(),
+    );
+    scope.idle_policy().reset(idle_timeouts(members));
+    Some(scope)
+}
+
+/// Each member's `SessionCookie.IdleTimeout` (the scope applies the shortest, see
+/// [`crate::session::idle`]).
+pub fn idle_timeouts<'a>(
+    members: &'a [&MiddlewareConfig],
+) -> impl Iterator<Item = (&'a str, Option<u64>)> {
+    members
+        .iter()
+        .map(|m| (m.name.as_str(), m.session_cookie.idle_timeout))
+}
+
+/// The warning when members of one scope set different `SessionCookie.IdleTimeout`s (absent
+/// counts as a value): the shortest applies to every one of them.
+pub fn idle_disagreement(members: &[&MiddlewareConfig]) -> Option<String> {
+    let first = members.first()?.session_cookie.idle_timeout;
+    if members
+        .iter()
+        .all(|m| m.session_cookie.idle_timeout == first)
+    {
+        return None;
+    }
+    let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+    let shortest = idle_timeouts(members).filter_map(|(_, t)| t).min()?;
+    Some(format!(
+        "middlewares [{}] share one session but set different SessionCookie.IdleTimeout: the shortest, {shortest}s, applies to all of them",
+        names.join(", ")
     ))
 }
 

@@ -106,8 +106,15 @@ pub(super) const MIDDLEWARE_KEYS: &[&str] = &[
 /// Ignoring any of them only makes the middleware stricter (no bypass, no bearer tokens…).
 pub(super) const MIDDLEWARE_LATER: &[&str] = &["ErrorPages"];
 
-pub(super) const COOKIE_KEYS: &[&str] =
-    &["Path", "Domain", "Secure", "HttpOnly", "SameSite", "MaxAge"];
+pub(super) const COOKIE_KEYS: &[&str] = &[
+    "Path",
+    "Domain",
+    "Secure",
+    "HttpOnly",
+    "SameSite",
+    "MaxAge",
+    "IdleTimeout",
+];
 pub(super) const AUTHZ_KEYS: &[&str] = &["AssertClaims", "CheckOnEveryRequest"];
 pub(super) const AUTHZ_LATER: &[&str] = &[];
 pub(super) const ASSERT_KEYS: &[&str] = &["Name", "AnyOf", "AllOf"];
@@ -565,6 +572,7 @@ pub(super) fn default_cookie() -> SessionCookieConfig {
         http_only: true,
         same_site: SameSite::Lax,
         max_age: 0,
+        idle_timeout: None,
     }
 }
 
@@ -615,12 +623,27 @@ pub(super) fn parse_cookie(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<Ses
             None => {}
         }
     }
+    if let Some((p, v)) = obj.get("IdleTimeout") {
+        c.idle_timeout = idle_timeout(v, &p, cx);
+    }
     if c.same_site == SameSite::None && !c.secure {
         // Browsers drop SameSite=None cookies that are not Secure.
         cx.problem(&join(path, "SameSite"), "none requires Secure: true");
     }
     obj.finish(COOKIE_KEYS, &[], cx);
     Some(c)
+}
+
+/// `SessionCookie.IdleTimeout`: whole seconds, from one second to a year. The stamp that
+/// measures it has one-second resolution, so a fraction would promise a precision it lacks.
+fn idle_timeout(v: &Value, path: &str, cx: &mut Cx<'_>) -> Option<u64> {
+    let year = std::time::Duration::from_secs(365 * 24 * 3600);
+    let d = super::root::duration_in(v, path, std::time::Duration::from_secs(1), year, cx)?;
+    if d.subsec_millis() != 0 {
+        cx.problem(path, "must be a whole number of seconds");
+        return None;
+    }
+    Some(d.as_secs())
 }
 
 pub(super) fn parse_authorization(

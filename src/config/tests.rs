@@ -672,3 +672,36 @@ fn step_up_parses_and_refuses_what_cannot_be_sent() {
         );
     }
 }
+
+#[test]
+fn idle_timeout_is_a_duration_in_whole_seconds() {
+    let with = |v: &str| {
+        parse_with(
+            &format!("{}    SessionCookie:\n      IdleTimeout: {v}\n", minimal()),
+            &[],
+            &[],
+        )
+    };
+    let timeout = |v: &str| {
+        with(v).unwrap().config.middlewares["default"]
+            .session_cookie
+            .idle_timeout
+    };
+    let cfg = parse_with(&minimal(), &[], &[]).unwrap().config;
+    assert_eq!(
+        cfg.middlewares["default"].session_cookie.idle_timeout, None,
+        "off by default"
+    );
+    assert_eq!(timeout("30m"), Some(1800));
+    assert_eq!(timeout("900"), Some(900));
+    assert_eq!(timeout("\"1h\""), Some(3600));
+    for bad in ["0", "1500ms", "soon", "400d", "9000h"] {
+        let problems = with(bad).map(|_| ()).unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.path == "middlewares.default.SessionCookie.IdleTimeout"),
+            "{bad}: {problems:#?}"
+        );
+    }
+}

@@ -537,6 +537,7 @@ pub(crate) mod tests {
             http_only: true,
             same_site: SameSite::Lax,
             max_age: 0,
+            idle_timeout: None,
         }
     }
 
@@ -593,6 +594,7 @@ pub(crate) mod tests {
             acr: None,
             auth_time: None,
             step_up_failed: Default::default(),
+            active: None,
         }
     }
 

@@ -9,6 +9,7 @@
 //! - [`codec`]: sealing (AES-256-GCM, key bound to the scope), chunking and naming of cookies;
 //! - [`ended`]: sessions ended by back-channel logout (cookie mode's in-memory list);
 //! - [`flow`]: the per-`state` login-flow cookies (login CSRF, OIDC Core §3.1.2.1);
+//! - [`idle`]: `SessionCookie.IdleTimeout`, the last-activity stamp and when it moves;
 //! - [`scope`]: the [`Scope`], the store seam (load/save/refresh/end) the middlewares share,
 //!   with its remembered-session cache and its refresh single-flight;
 //! - [`rotation`]: `PreviousSecrets`: which scope succeeds which, and re-sealing what an old
@@ -34,6 +35,7 @@ use serde_json::{Map, Value};
 pub mod codec;
 pub mod ended;
 pub mod flow;
+pub mod idle;
 pub mod memo;
 pub mod redis;
 pub mod rotation;
@@ -96,6 +98,9 @@ pub struct SessionCookieConfig {
     pub same_site: SameSite,
     /// Cookie `Max-Age` in seconds; 0 = a browser-session cookie.
     pub max_age: i64,
+    /// `SessionCookie.IdleTimeout` in seconds: a session unused this long ends (see [`idle`]).
+    /// `None` (the default): sessions end only when their tokens do.
+    pub idle_timeout: Option<u64>,
 }
 
 /// What a session cookie holds.
@@ -154,6 +159,11 @@ pub struct Session {
     /// instead of sending the browser to the IdP again (no loop). Not carried to a new login.
     #[serde(default, rename = "sf", skip_serializing_if = "BTreeSet::is_empty")]
     pub step_up_failed: BTreeSet<String>,
+    /// The last-activity stamp (unix time) when the scope has an idle timeout: moved at most
+    /// once per [`idle::interval`], so most requests rewrite nothing. Absent (no idle timeout,
+    /// or a session sealed before stamps existed): the idle clock runs from `iat`.
+    #[serde(default, rename = "la", skip_serializing_if = "Option::is_none")]
+    pub active: Option<u64>,
 }
 
 impl fmt::Debug for Session {
@@ -168,6 +178,7 @@ impl fmt::Debug for Session {
             .field("acr", &self.acr)
             .field("auth_time", &self.auth_time)
             .field("step_up_failed", &self.step_up_failed)
+            .field("active", &self.active)
             .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
             .field(
                 "refresh_token",
@@ -302,6 +313,7 @@ mod tests {
             acr: None,
             auth_time: None,
             step_up_failed: BTreeSet::new(),
+            active: None,
         };
         let d = format!("{s:?}");
         assert!(

@@ -173,6 +173,7 @@ mod tests {
             http_only: true,
             same_site: SameSite::Lax,
             max_age: 0,
+            idle_timeout: None,
         };
         Scope::new(
             k,

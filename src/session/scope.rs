@@ -39,6 +39,7 @@ use sha2::{Digest, Sha256};
 
 use super::codec::CookieCodec;
 use super::ended::{EndBy, Ended};
+use super::idle::IdlePolicy;
 use super::redis::RedisPool;
 use super::store::{RedisStore, SESSION_ENDED, SessionStorage, Store};
 use super::verdict::{RulesPrint, Verdict, rules_print};
@@ -233,6 +234,8 @@ pub struct Scope {
     /// Another live scope uses the same cookie names (another `Secret`, provider or client):
     /// a value this scope cannot open may be that scope's session, so it is left alone.
     shares_cookie_names: AtomicBool,
+    /// The members' `SessionCookie.IdleTimeout`s ([`super::idle`]).
+    pub(super) idle: IdlePolicy,
 }
 
 impl fmt::Debug for Scope {
@@ -265,6 +268,7 @@ impl Scope {
             members: RwLock::new(members),
             ended: Arc::new(Ended::default()),
             shares_cookie_names: AtomicBool::new(false),
+            idle: IdlePolicy::default(),
         }
     }
 
@@ -364,6 +368,7 @@ impl Scope {
     /// Removes `member` (an evicted inline block). What sessions keep does not shrink: a
     /// remaining member may read it, and keeping a claim longer is harmless.
     pub fn leave(&self, member: &str) {
+        self.idle.leave(member);
         self.judges
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -632,6 +637,7 @@ mod tests {
             http_only: true,
             same_site: SameSite::Lax,
             max_age: 0,
+            idle_timeout: None,
         }
     }
 

@@ -342,7 +342,10 @@ impl RedisStore {
     /// to. The sealed value is what a refresh's conditional write compares against
     /// ([`RedisStore::replace`]): every write seals under a fresh nonce, so equal bytes mean
     /// the very record that was read.
-    async fn fetch_sealed(&self, t: &Ticket) -> Result<Option<(Vec<u8>, Session)>, Error> {
+    pub(super) async fn fetch_sealed(
+        &self,
+        t: &Ticket,
+    ) -> Result<Option<(Vec<u8>, Session)>, Error> {
         let data: Option<Vec<u8>> = self
             .pool
             .run(redis::cmd("GET").arg(self.record_key(&t.id)))
@@ -357,7 +360,7 @@ impl RedisStore {
     }
 
     /// The unix time the record of `session` expires at.
-    fn expires_at(session: &Session, now: u64) -> u64 {
+    pub(super) fn expires_at(session: &Session, now: u64) -> u64 {
         let end = if session.refresh_token.is_some() {
             session.exp.saturating_add(REFRESH_GRACE_SECS)
         } else {
@@ -439,9 +442,22 @@ impl RedisStore {
         session: &Session,
         now: u64,
     ) -> Result<bool, Error> {
-        const REPLACE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('set', KEYS[1], ARGV[2], 'EXAT', ARGV[3]) return 1 else return 0 end";
         let until = Self::expires_at(session, now);
         self.index(&t.id, session, until).await?;
+        self.swap(t, sealed, session, until).await
+    }
+
+    /// The conditional write itself: the record of `t` becomes `session` (expiring at `until`)
+    /// only if it still holds `sealed`; then every replica forgets its copy. Shared by a
+    /// refresh ([`RedisStore::replace`]) and an idle stamp ([`super::idle`]).
+    pub(super) async fn swap(
+        &self,
+        t: &Ticket,
+        sealed: &[u8],
+        session: &Session,
+        until: u64,
+    ) -> Result<bool, Error> {
+        const REPLACE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('set', KEYS[1], ARGV[2], 'EXAT', ARGV[3]) return 1 else return 0 end";
         let value = self.seal(t, session)?;
         let replaced: i64 = self
             .pool
@@ -619,20 +635,27 @@ impl RedisStore {
             None => return Err(SESSION_ENDED.into()),
         };
         let new = redeem.ok_or("refresh already attempted")?.await?;
-        if self
-            .replace(t, &sealed, &new, now)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            return Ok(new);
+        let mut sealed = sealed;
+        // An idle stamp ([`super::idle`]) may rewrite the record while the refresh token is
+        // redeemed: the same tokens, so the refresh still applies over it (its `iat` is newer
+        // than the stamp). A stamp moves at most once per interval, so a few tries suffice.
+        for _ in 0..3 {
+            if self
+                .replace(t, &sealed, &new, now)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Ok(new);
+            }
+            // Refreshed elsewhere meanwhile: the new tokens are dropped and the request gets
+            // what the record says now. Gone (a logout): no session.
+            match self.fetch_sealed(t).await.map_err(|e| e.to_string())? {
+                Some((_, cur)) if changed(&cur) => return Ok(cur),
+                Some((now_sealed, _)) => sealed = now_sealed,
+                None => return Err(SESSION_ENDED.into()),
+            }
         }
-        // The record changed while the refresh token was redeemed: the new tokens are dropped
-        // and the request gets what the record says now. Gone (a logout): no session.
-        match self.fetch(t).await.map_err(|e| e.to_string())? {
-            Some(cur) if changed(&cur) => Ok(cur),
-            Some(_) => Err("the session record changed during the refresh".into()),
-            None => Err(SESSION_ENDED.into()),
-        }
+        Err("the session record changed during the refresh".into())
     }
 
     async fn unlock(&self, lock: &str, token: &str) {

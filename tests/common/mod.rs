@@ -297,6 +297,11 @@ pub struct Sidecar {
 impl Sidecar {
     /// Starts the sidecar from YAML text (listen addresses are overridden).
     pub async fn start(yaml: &str) -> Sidecar {
+        Sidecar::start_clocked(yaml, Arc::new(SystemClock)).await
+    }
+
+    /// Starts the sidecar with `clock` as its time (tests that move time on).
+    pub async fn start_clocked(yaml: &str, clock: Arc<dyn traefik_oidc_sidecar::Clock>) -> Sidecar {
         // RUST_LOG=debug shows the sidecar's decisions in a failing test's output.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -304,7 +309,7 @@ impl Sidecar {
             .try_init();
         let loaded =
             config::parse(yaml, &Env::process()).unwrap_or_else(|p| panic!("config: {p:#?}"));
-        let app = Arc::new(App::new(&loaded.config, Arc::new(SystemClock)).unwrap());
+        let app = Arc::new(App::new(&loaded.config, clock).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
