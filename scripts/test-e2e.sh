@@ -35,7 +35,7 @@ export TRAEFIK_BIN
 # It ends only the process groups run.mjs recorded (one per child it started), by id.
 cleanup() {
   local pidfile
-  for pidfile in "$artifacts/pids" "$artifacts/inline/pids" "$artifacts/inline/login/pids" "$artifacts/replicas/pids" "$artifacts/admin/pids"; do
+  for pidfile in "$artifacts/pids" "$artifacts/inline/pids" "$artifacts/inline/login/pids" "$artifacts/replicas/pids" "$artifacts/admin/pids" "$artifacts/idle/pids"; do
     [ -f "$pidfile" ] || continue
     while read -r pid _name; do
       [ -n "$pid" ] && kill -0 -- "-$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null || true

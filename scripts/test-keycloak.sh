@@ -33,13 +33,15 @@ export TRAEFIK_BIN
 
 # keycloak.mjs stops what it started; this trap is the backstop for when Node itself dies hard
 # (Keycloak is a JVM that would otherwise outlive the run). It ends only the process groups the
-# suite recorded in its pids file (one per child), by id.
+# suite recorded in its pids files (one line per child; the step-up, silent-login and rotation
+# checks keep their own stacks, so their files sit in subdirectories), by id.
 cleanup() {
-  local pidfile="$artifacts/pids"
-  [ -f "$pidfile" ] || return 0
-  while read -r pid _name; do
-    [ -n "$pid" ] && kill -0 -- "-$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null || true
-  done <"$pidfile"
+  local pidfile
+  while IFS= read -r pidfile; do
+    while read -r pid _name; do
+      [ -n "$pid" ] && kill -0 -- "-$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null || true
+    done <"$pidfile"
+  done < <(find "$artifacts" -maxdepth 2 -name pids -type f 2>/dev/null)
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
